@@ -1,0 +1,102 @@
+import type pg from 'pg';
+import type { OperationWorkflowInput } from '../workflows/definitions';
+import type { OperationOutcome } from '../workflows/operation-outcome';
+import { runEffect } from '../src/effects/guard';
+import { findOperationType } from '../src/operations/registry';
+import { OPERATION_FINISHED_CHANNEL } from '../src/operations/status';
+import { enqueueEvent } from '../src/outbox/enqueue';
+import { estimateCostMicros } from '../src/operations/pricing';
+
+export type CompleteOperationInput = Pick<
+  OperationWorkflowInput,
+  'operationId' | 'tenantId' | 'operationType' | 'idempotencyKey'
+> & { workflowId: string } & OperationOutcome;
+
+export interface CompleteOperationResult {
+  status: 'succeeded' | 'failed';
+  eventId: string;
+}
+
+/**
+ * The one atomic phase that finishes an operation: the result (or error) on the
+ * operation row, exactly one usage-ledger entry, exactly one
+ * operation.succeeded/failed event in the outbox, in one transaction under the
+ * effect guard. If the worker dies before COMMIT nothing of it exists and the
+ * retried activity does it all; after COMMIT the retry returns the stored result.
+ */
+export function createCompleteOperation(deps: { pool: pg.Pool }) {
+  return async function completeOperation(input: CompleteOperationInput): Promise<CompleteOperationResult> {
+    const { result } = await runEffect(
+      deps.pool,
+      { operationId: input.operationId, step: 'complete', workflowId: input.workflowId },
+      async (tx) => {
+        const status = input.outcome;
+        const released =
+          input.outcome === 'failed' &&
+          input.error.retryable &&
+          (findOperationType(input.operationType)?.releaseKeyOnExhaustedFailure ?? false);
+        const { rows } = await tx.query<{ created_at: Date; completed_at: Date }>(
+          `UPDATE operations
+              SET status = $2, result = $3, error = $4, error_status = $5, released = $6,
+                  completed_at = now(), updated_at = now()
+            WHERE operation_id = $1
+            RETURNING created_at, completed_at`,
+          [
+            input.operationId,
+            status,
+            input.outcome === 'succeeded' ? JSON.stringify(input.result ?? null) : null,
+            input.outcome === 'failed' ? JSON.stringify(input.error) : null,
+            input.outcome === 'failed' ? input.error.status : null,
+            released,
+          ],
+        );
+        const row = rows[0];
+        if (!row) {
+          // The row was purged (retention) while the workflow ran; the effect row still prevents a second bill.
+          throw new Error(`operation ${input.operationId} no longer exists`);
+        }
+        if (input.usage) {
+          await tx.query(
+            `INSERT INTO usage_ledger
+               (operation_id, tenant_id, operation_type, model, prompt_tokens, output_tokens, total_tokens, cost_micros)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (operation_id) DO NOTHING`,
+            [
+              input.operationId,
+              input.tenantId,
+              input.operationType,
+              input.usage.model,
+              input.usage.promptTokens,
+              input.usage.outputTokens,
+              input.usage.totalTokens,
+              estimateCostMicros(input.usage),
+            ],
+          );
+        }
+        const eventType = `operation.${status}`;
+        const eventId = `${input.operationId}:${eventType}`;
+        await enqueueEvent(tx, {
+          eventId,
+          tenantId: input.tenantId,
+          aggregateId: input.operationId,
+          eventType,
+          payload: {
+            type: eventType,
+            operationType: input.operationType,
+            idempotencyKey: input.idempotencyKey,
+            operationId: input.operationId,
+            workflowId: input.workflowId,
+            status,
+            createdAt: row.created_at.toISOString(),
+            completedAt: row.completed_at.toISOString(),
+            result: input.outcome === 'succeeded' ? input.result : null,
+            error: input.outcome === 'failed' ? input.error : null,
+          },
+        });
+        await tx.query('SELECT pg_notify($1, $2)', [OPERATION_FINISHED_CHANNEL, input.operationId]);
+        return { status, eventId };
+      },
+    );
+    return result;
+  };
+}

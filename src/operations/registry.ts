@@ -1,0 +1,80 @@
+/**
+ * The operation registry: every operation type is declared here, once. Adding a
+ * type means adding one entry (and its workflow in workflows/).
+ */
+import { z } from 'zod';
+
+export interface OperationTypeDefinition<TSchema extends z.ZodType = z.ZodType> {
+  /** URL segment and `operationType` in every resource. */
+  name: string;
+  /** Validates the request body; the validated value is what runs and what is fingerprinted. */
+  inputSchema: TSchema;
+  /** Dotted paths dropped before fingerprinting: changing them never makes a request "different". */
+  nonEssentialFields: readonly string[];
+  /** How long a key stays bound to its operation. Default 24. */
+  retentionHours: number;
+  /** A failure after exhausted retries releases the key: the next request starts a new run. */
+  releaseKeyOnExhaustedFailure: boolean;
+  /** Name of the exported workflow function in workflows/index.ts. */
+  workflowType: string;
+  /** One line for the Temporal UI's static summary. Never includes prompt text. */
+  summary(input: z.infer<TSchema>): string;
+}
+
+const model = z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, 'a Gemini model name such as gemini-2.5-flash');
+const prompt = z.string().min(1).max(100_000);
+const metadata = z.record(z.string(), z.unknown()).optional();
+
+export const generateContentInput = z
+  .object({
+    prompt,
+    model: model.optional(),
+    system: z.string().max(20_000).optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    maxOutputTokens: z.number().int().min(1).max(65_536).optional(),
+    metadata,
+  })
+  .strict();
+export type GenerateContentInput = z.infer<typeof generateContentInput>;
+
+export const generateReportInput = z
+  .object({
+    prompt,
+    model: model.optional(),
+    system: z.string().max(20_000).optional(),
+    metadata,
+  })
+  .strict();
+export type GenerateReportInput = z.infer<typeof generateReportInput>;
+
+function define<TSchema extends z.ZodType>(definition: OperationTypeDefinition<TSchema>): OperationTypeDefinition<TSchema> {
+  return definition;
+}
+
+export const operationTypes = {
+  'generate-content': define({
+    name: 'generate-content',
+    inputSchema: generateContentInput,
+    nonEssentialFields: ['metadata'],
+    retentionHours: 24,
+    releaseKeyOnExhaustedFailure: true,
+    workflowType: 'generateContentWorkflow',
+    summary: (input) => `generate-content with ${input.model ?? 'the default model chain'}`,
+  }),
+  'generate-report': define({
+    name: 'generate-report',
+    inputSchema: generateReportInput,
+    nonEssentialFields: ['metadata'],
+    retentionHours: 24,
+    releaseKeyOnExhaustedFailure: true,
+    workflowType: 'generateReportWorkflow',
+    summary: (input) => `generate-report (background interaction) with ${input.model ?? 'the default model'}`,
+  }),
+} as const;
+
+export type OperationTypeName = keyof typeof operationTypes;
+export const operationTypeNames = Object.keys(operationTypes) as OperationTypeName[];
+
+export function findOperationType(name: string): OperationTypeDefinition | undefined {
+  return Object.hasOwn(operationTypes, name) ? operationTypes[name as OperationTypeName] : undefined;
+}

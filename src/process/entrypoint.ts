@@ -1,0 +1,82 @@
+import { ConfigError, type Config } from '../config';
+import { LocalStackError } from '../dev/errors';
+
+export interface EntrypointContext {
+  /** Registers cleanup, run in reverse order on SIGINT/SIGTERM or when main returns. */
+  onShutdown(cleanup: () => unknown): void;
+  /** Resolves when a stop signal arrives. */
+  stopped: Promise<NodeJS.Signals>;
+}
+
+/** Thrown when a process cannot start for a reason the user can fix; printed as one line. */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+  constructor(message: string, readonly hint: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A standalone process needs DATABASE_URL; only the supervisor starts an embedded server. */
+export function requireDatabaseUrl(config: Config): string {
+  if (!config.DATABASE_URL) {
+    throw new ConfigError([{ variable: 'DATABASE_URL', message: 'required when this process runs alone (`npm start` sets it for you)' }]);
+  }
+  return config.DATABASE_URL;
+}
+
+/** One line for the user: what is wrong and how to fix it, never a stack trace. */
+export function describeStartupError(error: unknown, env: NodeJS.ProcessEnv = process.env): string {
+  if (error instanceof ConfigError) return `${error.message}\n  fix the variable(s) named above; README.md lists every variable`;
+  if (error instanceof LocalStackError || error instanceof StartupError) return `${error.message}\n  ${error.hint}`;
+  const e = error as { code?: string; message?: string; address?: string; port?: number; name?: string };
+  if (e?.code === 'ECONNREFUSED' || e?.code === 'ENOTFOUND' || e?.code === '28P01' || e?.code === '3D000' || /connect/i.test(e?.message ?? '') && /postgres|pg/i.test(e?.name ?? '')) {
+    return `cannot reach PostgreSQL (${e.code ?? 'error'}: ${firstLine(e.message)})\n  start PostgreSQL or fix DATABASE_URL${env.DATABASE_URL ? '' : ' (unset)'}`;
+  }
+  if (/TransportError|Failed to connect|tcp connect error|connection refused/i.test(`${e?.name} ${e?.message}`)) {
+    return `cannot reach Temporal at ${env.TEMPORAL_ADDRESS ?? 'localhost:7233'} (${firstLine(e?.message)})\n  start the Temporal server or fix TEMPORAL_ADDRESS`;
+  }
+  return `${firstLine(e?.message ?? String(error))}\n  rerun with LOG_LEVEL=debug for details`;
+}
+
+function firstLine(text: string | undefined): string {
+  return (text ?? '').split('\n')[0]?.trim() ?? '';
+}
+
+/**
+ * Runs a process's main function with signal handling and one-line startup
+ * errors. Exit codes: 0 clean stop, 1 failure, 2 bad configuration.
+ */
+export function runEntrypoint(name: string, main: (context: EntrypointContext) => Promise<unknown>): void {
+  const cleanups: (() => unknown)[] = [];
+  let resolveStopped!: (signal: NodeJS.Signals) => void;
+  const stopped = new Promise<NodeJS.Signals>((resolve) => (resolveStopped = resolve));
+  let shuttingDown = false;
+  const shutdown = async (): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch {
+        // keep closing the rest
+      }
+    }
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      resolveStopped(signal);
+      void shutdown();
+    });
+  }
+  main({ onShutdown: (cleanup) => cleanups.push(cleanup), stopped })
+    .then(async () => {
+      await shutdown();
+      process.exit(0);
+    })
+    .catch(async (error: unknown) => {
+      process.stderr.write(`onceflow ${name}: ${describeStartupError(error)}\n`);
+      if (process.env.LOG_LEVEL === 'debug') process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+      await shutdown();
+      process.exit(error instanceof ConfigError ? 2 : 1);
+    });
+}

@@ -1,0 +1,71 @@
+import { randomUUID } from 'node:crypto';
+import { createCompleteOperation } from '../../activities/complete-operation';
+import type { Pool } from '../../src/db/pool';
+import { createTestPool, createTestTenant } from '../helpers/db';
+
+describe('completeOperation', () => {
+  let pool: Pool;
+  let tenantId: string;
+  beforeAll(async () => {
+    pool = createTestPool();
+    tenantId = await createTestTenant(pool);
+  });
+  afterAll(() => pool.end());
+
+  async function reserve(): Promise<string> {
+    const operationId = randomUUID();
+    await pool.query(
+      `INSERT INTO operations (tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id,
+                               status, input, first_seen_ms, expires_at)
+       VALUES ($1, 'generate-content', $2, $3, 'fp', $4, 'running', '{}', 1763805600000, now() + interval '1 day')`,
+      [tenantId, `key-${operationId}`, operationId, `wf-${operationId}`],
+    );
+    return operationId;
+  }
+
+  it('bills once and publishes one event when the activity runs three times', async () => {
+    const operationId = await reserve();
+    const complete = createCompleteOperation({ pool });
+    const input = {
+      operationId,
+      tenantId,
+      operationType: 'generate-content',
+      idempotencyKey: `key-${operationId}`,
+      workflowId: `wf-${operationId}`,
+      outcome: 'succeeded' as const,
+      result: { text: 'hello' },
+      usage: { model: 'gemini-2.5-flash', promptTokens: 10, outputTokens: 20, totalTokens: 30 },
+    };
+    await Promise.all([complete(input), complete(input), complete(input)]);
+
+    const ledger = await pool.query('SELECT total_tokens FROM usage_ledger WHERE operation_id = $1', [operationId]);
+    expect(ledger.rows).toEqual([{ total_tokens: 30 }]);
+    const events = await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operationId]);
+    expect(events.rows).toEqual([{ event_type: 'operation.succeeded' }]);
+    const op = await pool.query('SELECT status, result FROM operations WHERE operation_id = $1', [operationId]);
+    expect(op.rows).toEqual([{ status: 'succeeded', result: { text: 'hello' } }]);
+  });
+
+  it('releases the key only for a retryable failure of a type that allows it', async () => {
+    const complete = createCompleteOperation({ pool });
+    const base = { tenantId, operationType: 'generate-content', outcome: 'failed' as const };
+    const exhausted = await reserve();
+    await complete({
+      ...base, operationId: exhausted, idempotencyKey: `key-${exhausted}`, workflowId: `wf-${exhausted}`,
+      error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: 'every model failed', retryable: true },
+    });
+    const rejected = await reserve();
+    await complete({
+      ...base, operationId: rejected, idempotencyKey: `key-${rejected}`, workflowId: `wf-${rejected}`,
+      error: { type: 'prompt-rejected', title: 'Prompt rejected', status: 422, detail: 'safety', retryable: false },
+    });
+    const { rows } = await pool.query(
+      'SELECT operation_id, released, error_status FROM operations WHERE operation_id = ANY($1) ORDER BY error_status',
+      [[exhausted, rejected]],
+    );
+    expect(rows).toEqual([
+      { operation_id: rejected, released: false, error_status: 422 },
+      { operation_id: exhausted, released: true, error_status: 502 },
+    ]);
+  });
+});

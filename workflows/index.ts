@@ -1,0 +1,3 @@
+/** Every workflow the worker registers, by explicit name. */
+export { generateContentWorkflow } from './generate-content.workflow';
+export { generateReportWorkflow } from './generate-report.workflow';
