@@ -26,16 +26,16 @@ export function requireDatabaseUrl(config: Config): string {
 
 /** One line for the user: what is wrong and how to fix it, never a stack trace. */
 export function describeStartupError(error: unknown, env: NodeJS.ProcessEnv = process.env): string {
-  if (error instanceof ConfigError) return `${error.message}\n  fix the variable(s) named above; README.md lists every variable`;
-  if (error instanceof LocalStackError || error instanceof StartupError) return `${error.message}\n  ${error.hint}`;
+  if (error instanceof ConfigError) return `${error.message} — fix the variable(s) named above; README.md lists every variable`;
+  if (error instanceof LocalStackError || error instanceof StartupError) return `${error.message} — ${error.hint}`;
   const e = error as { code?: string; message?: string; address?: string; port?: number; name?: string };
   if (e?.code === 'ECONNREFUSED' || e?.code === 'ENOTFOUND' || e?.code === '28P01' || e?.code === '3D000' || /connect/i.test(e?.message ?? '') && /postgres|pg/i.test(e?.name ?? '')) {
-    return `cannot reach PostgreSQL (${e.code ?? 'error'}: ${firstLine(e.message)})\n  start PostgreSQL or fix DATABASE_URL${env.DATABASE_URL ? '' : ' (unset)'}`;
+    return `cannot reach PostgreSQL (${e.code ?? 'error'}: ${firstLine(e.message)}) — start PostgreSQL or fix DATABASE_URL${env.DATABASE_URL ? '' : ' (unset)'}`;
   }
   if (/TransportError|Failed to connect|tcp connect error|connection refused/i.test(`${e?.name} ${e?.message}`)) {
-    return `cannot reach Temporal at ${env.TEMPORAL_ADDRESS ?? 'localhost:7233'} (${firstLine(e?.message)})\n  start the Temporal server or fix TEMPORAL_ADDRESS`;
+    return `cannot reach Temporal at ${env.TEMPORAL_ADDRESS ?? 'localhost:7233'} (${firstLine(e?.message)}) — start the Temporal server or fix TEMPORAL_ADDRESS`;
   }
-  return `${firstLine(e?.message ?? String(error))}\n  rerun with LOG_LEVEL=debug for details`;
+  return `${firstLine(e?.message ?? String(error))} — rerun with LOG_LEVEL=debug for details`;
 }
 
 function firstLine(text: string | undefined): string {
@@ -68,6 +68,10 @@ export function runEntrypoint(name: string, main: (context: EntrypointContext) =
       void shutdown();
     });
   }
+  watchSupervisor(() => {
+    resolveStopped('SIGTERM');
+    void shutdown().then(() => process.exit(1));
+  });
   main({ onShutdown: (cleanup) => cleanups.push(cleanup), stopped })
     .then(async () => {
       await shutdown();
@@ -79,4 +83,25 @@ export function runEntrypoint(name: string, main: (context: EntrypointContext) =
       await shutdown();
       process.exit(error instanceof ConfigError ? 2 : 1);
     });
+}
+
+/** Set by the supervisor on its children. */
+export const SUPERVISOR_PID_ENV = 'ONCEFLOW_SUPERVISOR_PID';
+
+/**
+ * A child of `onceflow start` stops when its supervisor is gone (killed with
+ * SIGKILL, say), so no orphan api/worker/relay keeps ports and connections.
+ */
+function watchSupervisor(onGone: () => void): void {
+  const pid = Number(process.env[SUPERVISOR_PID_ENV]);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      clearInterval(timer);
+      onGone();
+    }
+  }, 1_000);
+  timer.unref();
 }
