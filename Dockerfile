@@ -1,0 +1,23 @@
+# One image for the api, worker and relay; docker-compose.yml picks the role by command.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY workflows ./workflows
+COPY activities ./activities
+COPY examples ./examples
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+USER node
+EXPOSE 3000 9464 9465
+# Overridden per service: dist/src/worker/main.js, dist/src/relay/main.js
+CMD ["node", "dist/src/http/server.js"]
