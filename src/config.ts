@@ -76,6 +76,8 @@ export const envSchema = z.object({
   PORT: port.default(3000),
   /** Worker metrics port (Prometheus). Default 9464. */
   WORKER_METRICS_PORT: port.default(9464),
+  /** Temporal SDK's own worker metrics (Prometheus, from Core). Default 9466. */
+  WORKER_SDK_METRICS_PORT: port.default(9466),
   /** Relay metrics port (Prometheus). Default 9465. */
   RELAY_METRICS_PORT: port.default(9465),
   /** `tenant:apikey` pairs provisioned at start (local runs and tests). Default `demo:demo-key-change-me` for the local run only. */

@@ -3,18 +3,28 @@
  * Starts alone against existing Temporal and PostgreSQL (TEMPORAL_ADDRESS,
  * TEMPORAL_NAMESPACE, DATABASE_URL). SIGTERM/SIGINT drain in-flight tasks.
  */
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { loadConfig } from '../config';
 import { createPool } from '../db/pool';
 import { migrate } from '../db/migrate';
-import { createLogger } from '../observability/logger';
+import { createLogger, type Logger } from '../observability/logger';
+import { startMetricsServer } from '../observability/metrics-server';
 import { runEntrypoint, requireDatabaseUrl } from '../process/entrypoint';
 import { createOnceflowWorker } from './create-worker';
 
 runEntrypoint('worker', async ({ onShutdown }) => {
   const config = loadConfig();
   const logger = createLogger({ service: 'worker', level: config.LOG_LEVEL });
-  const pool = createPool({ connectionString: requireDatabaseUrl(config), max: config.DATABASE_POOL_SIZE, applicationName: 'onceflow-worker' });
+  installTemporalRuntime(logger, config.WORKER_SDK_METRICS_PORT);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'onceflow_worker_' });
+  const pool = createPool({
+    connectionString: requireDatabaseUrl(config),
+    max: config.DATABASE_POOL_SIZE,
+    applicationName: 'onceflow-worker',
+    onIdleError: (error) => logger.warn({ err: error.message }, 'idle database connection failed; reconnecting on next use'),
+  });
   onShutdown(() => pool.end());
   await migrate(pool);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -26,9 +36,34 @@ runEntrypoint('worker', async ({ onShutdown }) => {
     pool,
     logger,
   });
+  const metrics = await startMetricsServer({ registry, port: config.WORKER_METRICS_PORT });
+  onShutdown(() => metrics.close());
   onShutdown(async () => {
     if (worker.getState() === 'RUNNING') worker.shutdown();
   });
-  logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker polling');
+  logger.info(
+    { taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, metrics: metrics.url, sdkMetricsPort: config.WORKER_SDK_METRICS_PORT },
+    'worker polling',
+  );
   await worker.run();
 });
+
+/**
+ * Routes the SDK's own logs through pino and exposes its metrics (task slots,
+ * poll latencies, schedule-to-start) in Prometheus format on their own port:
+ * Core exports them natively, prom-client never sees them.
+ */
+function installTemporalRuntime(logger: Logger, sdkMetricsPort: number): void {
+  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
+    TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error',
+  };
+  Runtime.install({
+    logger: new DefaultLogger('WARN', (entry) => logger[levels[entry.level]]({ sdk: entry.meta }, entry.message)),
+    // Worker.run() would otherwise install its own SIGINT/SIGTERM handlers;
+    // runEntrypoint owns shutdown order (worker first, then pool).
+    shutdownSignals: [],
+    telemetryOptions: {
+      metrics: { prometheus: { bindAddress: `0.0.0.0:${sdkMetricsPort}` }, metricPrefix: 'temporal_' },
+    },
+  });
+}

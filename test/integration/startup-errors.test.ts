@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { findFreePort } from '../../src/dev/ports';
+import { assertPortFree, findFreePort } from '../../src/dev/ports';
 import { testInfra } from '../helpers/infra';
 import { startProcess } from '../helpers/processes';
 
@@ -41,7 +41,6 @@ describe('startup failures are one clear line', () => {
   });
 
   it('refuses a port that is already taken, naming the variable', async () => {
-    const { assertPortFree } = await import('../../src/dev/ports');
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as net.AddressInfo).port;
