@@ -1,4 +1,4 @@
-import { type NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { type NativeConnection, Worker, type WorkerPlugin, type WorkflowBundle } from '@temporalio/worker';
 import type pg from 'pg';
 import { createActivities } from '../../activities';
 import type { Logger } from '../observability/logger';
@@ -11,6 +11,8 @@ export interface CreateOnceflowWorkerOptions {
   logger: Logger;
   /** A prebuilt bundle (tests build it once); default: bundle workflows/ at start. */
   workflowBundle?: WorkflowBundle;
+  /** E.g. the OpenTelemetry plugin when tracing is on; default none. A prebuilt bundle must be built with the same plugins. */
+  plugins?: WorkerPlugin[];
 }
 
 export async function createOnceflowWorker(options: CreateOnceflowWorkerOptions): Promise<Worker> {
@@ -22,5 +24,6 @@ export async function createOnceflowWorker(options: CreateOnceflowWorkerOptions)
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: require.resolve('../../workflows') }),
     activities: createActivities({ pool: options.pool, logger: options.logger }),
+    plugins: options.plugins ?? [],
   });
 }

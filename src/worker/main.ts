@@ -10,6 +10,7 @@ import { createPool } from '../db/pool';
 import { migrate } from '../db/migrate';
 import { createLogger, type Logger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
+import { createTracing } from '../observability/tracing';
 import { runEntrypoint, requireDatabaseUrl } from '../process/entrypoint';
 import { createOnceflowWorker } from './create-worker';
 
@@ -29,7 +30,10 @@ runEntrypoint('worker', async ({ onShutdown }) => {
   await migrate(pool);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   onShutdown(() => connection.close());
+  const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'worker' }) : undefined;
+  if (tracing) onShutdown(() => tracing.shutdown());
   const worker = await createOnceflowWorker({
+    plugins: tracing ? [tracing.plugin] : [],
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
