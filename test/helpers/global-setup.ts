@@ -25,10 +25,10 @@ export default async function globalSetup(): Promise<void> {
     toolsDir: path.join(root, '.onceflow', 'tools'),
     log: (line) => process.stderr.write(`[test setup] ${line}\n`),
   });
-  const [pgPort, temporalPort] = [await findFreePort(), await findFreePort()];
+  const [pgPort, temporalPort, temporalUiPort] = [await findFreePort(), await findFreePort(), await findFreePort()];
   const [postgres, temporal, bundle] = await Promise.all([
     startLocalPostgres({ dir: path.join(stateDir, 'pg'), port: pgPort }),
-    startLocalTemporal({ binary, port: temporalPort, downloadDir: path.join(root, '.onceflow', 'tools') }),
+    startLocalTemporal({ binary, port: temporalPort, uiPort: temporalUiPort, downloadDir: path.join(root, '.onceflow', 'tools') }),
     bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietBundlerLogger }),
   ]);
   const pool = createPool({ connectionString: postgres.connectionString });
@@ -41,6 +41,7 @@ export default async function globalSetup(): Promise<void> {
     databaseUrl: postgres.connectionString,
     temporalAddress: temporal.address,
     temporalNamespace: temporal.namespace,
+    temporalUiUrl: temporal.uiUrl!,
     temporalBinary: binary.path,
     workflowBundlePath,
     stateDir,

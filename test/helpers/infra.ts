@@ -3,6 +3,8 @@ export interface TestInfra {
   databaseUrl: string;
   temporalAddress: string;
   temporalNamespace: string;
+  /** The dev server's Web UI (the UI screenshot test reads it). */
+  temporalUiUrl: string;
   temporalBinary: string | undefined;
   workflowBundlePath: string;
   stateDir: string;
