@@ -26,11 +26,20 @@ export default async function globalSetup(): Promise<void> {
     log: (line) => process.stderr.write(`[test setup] ${line}\n`),
   });
   const [pgPort, temporalPort, temporalUiPort] = [await findFreePort(), await findFreePort(), await findFreePort()];
-  const [postgres, temporal, bundle] = await Promise.all([
+  const started = await Promise.allSettled([
     startLocalPostgres({ dir: path.join(stateDir, 'pg'), port: pgPort }),
     startLocalTemporal({ binary, port: temporalPort, uiPort: temporalUiPort, downloadDir: path.join(root, '.onceflow', 'tools') }),
     bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietBundlerLogger }),
-  ]);
+  ] as const);
+  const [postgresStart, temporalStart, bundleBuild] = started;
+  if (postgresStart.status === 'rejected' || temporalStart.status === 'rejected' || bundleBuild.status === 'rejected') {
+    // Stop what did start: jest runs no teardown after a failed setup, and a
+    // dev server left behind would outlive the run.
+    if (postgresStart.status === 'fulfilled') await postgresStart.value.stop().catch(() => undefined);
+    if (temporalStart.status === 'fulfilled') await temporalStart.value.stop().catch(() => undefined);
+    throw started.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
+  }
+  const [postgres, temporal, bundle] = [postgresStart.value, temporalStart.value, bundleBuild.value];
   const pool = createPool({ connectionString: postgres.connectionString });
   await migrate(pool);
   await pool.end();
