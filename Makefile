@@ -1,5 +1,5 @@
 # The two commands a newcomer needs. Each installs what it needs first and is safe to run again.
-.PHONY: start test install faults bench
+.PHONY: start test install browser
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -7,10 +7,19 @@ node_modules/.installed: package.json package-lock.json
 
 install: node_modules/.installed
 
+# The Temporal UI screenshot test drives headless Chromium. Installed from
+# Debian's packages when we are root on Debian/Ubuntu; elsewhere that test says
+# how to get it and skips (in CI, where CI=true, it fails instead).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+	  echo "note: chromium not installed; the Temporal UI screenshot test will skip"
+
 ## make start: the whole local system on embedded defaults (Ctrl-C stops it)
 start: install
 	npx tsx src/cli/main.ts start
 
 ## make test: type-check, lint, then every test tier against real Temporal and PostgreSQL
-test: install
+test: install browser
 	npm test
