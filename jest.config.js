@@ -6,10 +6,7 @@
 const transform = {
   '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }],
 };
-// canonicalize ships ESM only; jest's CommonJS runtime needs it transformed.
-const transformIgnorePatterns = ['/node_modules/(?!(canonicalize)/)'];
-
-const common = { testEnvironment: 'node', transform, transformIgnorePatterns };
+const common = { testEnvironment: 'node', transform };
 
 module.exports = {
   projects: [

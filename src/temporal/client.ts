@@ -1,10 +1,12 @@
-import { Client, Connection } from '@temporalio/client';
+import { Client, type ClientPlugin, Connection } from '@temporalio/client';
 
 export interface TemporalClientOptions {
   address: string;
   namespace: string;
   /** Default 10 s; how long the first connect may take. */
   connectTimeoutMs?: number;
+  /** E.g. the OpenTelemetry plugin; default none. */
+  plugins?: ClientPlugin[];
 }
 
 /** Connects a Temporal client. Throws when the frontend is unreachable. */
@@ -13,7 +15,7 @@ export async function connectTemporalClient(options: TemporalClientOptions): Pro
     address: options.address,
     connectTimeout: options.connectTimeoutMs ?? 10_000,
   });
-  return new Client({ connection, namespace: options.namespace });
+  return new Client({ connection, namespace: options.namespace, plugins: options.plugins ?? [] });
 }
 
 /** Deep link to a workflow execution in the Temporal Web UI. */

@@ -1,0 +1,202 @@
+/**
+ * The Fastify facade as a function of its dependencies: no listening, no
+ * process wiring (that is server.ts), so tests build it against real
+ * PostgreSQL and Temporal and listen on a free port.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import rateLimit from '@fastify/rate-limit';
+import type { Client } from '@temporalio/client';
+import Fastify, { type FastifyError, type FastifyReply } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type pg from 'pg';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config';
+import { isDatabaseUnavailable } from '../db/errors';
+import { IdempotencyStoreError } from '../idempotency/errors';
+import { PostgresIdempotencyStore, type IdempotencyStore } from '../idempotency/store';
+import type { Logger } from '../observability/logger';
+import { CompletionWaiter } from '../operations/completion-waiter';
+import { createOperationStarter, WorkflowStartError } from '../operations/starter';
+import { createAuthHook } from './auth';
+import { InvalidJsonError, ProblemError } from './errors';
+import { createHttpMetrics } from './metrics';
+import { healthRoutes } from './routes/health';
+import { operationRoutes } from './routes/operations';
+import { parseStrictJson } from './strict-json';
+
+export interface AppDeps {
+  config: Pick<
+    Config,
+    | 'ONCEFLOW_BODY_LIMIT_BYTES' | 'ONCEFLOW_MAX_WAIT_SECONDS' | 'ONCEFLOW_RATE_LIMIT_PER_MINUTE'
+    | 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_NAMESPACE' | 'TEMPORAL_UI_URL' | 'DATABASE_URL'
+  > & Partial<Pick<Config, 'ONCEFLOW_SECRET_KEY' | 'GEMINI_WEBHOOK_SECRET' | 'NODE_ENV'>>;
+  pool: pg.Pool;
+  temporal: Client;
+  logger: Logger;
+  metricsRegistry: Registry;
+  /** Epoch ms; default Date.now. Tests inject a movable clock. */
+  clock?: () => number;
+  /** Default: the PostgreSQL store on `pool`. */
+  store?: IdempotencyStore;
+}
+
+/** Retry-After for 503: PostgreSQL or Temporal are usually back within seconds. */
+const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
+
+export type OnceflowApp = Awaited<ReturnType<typeof buildApp>>;
+
+export async function buildApp(deps: AppDeps) {
+  const clock = deps.clock ?? Date.now;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: deps.config.ONCEFLOW_BODY_LIMIT_BYTES,
+    // Fastify's default is no limit: a slow client could hold a socket forever.
+    requestTimeout: 30_000 + deps.config.ONCEFLOW_MAX_WAIT_SECONDS * 1000,
+    // JSON bodies are checked by parseStrictJson; routes have no use for prototype keys.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  // Only JSON is accepted; Fastify would otherwise parse text/plain too.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(/^application\/([a-z0-9.+-]+\+)?json\s*(;.*)?$/i, { parseAs: 'buffer' }, (_request, body, done) => {
+    try {
+      done(null, parseStrictJson(body as Buffer));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+
+  const metrics = createHttpMetrics(deps.metricsRegistry, deps.pool);
+  // Set before any plugin is registered: encapsulated plugins inherit the handlers in force when they register.
+  app.setNotFoundHandler((request, reply) => {
+    sendProblem(reply, new ProblemError({ status: 404, type: 'not-found', title: 'Not found', detail: `no route for ${request.method} ${request.url.split('?')[0]}` }));
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const problem = toProblem(error);
+    if (problem.status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      if (error instanceof IdempotencyStoreError) metrics.storeErrors.inc({ operation: error.operation });
+      if (error instanceof WorkflowStartError) metrics.workflowStartErrors.inc();
+    }
+    sendProblem(reply, problem);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Onceflow',
+        version: '1',
+        description: 'Idempotent AI operations. Every POST needs an Idempotency-Key; repeats replay the first result.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const store = deps.store ?? new PostgresIdempotencyStore(deps.pool);
+  const waiter = new CompletionWaiter({ connectionString: deps.config.DATABASE_URL!, logger: deps.logger });
+  app.addHook('onClose', () => waiter.close());
+  const startOperation = createOperationStarter({ temporal: deps.temporal, store, taskQueue: deps.config.TEMPORAL_TASK_QUEUE });
+
+  await app.register(healthRoutes, { pool: deps.pool, temporal: deps.temporal, metricsRegistry: deps.metricsRegistry });
+
+  // Everything under /v1 is per tenant: authenticated first (before the body is
+  // read), then rate limited per tenant.
+  await app.register(async (v1) => {
+    v1.addHook('onRequest', createAuthHook({ pool: deps.pool, clock }));
+    await v1.register(rateLimit, {
+      hook: 'preParsing',
+      max: deps.config.ONCEFLOW_RATE_LIMIT_PER_MINUTE,
+      timeWindow: 60_000,
+      keyGenerator: (request) => request.tenantId ?? request.ip,
+      errorResponseBuilder: (_request, context) =>
+        new ProblemError({
+          status: 429,
+          type: 'rate-limited',
+          title: 'Too many requests',
+          detail: `this tenant may send ${context.max} requests per minute; retry after ${Math.ceil(context.ttl / 1000)} s`,
+          headers: { 'Retry-After': String(Math.max(1, Math.ceil(context.ttl / 1000))) },
+        }),
+    });
+    await v1.register(operationRoutes, {
+      store,
+      startOperation,
+      waiter,
+      metrics,
+      maxWaitSeconds: deps.config.ONCEFLOW_MAX_WAIT_SECONDS,
+      temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
+      clock,
+    });
+    // Route plugins of other capabilities register here, inside the authenticated scope.
+  });
+
+  return app;
+}
+
+function sendProblem(reply: FastifyReply, problem: ProblemError): void {
+  for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
+  reply.code(problem.status);
+  reply.type('application/problem+json');
+  reply.send(JSON.stringify(problem.body()));
+}
+
+/** The one mapping from anything thrown to a problem; 5xx details never leave the process. */
+function toProblem(error: FastifyError): ProblemError {
+  if (error instanceof ProblemError) return error;
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    return new ProblemError({
+      status: 400,
+      type: 'invalid-request',
+      title: 'Invalid request',
+      detail: 'the request does not match the operation type’s schema; nothing was reserved',
+      extensions: {
+        issues: error.validation.map((issue) => ({
+          path: issue.instancePath || '/',
+          message: issue.message,
+          code: (issue.params as { issue?: { code?: string } } | undefined)?.issue?.code,
+        })),
+      },
+    });
+  }
+  if (error instanceof InvalidJsonError || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || error.code === 'FST_ERR_PROTO_POISONING' || error.code === 'FST_ERR_CTP_EMPTY_TYPE' || error.code === 'FST_ERR_CTP_INVALID_TYPE') {
+    return new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request body', detail: error.message, extensions: { issues: [] } });
+  }
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return new ProblemError({ status: 413, type: 'payload-too-large', title: 'Payload too large', detail: error.message });
+  }
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new ProblemError({ status: 415, type: 'unsupported-media-type', title: 'Unsupported media type', detail: 'send the body as application/json' });
+  }
+  if (error instanceof IdempotencyStoreError || error instanceof WorkflowStartError || isDatabaseUnavailable(error)) {
+    const which = error instanceof WorkflowStartError ? 'Temporal' : 'PostgreSQL';
+    return new ProblemError({
+      status: 503,
+      type: 'service-unavailable',
+      title: 'Service unavailable',
+      detail: `${which} is unreachable right now; retrying with the same Idempotency-Key is safe`,
+      headers: { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS) },
+      cause: error,
+    });
+  }
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return new ProblemError({ status: error.statusCode, type: 'bad-request', title: 'Bad request', detail: error.message });
+  }
+  return new ProblemError({ status: 500, type: 'internal-error', title: 'Internal error', detail: 'something went wrong on our side; it has been logged', cause: error });
+}

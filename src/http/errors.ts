@@ -1,0 +1,48 @@
+/** Base URI of every problem `type` (RFC 9457). */
+export const PROBLEM_BASE = 'https://onceflow.dev/problems/';
+
+export interface ProblemOptions {
+  status: number;
+  /** Slug appended to PROBLEM_BASE, e.g. `operation-in-progress`. */
+  type: string;
+  title: string;
+  detail: string;
+  /** Extra members of the problem body (`idempotencyKey`, `operationType`, `issues`, `operation`). */
+  extensions?: Record<string, unknown>;
+  /** Response headers such as Retry-After or Location. */
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+/**
+ * Thrown by route handlers for every answer that is not a success. The one
+ * error handler in app.ts turns it into an application/problem+json body.
+ */
+export class ProblemError extends Error {
+  override readonly name = 'ProblemError';
+  readonly status: number;
+  readonly type: string;
+  readonly title: string;
+  readonly detail: string;
+  readonly extensions: Record<string, unknown>;
+  readonly headers: Record<string, string>;
+
+  constructor(options: ProblemOptions) {
+    super(`${options.status} ${options.type}: ${options.detail}`, { cause: options.cause });
+    this.status = options.status;
+    this.type = options.type;
+    this.title = options.title;
+    this.detail = options.detail;
+    this.extensions = options.extensions ?? {};
+    this.headers = options.headers ?? {};
+  }
+
+  body(): Record<string, unknown> {
+    return { type: `${PROBLEM_BASE}${this.type}`, title: this.title, status: this.status, detail: this.detail, ...this.extensions };
+  }
+}
+
+/** Thrown when the request body is not acceptable JSON (before any schema); answered 400. */
+export class InvalidJsonError extends Error {
+  override readonly name = 'InvalidJsonError';
+}

@@ -1,0 +1,242 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { fingerprint } from '../../idempotency/fingerprint';
+import { checkIdempotencyKey, rawHeaderValues } from '../../idempotency/key';
+import type { IdempotencyStore, OperationRecord } from '../../idempotency/store';
+import { operationWorkflowId } from '../../idempotency/workflow-id';
+import type { CompletionWaiter } from '../../operations/completion-waiter';
+import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
+import { operationPath, operationResourceSchema, toOperationResource } from '../../operations/resource';
+import type { StartOperation } from '../../operations/starter';
+import { PROBLEM_BASE, ProblemError } from '../errors';
+import { RequestOutcome, type HttpMetrics } from '../metrics';
+import { parsePreferWait } from '../prefer';
+import { problemSchema } from '../schemas';
+
+export interface OperationRoutesOptions {
+  store: IdempotencyStore;
+  startOperation: StartOperation;
+  waiter: CompletionWaiter;
+  metrics: HttpMetrics;
+  /** Cap for `Prefer: wait=N`, seconds. */
+  maxWaitSeconds: number;
+  temporalUi: { baseUrl: string; namespace: string };
+  /** Epoch ms; injected so tests can move time. */
+  clock: () => number;
+}
+
+/**
+ * A `reserved` row older than this whose start was never confirmed is started
+ * by the next request that sees it (the facade died or Temporal was down
+ * between reserving and starting). Younger rows are probably being started by
+ * their first request right now; starting again would be harmless, only wasted.
+ */
+const STALE_RESERVATION_MS = 2_000;
+/** Retry-After for 409 in-progress: operations typically take seconds. */
+const IN_PROGRESS_RETRY_AFTER_SECONDS = 1;
+
+const keyHeaders = z.object({
+  'idempotency-key': z.string().optional().describe('Required. 1 to 255 printable ASCII characters; a UUID is recommended.'),
+  prefer: z.string().optional().describe('RFC 7240, e.g. `wait=10`: hold the response up to N seconds for the final result.'),
+});
+
+const errorResponses = {
+  400: problemSchema, 401: problemSchema, 404: problemSchema, 409: problemSchema, 413: problemSchema,
+  415: problemSchema, 422: problemSchema, 429: problemSchema, 502: problemSchema, 503: problemSchema,
+};
+
+export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = async (app, options) => {
+  const ui = options.temporalUi;
+
+  for (const definition of Object.values(operationTypes) as OperationTypeDefinition[]) {
+    app.post(
+      `/v1/operations/${definition.name}`,
+      {
+        schema: {
+          summary: `Start a ${definition.name} operation (idempotent)`,
+          tags: ['operations'],
+          headers: keyHeaders,
+          body: definition.inputSchema,
+          response: { 200: operationResourceSchema, 202: operationResourceSchema, ...errorResponses },
+        },
+      },
+      (request, reply) => startOrReplay(definition, request, reply),
+    );
+  }
+
+  app.post(
+    '/v1/operations/:type',
+    { schema: { hide: true, params: z.object({ type: z.string() }) } },
+    async (request) => {
+      throw unknownType(request.params.type);
+    },
+  );
+
+  app.get(
+    '/v1/operations/:type/:key',
+    {
+      schema: {
+        summary: 'Read an operation by its idempotency key',
+        tags: ['operations'],
+        params: z.object({ type: z.string(), key: z.string() }),
+        response: { 200: operationResourceSchema, 401: problemSchema, 404: problemSchema, 503: problemSchema },
+      },
+    },
+    async (request) => {
+      const { type, key } = request.params;
+      if (!Object.hasOwn(operationTypes, type)) throw unknownType(type);
+      const record = await options.store.find({ tenantId: request.tenantId!, operationType: type, idempotencyKey: key });
+      // Expired keys and other tenants' keys look exactly like unknown ones.
+      if (!record || record.expiresAt.getTime() <= options.clock()) {
+        throw new ProblemError({
+          status: 404,
+          type: 'operation-not-found',
+          title: 'Operation not found',
+          detail: `no live ${type} operation has this idempotency key`,
+          extensions: { idempotencyKey: key, operationType: type },
+        });
+      }
+      return toOperationResource(record, ui);
+    },
+  );
+
+  async function startOrReplay(definition: OperationTypeDefinition, request: FastifyRequest, reply: FastifyReply) {
+    const tenantId = request.tenantId!;
+    const labels = { tenant: tenantId, operation_type: definition.name };
+    const keyCheck = checkIdempotencyKey(rawHeaderValues(request.raw.rawHeaders, 'idempotency-key'));
+    if (!keyCheck.ok) {
+      options.metrics.requests.inc({ ...labels, outcome: keyCheck.reason === 'missing' ? RequestOutcome.KeyMissing : RequestOutcome.KeyInvalid });
+      throw keyCheck.reason === 'missing'
+        ? new ProblemError({ status: 400, type: 'idempotency-key-missing', title: 'Idempotency-Key missing', detail: 'POST /v1/operations requires an Idempotency-Key header', extensions: { operationType: definition.name } })
+        : new ProblemError({ status: 400, type: 'idempotency-key-invalid', title: 'Idempotency-Key invalid', detail: keyCheck.detail, extensions: { operationType: definition.name } });
+    }
+    const idempotencyKey = keyCheck.key;
+    const payloadFingerprint = fingerprint(request.body, definition.nonEssentialFields);
+    const waitSeconds = parsePreferWait(request.headers.prefer, options.maxWaitSeconds);
+    const nowMs = options.clock();
+    const scope = { tenantId, operationType: definition.name, idempotencyKey };
+
+    // Fast path: a repeat of a live operation is answered from one indexed read.
+    const existing = await options.store.find(scope);
+    if (existing && isLive(existing, nowMs)) return answerRepeat(existing, payloadFingerprint, waitSeconds, reply);
+
+    const stopTimer = options.metrics.reservationSeconds.startTimer();
+    const { record, reserved } = await options.store.reserve({
+      ...scope,
+      operationId: randomUUID(),
+      fingerprint: payloadFingerprint,
+      workflowId: operationWorkflowId(tenantId, definition.name, idempotencyKey),
+      input: request.body,
+      nowMs,
+      expiresAtMs: nowMs + definition.retentionHours * 3_600_000,
+    });
+    stopTimer();
+    if (!reserved) return answerRepeat(record, payloadFingerprint, waitSeconds, reply);
+
+    options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.New });
+    // If this process dies here, the row stays `reserved`: the next request
+    // with the key or the reconciler schedule starts the workflow.
+    const runId = await options.startOperation(record);
+    const started = { ...record, runId, status: 'running' as const };
+    if (waitSeconds > 0) {
+      const finished = await waitForFinish(started, waitSeconds);
+      reply.header('Preference-Applied', `wait=${waitSeconds}`);
+      if (finished) return answerFinished(finished, reply, { replayed: false });
+    }
+    return reply
+      .code(202)
+      .header('Location', operationPath(definition.name, idempotencyKey))
+      .send(toOperationResource(started, ui));
+  }
+
+  async function answerRepeat(record: OperationRecord, payloadFingerprint: string, waitSeconds: number, reply: FastifyReply) {
+    const labels = { tenant: record.tenantId, operation_type: record.operationType };
+    if (record.fingerprint !== payloadFingerprint) {
+      options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.FingerprintConflict });
+      throw new ProblemError({
+        status: 422,
+        type: 'idempotency-key-reused',
+        title: 'Idempotency-Key reused with a different payload',
+        detail: 'this key was first used with a different request body; use a new key for a new request',
+        extensions: { idempotencyKey: record.idempotencyKey, operationType: record.operationType },
+      });
+    }
+    options.metrics.duplicatesAbsorbed.inc(labels);
+    if (record.status === 'succeeded' || record.status === 'failed') {
+      options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.Replayed });
+      return answerFinished(record, reply, { replayed: true });
+    }
+    if (record.status === 'reserved' && options.clock() - record.updatedAt.getTime() > STALE_RESERVATION_MS) {
+      // Self-healing: the first request never confirmed its start.
+      await options.startOperation(record);
+    }
+    if (waitSeconds > 0) {
+      const finished = await waitForFinish(record, waitSeconds);
+      if (finished) {
+        options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.Replayed });
+        reply.header('Preference-Applied', `wait=${waitSeconds}`);
+        return answerFinished(finished, reply, { replayed: true });
+      }
+    }
+    options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.InProgress });
+    throw new ProblemError({
+      status: 409,
+      type: 'operation-in-progress',
+      title: 'Operation in progress',
+      detail: 'the first request with this key is still running; retry later or send Prefer: wait=N',
+      extensions: { idempotencyKey: record.idempotencyKey, operationType: record.operationType },
+      headers: {
+        'Retry-After': String(IN_PROGRESS_RETRY_AFTER_SECONDS),
+        Location: operationPath(record.operationType, record.idempotencyKey),
+      },
+    });
+  }
+
+  function answerFinished(record: OperationRecord, reply: FastifyReply, { replayed }: { replayed: boolean }) {
+    if (replayed) {
+      reply.header('Idempotent-Replayed', 'true').header('Idempotency-First-Seen', String(record.firstSeenMs));
+    }
+    const resource = toOperationResource(record, ui);
+    if (record.status === 'succeeded') return reply.code(200).send(resource);
+    const error = record.error;
+    const status = record.errorStatus ?? error?.status ?? 502;
+    return reply
+      .code(status)
+      .type('application/problem+json')
+      .send(
+        JSON.stringify({
+          type: `${PROBLEM_BASE}${error?.type ?? 'operation-failed'}`,
+          title: error?.title ?? 'Operation failed',
+          status,
+          detail: error?.detail ?? 'the operation failed',
+          idempotencyKey: record.idempotencyKey,
+          operationType: record.operationType,
+          operation: resource,
+        }),
+      );
+  }
+
+  function waitForFinish(record: OperationRecord, waitSeconds: number): Promise<OperationRecord | undefined> {
+    return options.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
+      const current = await options.store.findById(record.operationId);
+      return current && (current.status === 'succeeded' || current.status === 'failed') ? current : undefined;
+    });
+  }
+};
+
+/** A row that still binds its key: not expired, and not a failure that released it. */
+function isLive(record: OperationRecord, nowMs: number): boolean {
+  return record.expiresAt.getTime() > nowMs && !(record.status === 'failed' && record.released);
+}
+
+function unknownType(type: string): ProblemError {
+  return new ProblemError({
+    status: 404,
+    type: 'unknown-operation-type',
+    title: 'Unknown operation type',
+    detail: `"${type}" is not an operation type; known types: ${Object.keys(operationTypes).join(', ')}`,
+    extensions: { operationType: type },
+  });
+}

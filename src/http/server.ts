@@ -1,0 +1,45 @@
+/**
+ * API process entry: the Fastify facade on HOST:PORT. Starts alone against
+ * existing Temporal and PostgreSQL; SIGTERM stops accepting, finishes
+ * in-flight requests, then closes connections.
+ */
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { loadConfig } from '../config';
+import { migrate } from '../db/migrate';
+import { createPool } from '../db/pool';
+import { createLogger } from '../observability/logger';
+import { createTracing } from '../observability/tracing';
+import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
+import { connectTemporalClient } from '../temporal/client';
+import { provisionTenants } from '../tenants/api-keys';
+import { buildApp } from './app';
+
+runEntrypoint('api', async ({ onShutdown, stopped }) => {
+  const config = loadConfig();
+  const logger = createLogger({ service: 'api', level: config.LOG_LEVEL });
+  const databaseUrl = requireDatabaseUrl(config);
+  const pool = createPool({
+    connectionString: databaseUrl,
+    max: config.DATABASE_POOL_SIZE,
+    applicationName: 'onceflow-api',
+    onIdleError: (error) => logger.warn({ err: error.message }, 'idle database connection failed; reconnecting on next use'),
+  });
+  onShutdown(() => pool.end());
+  await migrate(pool);
+  if (config.ONCEFLOW_TENANTS) await provisionTenants(pool, config.ONCEFLOW_TENANTS);
+  const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'api' }) : undefined;
+  if (tracing) onShutdown(() => tracing.shutdown());
+  const temporal = await connectTemporalClient({
+    address: config.TEMPORAL_ADDRESS,
+    namespace: config.TEMPORAL_NAMESPACE,
+    plugins: tracing ? [tracing.plugin] : [],
+  });
+  onShutdown(() => temporal.connection.close());
+  const metricsRegistry = new Registry();
+  collectDefaultMetrics({ register: metricsRegistry, prefix: 'onceflow_api_' });
+  const app = await buildApp({ config: { ...config, DATABASE_URL: databaseUrl }, pool, temporal, logger, metricsRegistry });
+  onShutdown(() => app.close());
+  await app.listen({ host: config.HOST, port: config.PORT });
+  logger.info({ url: `http://${config.HOST}:${config.PORT}`, temporal: config.TEMPORAL_ADDRESS }, 'api listening');
+  await stopped;
+});

@@ -1,0 +1,182 @@
+import type pg from 'pg';
+import type { OperationError } from '../../workflows/operation-outcome';
+import type { OperationStatus } from '../operations/status';
+import { IdempotencyStoreError } from './errors';
+
+/** Where a key lives: idempotency is scoped per tenant and operation type. */
+export interface KeyScope {
+  tenantId: string;
+  operationType: string;
+  idempotencyKey: string;
+}
+
+export interface OperationRecord extends KeyScope {
+  operationId: string;
+  fingerprint: string;
+  workflowId: string;
+  runId: string | null;
+  status: OperationStatus;
+  input: unknown;
+  result: unknown;
+  error: OperationError | null;
+  errorStatus: number | null;
+  released: boolean;
+  firstSeenMs: number;
+  createdAt: Date;
+  updatedAt: Date;
+  completedAt: Date | null;
+  expiresAt: Date;
+}
+
+export interface Reservation extends KeyScope {
+  operationId: string;
+  fingerprint: string;
+  workflowId: string;
+  input: unknown;
+  /** The request's arrival, from the injected clock. */
+  nowMs: number;
+  expiresAtMs: number;
+}
+
+/** The idempotency store behind the facade; PostgresIdempotencyStore is the implementation. */
+export interface IdempotencyStore {
+  /** One primary-key read: the fast path for repeats. */
+  find(scope: KeyScope): Promise<OperationRecord | undefined>;
+  findById(operationId: string): Promise<OperationRecord | undefined>;
+  /**
+   * Takes the key in one statement. `reserved` is true when this call took it
+   * (new key, expired key, or a failure that released it); otherwise `record`
+   * is the existing operation.
+   */
+  reserve(reservation: Reservation): Promise<{ record: OperationRecord; reserved: boolean }>;
+  /** Records the run once the workflow start succeeded; never moves a finished row back. */
+  markStarted(operationId: string, runId: string): Promise<void>;
+  /** Rows whose workflow start was never confirmed, reserved before `olderThanMs`. */
+  findUnstarted(options: { olderThanMs: number; limit: number }): Promise<OperationRecord[]>;
+  /** Deletes rows expired at `nowMs` that are not running; returns how many. */
+  purgeExpired(options: { nowMs: number; limit: number }): Promise<number>;
+}
+
+const COLUMNS = `tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id, run_id, status,
+  input, result, error, error_status, released, first_seen_ms, created_at, updated_at, completed_at, expires_at`;
+
+interface Row {
+  tenant_id: string; operation_type: string; idempotency_key: string; operation_id: string; fingerprint: string;
+  workflow_id: string; run_id: string | null; status: OperationStatus; input: unknown; result: unknown;
+  error: OperationError | null; error_status: number | null; released: boolean; first_seen_ms: number;
+  created_at: Date; updated_at: Date; completed_at: Date | null; expires_at: Date;
+}
+
+function toRecord(row: Row): OperationRecord {
+  return {
+    tenantId: row.tenant_id,
+    operationType: row.operation_type,
+    idempotencyKey: row.idempotency_key,
+    operationId: row.operation_id,
+    fingerprint: row.fingerprint,
+    workflowId: row.workflow_id,
+    runId: row.run_id,
+    status: row.status,
+    input: row.input,
+    result: row.result,
+    error: row.error,
+    errorStatus: row.error_status,
+    released: row.released,
+    firstSeenMs: row.first_seen_ms,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+    expiresAt: row.expires_at,
+  };
+}
+
+export class PostgresIdempotencyStore implements IdempotencyStore {
+  constructor(private readonly db: Pick<pg.Pool, 'query'>) {}
+
+  private async run<T extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[]): Promise<pg.QueryResult<T>> {
+    try {
+      return await this.db.query<T>(sql, params);
+    } catch (cause) {
+      throw new IdempotencyStoreError(operation, { cause });
+    }
+  }
+
+  async find(scope: KeyScope): Promise<OperationRecord | undefined> {
+    const { rows } = await this.run<Row>(
+      'find',
+      `SELECT ${COLUMNS} FROM operations WHERE tenant_id = $1 AND operation_type = $2 AND idempotency_key = $3`,
+      [scope.tenantId, scope.operationType, scope.idempotencyKey],
+    );
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  async findById(operationId: string): Promise<OperationRecord | undefined> {
+    const { rows } = await this.run<Row>('findById', `SELECT ${COLUMNS} FROM operations WHERE operation_id = $1`, [operationId]);
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  async reserve(r: Reservation): Promise<{ record: OperationRecord; reserved: boolean }> {
+    // One statement decides: a concurrent twin blocks on the primary key until
+    // this commits, then takes the DO UPDATE branch, whose WHERE is false for a
+    // live row, so it gets no row back and reads the winner below.
+    const { rows } = await this.run<Row>(
+      'reserve',
+      `INSERT INTO operations (tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id,
+                               status, input, first_seen_ms, created_at, updated_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8::bigint, to_timestamp($8::bigint / 1000.0), now(), to_timestamp($9::bigint / 1000.0))
+       ON CONFLICT (tenant_id, operation_type, idempotency_key) DO UPDATE
+          SET operation_id = EXCLUDED.operation_id, fingerprint = EXCLUDED.fingerprint, run_id = NULL,
+              status = 'reserved', input = EXCLUDED.input, result = NULL, error = NULL, error_status = NULL,
+              released = false, first_seen_ms = EXCLUDED.first_seen_ms, created_at = EXCLUDED.created_at,
+              updated_at = now(), completed_at = NULL, expires_at = EXCLUDED.expires_at
+        WHERE operations.expires_at <= to_timestamp($8::bigint / 1000.0)
+           OR (operations.status = 'failed' AND operations.released)
+       RETURNING ${COLUMNS}`,
+      [r.tenantId, r.operationType, r.idempotencyKey, r.operationId, r.fingerprint, r.workflowId,
+        JSON.stringify(r.input), r.nowMs, r.expiresAtMs],
+    );
+    if (rows[0]) return { record: toRecord(rows[0]), reserved: true };
+    const existing = await this.find(r);
+    if (!existing) {
+      // Purged between the two statements: the key is free again.
+      return this.reserve(r);
+    }
+    return { record: existing, reserved: false };
+  }
+
+  async markStarted(operationId: string, runId: string): Promise<void> {
+    // A fast workflow may already have finished the row; only `reserved` moves to `running`.
+    await this.run(
+      'markStarted',
+      `UPDATE operations
+          SET run_id = COALESCE(run_id, $2),
+              status = CASE WHEN status = 'reserved' THEN 'running' ELSE status END,
+              updated_at = now()
+        WHERE operation_id = $1 AND (run_id IS NULL OR status = 'reserved')`,
+      [operationId, runId],
+    );
+  }
+
+  async findUnstarted(options: { olderThanMs: number; limit: number }): Promise<OperationRecord[]> {
+    const { rows } = await this.run<Row>(
+      'findUnstarted',
+      `SELECT ${COLUMNS} FROM operations
+        WHERE status = 'reserved' AND updated_at < to_timestamp($1 / 1000.0)
+        ORDER BY updated_at LIMIT $2`,
+      [options.olderThanMs, options.limit],
+    );
+    return rows.map(toRecord);
+  }
+
+  async purgeExpired(options: { nowMs: number; limit: number }): Promise<number> {
+    const { rowCount } = await this.run(
+      'purgeExpired',
+      `DELETE FROM operations WHERE ctid IN (
+         SELECT ctid FROM operations
+          WHERE expires_at <= to_timestamp($1 / 1000.0) AND status IN ('succeeded', 'failed')
+          LIMIT $2)`,
+      [options.nowMs, options.limit],
+    );
+    return rowCount ?? 0;
+  }
+}

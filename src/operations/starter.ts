@@ -1,0 +1,80 @@
+import type { Client } from '@temporalio/client';
+import { searchAttributes, type OperationWorkflowInput } from '../../workflows/definitions';
+import type { IdempotencyStore, OperationRecord } from '../idempotency/store';
+import { findOperationType } from './registry';
+
+/** Thrown when Temporal did not accept the start; the row stays `reserved` and the next request or the reconciler retries. */
+export class WorkflowStartError extends Error {
+  override readonly name = 'WorkflowStartError';
+  constructor(readonly workflowId: string, options: { cause: unknown }) {
+    super(`could not start workflow ${workflowId}: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+  }
+}
+
+export interface OperationStarterOptions {
+  temporal: Client;
+  store: IdempotencyStore;
+  taskQueue: string;
+  /** Longest a start may take before it counts as failed. Default 5000 ms. */
+  startTimeoutMs?: number;
+}
+
+/**
+ * Starts (or attaches to) the workflow of a reserved operation. Safe to call
+ * any number of times for one row, from any process: the workflow ID is
+ * derived from the key and the conflict policy attaches to a running execution.
+ */
+export function createOperationStarter(options: OperationStarterOptions) {
+  return async function startOperation(record: OperationRecord): Promise<string> {
+    const definition = findOperationType(record.operationType);
+    if (!definition) throw new Error(`operation type ${record.operationType} is not registered`);
+    const input: OperationWorkflowInput = {
+      operationId: record.operationId,
+      tenantId: record.tenantId,
+      operationType: record.operationType,
+      idempotencyKey: record.idempotencyKey,
+      input: record.input,
+    };
+    let runId: string;
+    try {
+      // Bounded: with Temporal down the SDK would retry for long; a prompt 503 lets the client retry instead.
+      const handle = await options.temporal.connection.withDeadline(Date.now() + (options.startTimeoutMs ?? 5_000), () =>
+        options.temporal.workflow.start(definition.workflowType, {
+        workflowId: record.workflowId,
+        taskQueue: options.taskQueue,
+        args: [input],
+        // A repeat (or a retried start after a crash) attaches to the running
+        // execution instead of failing or starting a second one.
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        // A closed execution under this ID belongs to an expired key or a
+        // failure that released it; the new reservation may start a new run.
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        // No run outlives its key: after retention the row may be purged and
+        // the key reused, so an older run must be gone by then.
+        workflowExecutionTimeout: `${definition.retentionHours} hours`,
+        typedSearchAttributes: [
+          { key: searchAttributes.tenant, value: record.tenantId },
+          { key: searchAttributes.operationType, value: record.operationType },
+          { key: searchAttributes.idempotencyKey, value: record.idempotencyKey },
+        ],
+        staticSummary: `${definition.summary(record.input as never)} · key ${record.idempotencyKey} · tenant ${record.tenantId}`,
+        staticDetails: [
+          `**Onceflow operation** \`${record.operationType}\``,
+          `- tenant: \`${record.tenantId}\``,
+          `- idempotency key: \`${record.idempotencyKey}\``,
+          `- operation id: \`${record.operationId}\``,
+          `- payload fingerprint: \`${record.fingerprint.slice(0, 16)}…\``,
+          `- first seen: ${new Date(record.firstSeenMs).toISOString()}`,
+        ].join('\n'),
+        }),
+      );
+      runId = handle.firstExecutionRunId;
+    } catch (cause) {
+      throw new WorkflowStartError(record.workflowId, { cause });
+    }
+    await options.store.markStarted(record.operationId, runId);
+    return runId;
+  };
+}
+
+export type StartOperation = ReturnType<typeof createOperationStarter>;
