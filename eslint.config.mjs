@@ -21,6 +21,11 @@ export default tseslint.config(
     },
   },
   {
+    // Tests read loosely typed JSON bodies; `any` there keeps assertions readable.
+    files: ['test/**/*.ts', 'bench/**/*.ts', 'faults/**/*.ts'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+  {
     // The sandbox boundary: workflow code is replayed deterministically and is
     // bundled without Node. No Node built-ins, no value imports from
     // activities/ or src/ (type imports are erased and allowed).

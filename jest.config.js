@@ -6,7 +6,12 @@
 const transform = {
   '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }],
 };
-const common = { testEnvironment: 'node', transform };
+// ESM-only packages that jest's CommonJS runtime must transform (Node itself
+// loads them through require(esm)).
+const esmOnly = ['content-disposition'];
+const transformIgnorePatterns = [`/node_modules/(?!(${esmOnly.join('|')})/)`];
+
+const common = { testEnvironment: 'node', transform, transformIgnorePatterns };
 
 module.exports = {
   projects: [

@@ -15,6 +15,8 @@ export interface OperationRecord extends KeyScope {
   fingerprint: string;
   workflowId: string;
   runId: string | null;
+  /** Run of the operation this key was bound to before it expired or was released. */
+  previousRunId: string | null;
   status: OperationStatus;
   input: unknown;
   result: unknown;
@@ -57,12 +59,12 @@ export interface IdempotencyStore {
   purgeExpired(options: { nowMs: number; limit: number }): Promise<number>;
 }
 
-const COLUMNS = `tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id, run_id, status,
+const COLUMNS = `tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id, run_id, previous_run_id, status,
   input, result, error, error_status, released, first_seen_ms, created_at, updated_at, completed_at, expires_at`;
 
 interface Row {
   tenant_id: string; operation_type: string; idempotency_key: string; operation_id: string; fingerprint: string;
-  workflow_id: string; run_id: string | null; status: OperationStatus; input: unknown; result: unknown;
+  workflow_id: string; run_id: string | null; previous_run_id: string | null; status: OperationStatus; input: unknown; result: unknown;
   error: OperationError | null; error_status: number | null; released: boolean; first_seen_ms: number;
   created_at: Date; updated_at: Date; completed_at: Date | null; expires_at: Date;
 }
@@ -76,6 +78,7 @@ function toRecord(row: Row): OperationRecord {
     fingerprint: row.fingerprint,
     workflowId: row.workflow_id,
     runId: row.run_id,
+    previousRunId: row.previous_run_id,
     status: row.status,
     input: row.input,
     result: row.result,
@@ -125,7 +128,8 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
                                status, input, first_seen_ms, created_at, updated_at, expires_at)
        VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8::bigint, to_timestamp($8::bigint / 1000.0), now(), to_timestamp($9::bigint / 1000.0))
        ON CONFLICT (tenant_id, operation_type, idempotency_key) DO UPDATE
-          SET operation_id = EXCLUDED.operation_id, fingerprint = EXCLUDED.fingerprint, run_id = NULL,
+          SET operation_id = EXCLUDED.operation_id, fingerprint = EXCLUDED.fingerprint,
+              previous_run_id = operations.run_id, run_id = NULL,
               status = 'reserved', input = EXCLUDED.input, result = NULL, error = NULL, error_status = NULL,
               released = false, first_seen_ms = EXCLUDED.first_seen_ms, created_at = EXCLUDED.created_at,
               updated_at = now(), completed_at = NULL, expires_at = EXCLUDED.expires_at

@@ -69,6 +69,12 @@ export function createOperationStarter(options: OperationStarterOptions) {
         }),
       );
       runId = handle.firstExecutionRunId;
+      if (record.previousRunId && runId === record.previousRunId) {
+        // The conflict policy attached us to the previous operation's run,
+        // which has finished its work but not closed yet. A moment later the
+        // start opens a new run; until then the client is told to retry.
+        throw new Error('the previous run under this key has not closed yet');
+      }
     } catch (cause) {
       throw new WorkflowStartError(record.workflowId, { cause });
     }

@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { Registry } from 'prom-client';
+import { loadConfig, type Config } from '../../src/config';
+import type { Pool } from '../../src/db/pool';
+import { buildApp, type OnceflowApp } from '../../src/http/app';
+import { createLogger } from '../../src/observability/logger';
+import { provisionTenants } from '../../src/tenants/api-keys';
+import { testInfra } from './infra';
+
+export interface TestApi {
+  app: OnceflowApp;
+  baseUrl: string;
+  metricsRegistry: Registry;
+  close(): Promise<void>;
+}
+
+export interface StartTestApiOptions {
+  pool: Pool;
+  temporal: Client;
+  taskQueue: string;
+  clock?: () => number;
+  /** Overrides of the parsed configuration (rate limit, body limit, …). */
+  config?: Partial<Config>;
+}
+
+/** The real facade (buildApp) on a free port, against the run's PostgreSQL and Temporal. */
+export async function startTestApi(options: StartTestApiOptions): Promise<TestApi> {
+  const infra = testInfra();
+  const config = {
+    ...loadConfig({}),
+    DATABASE_URL: infra.databaseUrl,
+    TEMPORAL_NAMESPACE: infra.temporalNamespace,
+    TEMPORAL_UI_URL: infra.temporalUiUrl,
+    TEMPORAL_TASK_QUEUE: options.taskQueue,
+    ONCEFLOW_RATE_LIMIT_PER_MINUTE: 100_000,
+    ...options.config,
+  };
+  const metricsRegistry = new Registry();
+  const app = await buildApp({
+    config,
+    pool: options.pool,
+    temporal: options.temporal,
+    logger: createLogger({ service: 'test-api', level: process.env.LOG_LEVEL ?? 'warn' }),
+    metricsRegistry,
+    clock: options.clock,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return { app, baseUrl: `http://127.0.0.1:${port}`, metricsRegistry, close: () => app.close() };
+}
+
+/** A tenant with a fresh API key, provisioned the way ONCEFLOW_TENANTS is. */
+export async function createApiTenant(pool: Pool, prefix = 'tenant'): Promise<{ tenantId: string; apiKey: string }> {
+  const tenant = { tenantId: `${prefix}-${randomBytes(4).toString('hex')}`, apiKey: `key-${randomBytes(16).toString('hex')}` };
+  await provisionTenants(pool, [tenant]);
+  return tenant;
+}
+
+export interface PostOptions {
+  apiKey?: string;
+  key?: string | null;
+  body?: unknown;
+  rawBody?: string;
+  contentType?: string;
+  headers?: Record<string, string>;
+  type?: string;
+}
+
+/** POST /v1/operations/{type} over real HTTP; returns status, headers and the raw and parsed body. */
+export async function postOperation(baseUrl: string, options: PostOptions) {
+  const headers: Record<string, string> = { 'content-type': options.contentType ?? 'application/json', ...options.headers };
+  if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  if (options.key !== null && options.key !== undefined) headers['idempotency-key'] = options.key;
+  const response = await fetch(`${baseUrl}/v1/operations/${options.type ?? 'generate-content'}`, {
+    method: 'POST',
+    headers,
+    body: options.rawBody ?? JSON.stringify(options.body ?? { prompt: 'Say hello' }),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text, json: text ? (JSON.parse(text) as Record<string, any>) : undefined };
+}
