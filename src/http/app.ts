@@ -63,6 +63,9 @@ export async function buildApp(deps: AppDeps) {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     requestIdHeader: 'x-request-id',
+    // Node's HTTP parser refuses control characters in headers before any
+    // route runs; answer those with a problem body too, not a bare 400.
+    clientErrorHandler: answerMalformedRequest,
     genReqId: () => crypto.randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
@@ -150,7 +153,20 @@ export async function buildApp(deps: AppDeps) {
   return app;
 }
 
-function sendProblem(reply: FastifyReply, problem: ProblemError): void {
+function answerMalformedRequest(error: Error & { code?: string; rawPacket?: unknown }, socket: import('node:net').Socket): void {
+  if (!socket.writable) return;
+  const raw = Buffer.isBuffer(error.rawPacket) ? error.rawPacket.toString('latin1') : '';
+  const keyHeader = /^idempotency-key:[^\n]*$/im.test(raw) && /[\x00-\x08\x0a-\x1f\x7f]/.test(raw.match(/^idempotency-key:(.*)$/im)?.[1] ?? '');
+  const problem = keyHeader
+    ? new ProblemError({ status: 400, type: 'idempotency-key-invalid', title: 'Idempotency-Key invalid', detail: 'an Idempotency-Key is printable ASCII only (a UUID is recommended)' })
+    : new ProblemError({ status: 400, type: 'invalid-request', title: 'Malformed request', detail: `the HTTP request could not be parsed (${error.code ?? 'parse error'})` });
+  const body = JSON.stringify(problem.body());
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function sendProblem(reply: Pick<FastifyReply, 'code' | 'header' | 'type' | 'send'>, problem: ProblemError): void {
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
   reply.code(problem.status);
   reply.type('application/problem+json');

@@ -81,3 +81,43 @@ export async function postOperation(baseUrl: string, options: PostOptions) {
   const text = await response.text();
   return { status: response.status, headers: response.headers, text, json: text ? (JSON.parse(text) as Record<string, any>) : undefined };
 }
+
+/**
+ * POST with full control of the bytes (duplicate, non-ASCII or control
+ * characters in headers), written on a socket: fetch refuses to send those.
+ */
+export async function rawPost(baseUrl: string, options: { apiKey: string; keys: string[]; body?: string }) {
+  const net = await import('node:net');
+  const url = new URL(baseUrl);
+  const body = options.body ?? JSON.stringify({ prompt: 'hi' });
+  const lines = [
+    'POST /v1/operations/generate-content HTTP/1.1',
+    `Host: ${url.host}`,
+    `Authorization: Bearer ${options.apiKey}`,
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    ...options.keys.map((key) => `Idempotency-Key: ${key}`),
+  ];
+  // latin1: each character is one byte, so callers choose the exact bytes of header values
+  const request = Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body}`, 'latin1');
+  return new Promise<{ status: number; contentType: string | undefined; json: Record<string, any> | undefined }>((resolve, reject) => {
+    const socket = net.connect(Number(url.port), url.hostname, () => socket.end(request));
+    let raw = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (raw += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1]);
+      const contentType = /\r\ncontent-type: ([^\r]*)/i.exec(raw)?.[1];
+      const text = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+      let json: Record<string, any> | undefined;
+      try {
+        json = JSON.parse(text) as Record<string, any>;
+      } catch {
+        json = undefined;
+      }
+      resolve({ status, contentType, json });
+    });
+  });
+}

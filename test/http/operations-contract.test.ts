@@ -4,7 +4,7 @@ import { createCompleteOperation } from '../../activities/complete-operation';
 import { createPool, type Pool } from '../../src/db/pool';
 import { findFreePort } from '../../src/dev/ports';
 import { connectTemporalClient } from '../../src/temporal/client';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
+import { createApiTenant, postOperation, rawPost, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
@@ -123,7 +123,7 @@ describe('POST /v1/operations/{type}: the contract table', () => {
     let response;
     if (key !== null && /[^\x20-\x7e]/.test(key)) {
       // fetch refuses non-Latin-1 header values; send the raw UTF-8 bytes with node:http
-      response = await rawPost(idleApi.baseUrl, tenant.apiKey, Buffer.from(key, 'utf8').toString('latin1'));
+      response = await rawPost(idleApi.baseUrl, { apiKey: tenant.apiKey, keys: [Buffer.from(key, 'utf8').toString('latin1')] });
     } else {
       response = await postOperation(idleApi.baseUrl, { apiKey: tenant.apiKey, key, headers });
     }
@@ -134,7 +134,7 @@ describe('POST /v1/operations/{type}: the contract table', () => {
   });
 
   it('answers 400 for two Idempotency-Key headers instead of joining them', async () => {
-    const response = await rawPost(idleApi.baseUrl, tenant.apiKey, ['a', 'b']);
+    const response = await rawPost(idleApi.baseUrl, { apiKey: tenant.apiKey, keys: ['a', 'b'] });
     expect(response.status).toBe(400);
     expect(response.json).toMatchObject({ type: 'https://onceflow.dev/problems/idempotency-key-invalid' });
   });
@@ -321,32 +321,3 @@ async function brokenTemporalClient(): Promise<Client> {
   return new TemporalClient({ connection, namespace: testInfra().temporalNamespace });
 }
 
-/** POST with raw header control (duplicate or non-ASCII Idempotency-Key), written byte for byte on a socket. */
-async function rawPost(baseUrl: string, apiKey: string, keys: string | string[]) {
-  const net = await import('node:net');
-  const url = new URL(baseUrl);
-  const body = JSON.stringify({ prompt: 'hi' });
-  const lines = [
-    'POST /v1/operations/generate-content HTTP/1.1',
-    `Host: ${url.host}`,
-    `Authorization: Bearer ${apiKey}`,
-    'Content-Type: application/json',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    'Connection: close',
-    ...(Array.isArray(keys) ? keys : [keys]).map((key) => `Idempotency-Key: ${key}`),
-  ];
-  // latin1 keeps each character as one byte, so a UTF-8 string passed in as latin1 goes out as UTF-8 bytes
-  const request = Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body}`, 'latin1');
-  return new Promise<{ status: number; json: Record<string, unknown> }>((resolve, reject) => {
-    const socket = net.connect(Number(url.port), url.hostname, () => socket.end(request));
-    let raw = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (raw += chunk));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1]);
-      const text = raw.slice(raw.indexOf('\r\n\r\n') + 4);
-      resolve({ status, json: JSON.parse(text) as Record<string, unknown> });
-    });
-  });
-}

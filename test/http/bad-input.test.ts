@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { Pool } from '../../src/db/pool';
+import { createApiTenant, postOperation, rawPost, startTestApi, type TestApi } from '../helpers/api';
+import { createTestPool } from '../helpers/db';
+import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+
+interface BadRequest {
+  name: string;
+  status: number;
+  problem: string;
+  rawBody?: string;
+  contentType?: string;
+  key?: string | null;
+}
+
+/** A few hundred malformed requests, generated; every answer is checked and nothing is reserved. */
+function generateBadRequests(): BadRequest[] {
+  const cases: BadRequest[] = [];
+  const bodies: [string, string][] = [
+    ['duplicate keys', '{"prompt":"a","prompt":"b"}'],
+    ['__proto__', '{"prompt":"a","__proto__":{"x":1}}'],
+    ['unsafe integer', '{"prompt":"a","maxOutputTokens":9007199254740993}'],
+    ['NUL', '{"prompt":"a\\u0000"}'],
+    ['lone surrogate', '{"prompt":"\\ud83d"}'],
+    ['truncated', '{"prompt":"a"'],
+    ['not JSON', 'prompt=a'],
+    ['empty', ''],
+    ['array', '[{"prompt":"a"}]'],
+    ['string', '"a"'],
+    ['null', 'null'],
+    ['number', '42'],
+    ['wrong type', '{"prompt":42}'],
+    ['empty prompt', '{"prompt":""}'],
+    ['unknown field', '{"prompt":"a","promptt":"b"}'],
+    ['temperature out of range', '{"prompt":"a","temperature":3}'],
+    ['fractional token limit', '{"prompt":"a","maxOutputTokens":1.5}'],
+    ['bad model name', '{"prompt":"a","model":"../../etc"}'],
+  ];
+  for (const [name, rawBody] of bodies) cases.push({ name: `body: ${name}`, status: 400, problem: 'invalid-request', rawBody });
+  for (let depth = 33; depth <= 2000; depth += 97) {
+    cases.push({ name: `nested ${depth}`, status: 400, problem: 'invalid-request', rawBody: `{"prompt":"a","metadata":${'['.repeat(depth)}${']'.repeat(depth)}}` });
+  }
+  // CR and LF are left out: they do not sit inside the header, they end it.
+  for (const code of Array.from({ length: 32 }, (_, i) => i).filter((c) => c !== 10 && c !== 13)) {
+    cases.push({ name: `control character ${code} in the key`, status: 400, problem: 'idempotency-key-invalid', key: `k${String.fromCharCode(code)}k` });
+  }
+  for (const length of [256, 300, 1000, 4000, 10_000]) {
+    cases.push({ name: `key of ${length}`, status: 400, problem: 'idempotency-key-invalid', key: 'x'.repeat(length) });
+  }
+  cases.push({ name: 'DEL in the key', status: 400, problem: 'idempotency-key-invalid', key: 'k\x7fk' });
+  cases.push({ name: 'no key', status: 400, problem: 'idempotency-key-missing', key: null });
+  for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'text/json', 'application/jsonx']) {
+    cases.push({ name: `content type ${contentType}`, status: 415, problem: 'unsupported-media-type', contentType, rawBody: '{"prompt":"a"}' });
+  }
+  // Random junk bodies: printable noise is never valid for the schema.
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < 150; i++) {
+    const length = 1 + Math.floor(random() * 60);
+    const rawBody = Array.from({ length }, () => String.fromCharCode(32 + Math.floor(random() * 95))).join('');
+    cases.push({ name: `junk ${i}`, status: 400, problem: 'invalid-request', rawBody });
+  }
+  return cases;
+}
+
+describe('bad input', () => {
+  let pool: Pool;
+  let temporal: Client;
+  let api: TestApi;
+  beforeAll(async () => {
+    pool = createTestPool();
+    temporal = await connectTestClient();
+    api = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('bad-input') });
+  });
+  afterAll(async () => {
+    await api.close();
+    await temporal.connection.close();
+    await pool.end();
+  });
+
+  it('answers every generated bad request with its 4xx problem, never a 500, and reserves nothing', async () => {
+    const tenant = await createApiTenant(pool);
+    const cases = generateBadRequests();
+    expect(cases.length).toBeGreaterThan(200);
+    const mismatches: string[] = [];
+    for (const badRequest of cases) {
+      const response =
+        badRequest.key && /[^\x20-\x7e]/.test(badRequest.key)
+          ? await rawPost(api.baseUrl, { apiKey: tenant.apiKey, keys: [badRequest.key] })
+          : await postOperation(api.baseUrl, {
+              apiKey: tenant.apiKey,
+              key: badRequest.key === undefined ? randomUUID() : badRequest.key,
+              rawBody: badRequest.rawBody ?? '{"prompt":"a"}',
+              contentType: badRequest.contentType,
+            }).then((r) => ({ status: r.status, contentType: r.headers.get('content-type') ?? undefined, json: r.json }));
+      const ok =
+        response.status === badRequest.status &&
+        response.contentType?.startsWith('application/problem+json') &&
+        response.json?.type === `https://onceflow.dev/problems/${badRequest.problem}`;
+      if (!ok) mismatches.push(`${badRequest.name}: got ${response.status} ${JSON.stringify(response.json)}`);
+    }
+    expect(mismatches).toEqual([]);
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1', [tenant.tenantId]);
+    expect(rows[0].n).toBe(0);
+  });
+});

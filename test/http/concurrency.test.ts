@@ -1,0 +1,50 @@
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { Pool } from '../../src/db/pool';
+import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
+import { createTestPool } from '../helpers/db';
+import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+
+describe('concurrent identical requests', () => {
+  let pool: Pool;
+  let temporal: Client;
+  let worker: TestWorker;
+  let api: TestApi;
+  beforeAll(async () => {
+    pool = createTestPool();
+    temporal = await connectTestClient();
+    worker = await startTestWorker({ pool });
+    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
+  });
+  afterAll(async () => {
+    await api.close();
+    await worker.stop();
+    await temporal.connection.close();
+    await pool.end();
+  });
+
+  it('starts exactly one workflow execution for 200 identical requests fired at once, and none of them gets a 5xx', async () => {
+    const tenant = await createApiTenant(pool);
+    const key = randomUUID();
+    const body = { prompt: 'one and only one' };
+    const responses = await Promise.all(
+      Array.from({ length: 200 }, () => postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body })),
+    );
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.filter((s) => s >= 500)).toEqual([]);
+    expect(statuses.every((s) => s === 202 || s === 409 || s === 200)).toBe(true);
+    expect(statuses.filter((s) => s === 202)).toHaveLength(1);
+    for (const replay of responses.filter((r) => r.status === 200)) expect(replay.headers.get('idempotent-replayed')).toBe('true');
+
+    // Counted by Temporal's visibility, not by our own table.
+    const query = `OnceflowTenant = '${tenant.tenantId}' AND OnceflowIdempotencyKey = '${key}'`;
+    let executions = 0;
+    for (let i = 0; i < 50 && executions === 0; i++) {
+      executions = (await temporal.workflow.count(query)).count;
+      if (executions === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(executions).toBe(1);
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key]);
+    expect(rows[0].n).toBe(1);
+  });
+});
