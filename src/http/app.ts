@@ -33,11 +33,8 @@ import { operationRoutes } from './routes/operations';
 import { parseStrictJson } from './strict-json';
 
 export interface AppDeps {
-  config: Pick<
-    Config,
-    | 'ONCEFLOW_BODY_LIMIT_BYTES' | 'ONCEFLOW_MAX_WAIT_SECONDS' | 'ONCEFLOW_RATE_LIMIT_PER_MINUTE'
-    | 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_NAMESPACE' | 'TEMPORAL_UI_URL' | 'DATABASE_URL'
-  > & Partial<Pick<Config, 'ONCEFLOW_SECRET_KEY' | 'GEMINI_WEBHOOK_SECRET' | 'NODE_ENV'>>;
+  /** The whole parsed configuration, so route plugins read their own settings from it. DATABASE_URL must be set (the LISTEN connection). */
+  config: Config;
   pool: pg.Pool;
   temporal: Client;
   logger: Logger;
@@ -121,6 +118,11 @@ export async function buildApp(deps: AppDeps) {
 
   await app.register(healthRoutes, { pool: deps.pool, temporal: deps.temporal, metricsRegistry: deps.metricsRegistry });
 
+  // ── Public route plugins (NO Bearer auth; each verifies its caller itself) ──
+  // One `await app.register(...)` line per plugin, added by the plugin's owner:
+  //   - src/http/routes/gemini-webhooks.ts → geminiWebhookRoutes (POST /v1/webhooks/gemini, Standard Webhooks signature)
+  // Everything thrown in these routes still goes through the one problem+json error handler above.
+
   // Everything under /v1 is per tenant: authenticated first (before the body is
   // read), then rate limited per tenant.
   await app.register(async (v1) => {
@@ -148,7 +150,13 @@ export async function buildApp(deps: AppDeps) {
       temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
       clock,
     });
-    // Route plugins of other capabilities register here, inside the authenticated scope.
+
+    // ── Authenticated route plugins (Bearer API key → request.tenantId, rate limited per tenant) ──
+    // One `await v1.register(...)` line per plugin, added by the plugin's owner.
+    // Inside these plugins `request.tenantId` is always set (see src/http/auth.ts;
+    // `requireTenant(request)` reads it typed as string), and every query must be
+    // scoped by it: another tenant's resource answers 404, never 403.
+    //   - src/http/routes/subscriptions.ts → subscriptionRoutes (/v1/subscriptions, /v1/dead-letters)
   });
 
   return app;

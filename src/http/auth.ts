@@ -57,3 +57,13 @@ function unauthorized(detail: string): ProblemError {
     headers: { 'WWW-Authenticate': 'Bearer realm="onceflow"' },
   });
 }
+
+/**
+ * The authenticated tenant of a request inside the /v1 scope of app.ts. Throws
+ * (answered 401) if a route was registered outside that scope by mistake, so a
+ * route can never run unscoped.
+ */
+export function requireTenant(request: FastifyRequest): string {
+  if (!request.tenantId) throw unauthorized('this route needs Authorization: Bearer <api key>');
+  return request.tenantId;
+}
