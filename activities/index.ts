@@ -2,18 +2,25 @@
  * createActivities(deps): the only place activities are assembled. Every
  * activity is built from small injected dependencies; nothing is a module-level singleton.
  */
+import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import type { Logger } from '../src/observability/logger';
 import { createCompleteOperation } from './complete-operation';
+import { createPurgeExpiredOperations } from './purge-expired-operations';
+import { createReconcileOperations } from './reconcile-operations';
 
 export interface ActivityDeps {
   pool: pg.Pool;
   logger: Logger;
+  /** Temporal client of the reconciler (starts lost operations, checks runs). Default: the worker's own, from the activity Context. */
+  temporal?: Client;
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     completeOperation: createCompleteOperation(deps),
+    reconcileOperations: createReconcileOperations(deps),
+    purgeExpiredOperations: createPurgeExpiredOperations(deps),
   };
 }
 

@@ -1,3 +1,4 @@
 /** Every workflow the worker registers, by explicit name. */
 export { generateContentWorkflow } from './generate-content.workflow';
 export { generateReportWorkflow } from './generate-report.workflow';
+export { maintenanceWorkflow } from './maintenance.workflow';

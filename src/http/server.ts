@@ -10,6 +10,7 @@ import { createPool } from '../db/pool';
 import { createLogger } from '../observability/logger';
 import { createTracing } from '../observability/tracing';
 import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
+import { ensureMaintenanceSchedule } from '../operations/maintenance-schedule';
 import { connectTemporalClient } from '../temporal/client';
 import { provisionTenants } from '../tenants/api-keys';
 import { buildApp } from './app';
@@ -35,6 +36,12 @@ runEntrypoint('api', async ({ onShutdown, stopped }) => {
     plugins: tracing ? [tracing.plugin] : [],
   });
   onShutdown(() => temporal.connection.close());
+  // Idempotent; every replica tries. Without the schedule lost reservations are
+  // still started by the next request with their key, but nothing is purged.
+  await ensureMaintenanceSchedule(temporal, { taskQueue: config.TEMPORAL_TASK_QUEUE }).then(
+    (outcome) => logger.info({ outcome }, 'maintenance schedule ready'),
+    (error: Error) => logger.error({ err: error.message }, 'could not create the maintenance schedule; expired keys are not purged until it exists'),
+  );
   const metricsRegistry = new Registry();
   collectDefaultMetrics({ register: metricsRegistry, prefix: 'onceflow_api_' });
   const app = await buildApp({ config: { ...config, DATABASE_URL: databaseUrl }, pool, temporal, logger, metricsRegistry });

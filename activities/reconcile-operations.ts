@@ -1,0 +1,133 @@
+import { Context } from '@temporalio/activity';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import type pg from 'pg';
+import { PostgresIdempotencyStore } from '../src/idempotency/store';
+import type { Logger } from '../src/observability/logger';
+import { createOperationStarter } from '../src/operations/starter';
+import { createCompleteOperation } from './complete-operation';
+
+export interface ReconcileOperationsInput {
+  /** Task queue that un-started operations are started on: the maintenance workflow's own. */
+  taskQueue: string;
+  /** A `reserved` row untouched this long lost its start (facade died, Temporal down). Default 30 000 ms. */
+  unstartedAfterMs?: number;
+  /** A `running` row untouched this long has its run checked in Temporal. Default 600 000 ms (10 min). */
+  checkRunningAfterMs?: number;
+  /** Rows looked at per kind and pass. Default 100. */
+  limit?: number;
+}
+
+export interface ReconcileOperationsResult {
+  /** Reserved rows whose workflow this pass started (or attached to). */
+  started: number;
+  /** Reserved rows whose start failed again; the next pass retries them. */
+  startFailures: number;
+  /** Running (or expired reserved) rows whose run had ended without recording an outcome; now failed and released. */
+  abandoned: number;
+  /** Rows whose run is alive; touched so that the next pass looks at others first. */
+  stillRunning: number;
+}
+
+/** The failure recorded for a run that ended without finishing its operation (terminated, timed out, lost). */
+export const ABANDONED_ERROR_TYPE = 'operation-abandoned';
+
+export interface ReconcileOperationsDeps {
+  pool: pg.Pool;
+  logger: Logger;
+  /** Default: the worker's own client (`Context.current().client`). */
+  temporal?: Client;
+  /** Epoch ms; default Date.now. Tests move it forward instead of sleeping. */
+  clock?: () => number;
+}
+
+/**
+ * The self-healing pass, run by the maintenance schedule so that nothing stays
+ * "running" forever even when no client ever asks again:
+ *
+ * 1. `reserved` rows whose start was never confirmed (the API process died, or
+ *    Temporal refused, between reserving the key and starting the workflow) are
+ *    started. Starting is idempotent (derived workflow ID, USE_EXISTING), so a
+ *    start that did reach Temporal just attaches.
+ * 2. `running` rows that are old, and expired rows never finished, have their run
+ *    checked: a run that is closed (terminated, timed out by the retention-bound
+ *    execution timeout, lost) without having recorded an outcome is finished as
+ *    failed through the normal finishing phase (one operation.failed event,
+ *    effect-guarded), releasing the key so a retry starts a new run.
+ */
+export function createReconcileOperations(deps: ReconcileOperationsDeps) {
+  const store = new PostgresIdempotencyStore(deps.pool);
+  const completeOperation = createCompleteOperation(deps);
+  const clock = deps.clock ?? Date.now;
+
+  return async function reconcileOperations(input: ReconcileOperationsInput): Promise<ReconcileOperationsResult> {
+    const temporal = deps.temporal ?? Context.current().client;
+    const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue });
+    const limit = input.limit ?? 100;
+    const nowMs = clock();
+    const result: ReconcileOperationsResult = { started: 0, startFailures: 0, abandoned: 0, stillRunning: 0 };
+
+    const unstarted = await store.findUnstarted({ olderThanMs: nowMs - (input.unstartedAfterMs ?? 30_000), limit });
+    for (const record of unstarted) {
+      // An expired reservation is not worth starting; step 2 closes it.
+      if (record.expiresAt.getTime() <= nowMs) continue;
+      try {
+        await startOperation(record);
+        result.started++;
+      } catch (error) {
+        result.startFailures++;
+        deps.logger.warn({ err: (error as Error).message, workflowId: record.workflowId }, 'reconciler could not start an operation; next pass retries');
+      }
+    }
+
+    const { rows } = await deps.pool.query<{
+      operation_id: string; tenant_id: string; operation_type: string; idempotency_key: string; workflow_id: string; run_id: string | null;
+    }>(
+      `SELECT operation_id, tenant_id, operation_type, idempotency_key, workflow_id, run_id
+         FROM operations
+        WHERE (status = 'running' AND updated_at < to_timestamp($1::bigint / 1000.0))
+           OR (status = 'reserved' AND expires_at <= to_timestamp($2::bigint / 1000.0))
+        ORDER BY updated_at
+        LIMIT $3`,
+      [nowMs - (input.checkRunningAfterMs ?? 600_000), nowMs, limit],
+    );
+    for (const row of rows) {
+      const state = await runState(temporal, row.workflow_id, row.run_id);
+      if (state === 'RUNNING') {
+        result.stillRunning++;
+        await deps.pool.query(`UPDATE operations SET updated_at = now() WHERE operation_id = $1 AND status IN ('reserved', 'running')`, [row.operation_id]);
+        continue;
+      }
+      // If the run finished its operation a moment ago, the effect guard in
+      // completeOperation returns that stored outcome: nothing is written twice.
+      await completeOperation({
+        operationId: row.operation_id,
+        tenantId: row.tenant_id,
+        operationType: row.operation_type,
+        idempotencyKey: row.idempotency_key,
+        workflowId: row.workflow_id,
+        outcome: 'failed',
+        error: {
+          type: ABANDONED_ERROR_TYPE,
+          title: 'Operation did not finish',
+          status: 502,
+          detail: `its workflow run ended (${state}) without recording a result; a retry with the same Idempotency-Key starts a new run`,
+          retryable: true,
+        },
+      });
+      result.abandoned++;
+      deps.logger.warn({ workflowId: row.workflow_id, runId: row.run_id, state }, 'operation abandoned by its run; failed and released');
+    }
+    return result;
+  };
+}
+
+/** The run's status name (RUNNING, TERMINATED, TIMED_OUT, …), or NOT_FOUND when Temporal has no such run. */
+async function runState(temporal: Client, workflowId: string, runId: string | null): Promise<string> {
+  try {
+    const description = await temporal.workflow.getHandle(workflowId, runId ?? undefined).describe();
+    return description.status.name;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return 'NOT_FOUND';
+    throw error;
+  }
+}
