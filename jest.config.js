@@ -11,7 +11,7 @@ const transform = {
 const esmOnly = ['content-disposition'];
 const transformIgnorePatterns = [`/node_modules/(?!(${esmOnly.join('|')})/)`];
 
-const common = { testEnvironment: 'node', transform, transformIgnorePatterns };
+const common = { testEnvironment: '<rootDir>/test/helpers/node-environment.js', transform, transformIgnorePatterns };
 
 module.exports = {
   projects: [

@@ -4,16 +4,23 @@
  */
 import type { Client } from '@temporalio/client';
 import type pg from 'pg';
+import type { GeminiClient } from '../src/integrations/gemini/client';
+import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
 import type { Logger } from '../src/observability/logger';
 import { createCompleteOperation } from './complete-operation';
 import { createPurgeExpiredOperations } from './purge-expired-operations';
 import { createReconcileOperations } from './reconcile-operations';
+import { createGenerateWithGemini, createListGeminiAttempts, createResolveModelChain } from './gemini-generate';
 
 export interface ActivityDeps {
   pool: pg.Pool;
   logger: Logger;
   /** Temporal client of the reconciler (starts lost operations, checks runs). Default: the worker's own, from the activity Context. */
   temporal?: Client;
+  gemini: GeminiClient;
+  geminiMetrics: GeminiMetrics;
+  /** GEMINI_MODELS: the fallback chain, primary first. */
+  modelChain: readonly string[];
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -21,6 +28,9 @@ export function createActivities(deps: ActivityDeps) {
     completeOperation: createCompleteOperation(deps),
     reconcileOperations: createReconcileOperations(deps),
     purgeExpiredOperations: createPurgeExpiredOperations(deps),
+    generateWithGemini: createGenerateWithGemini(deps),
+    listGeminiAttempts: createListGeminiAttempts(deps),
+    resolveModelChain: createResolveModelChain(deps),
   };
 }
 

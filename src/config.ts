@@ -100,6 +100,8 @@ export const envSchema = z.object({
   GEMINI_BASE_URL: optionalString,
   /** Model fallback chain for generate-content, first is primary. Default `gemini-2.5-flash,gemini-2.5-flash-lite`. */
   GEMINI_MODELS: modelList.default(['gemini-2.5-flash', 'gemini-2.5-flash-lite']),
+  /** Timeout of one Gemini call, in ms; a hung call fails and is retried. Default 30000. */
+  GEMINI_REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
   /** Local run only: offline model server port. Default 8788. */
   GEMINI_OFFLINE_PORT: port.default(8788),
   /** Outbox deliveries per relay claim. Default 50. */

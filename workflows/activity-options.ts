@@ -5,6 +5,14 @@
 import type { ActivityOptions } from '@temporalio/workflow';
 import { nonRetryableFailureTypes } from './failure-types';
 
+/**
+ * Backoff of Gemini retries. Temporal's own retry backoff has no jitter, so the
+ * activity sets each retry's delay itself (ApplicationFailure nextRetryDelay):
+ * the server's RetryInfo delay for a 429, otherwise this exponential backoff
+ * with full jitter, so that many operations failing together do not retry in step.
+ */
+export const geminiBackoff = { initialMs: 1_000, maxMs: 20_000, coefficient: 2 } as const;
+
 export const activityOptions = {
   /** A maintenance pass (reconcile or purge) works in bounded batches; retried a little, then the next scheduled pass takes over. */
   maintenance: {
@@ -18,6 +26,28 @@ export const activityOptions = {
       initialInterval: '500 milliseconds',
       backoffCoefficient: 2,
       maximumInterval: '30 seconds',
+      nonRetryableErrorTypes: nonRetryableFailureTypes,
+    },
+  },
+  /** Short reads (model chain, attempts so far): cheap to repeat, so retried quickly and without limit. */
+  quickRead: {
+    startToCloseTimeout: '10 seconds',
+    retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+  },
+  /**
+   * One paid Gemini call. Three attempts per model, then the workflow falls
+   * back to the next model. The SDK's own timeout (GEMINI_REQUEST_TIMEOUT_MS)
+   * ends a hung call first; startToClose is the backstop if the worker hangs,
+   * so a hung call is always retried. 400/401/403/404 and safety blocks are
+   * final (nonRetryableErrorTypes).
+   */
+  geminiCall: {
+    startToCloseTimeout: '2 minutes',
+    retry: {
+      initialInterval: `${geminiBackoff.initialMs} milliseconds`,
+      backoffCoefficient: geminiBackoff.coefficient,
+      maximumInterval: `${geminiBackoff.maxMs} milliseconds`,
+      maximumAttempts: 3,
       nonRetryableErrorTypes: nonRetryableFailureTypes,
     },
   },

@@ -1,22 +1,100 @@
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
 import type { OperationWorkflowInput } from './definitions';
+import { FailureType } from './failure-types';
+import type { OperationError, OperationOutcome } from './operation-outcome';
+
+export interface GenerateContentProgress {
+  step: 'resolving-models' | 'calling-gemini' | 'finishing' | 'done';
+  model: string | null;
+  modelsTried: string[];
+}
+
+export const generateContentProgressQuery = defineQuery<GenerateContentProgress>('progress');
 
 const { completeOperation } = proxyActivities<Activities>(activityOptions.databaseWrite);
+const { resolveModelChain, listGeminiAttempts } = proxyActivities<Activities>(activityOptions.quickRead);
 
 /**
- * MINIMAL placeholder until the Gemini issue lands its real body: completes the
- * operation through the same atomic finishing phase the real workflow uses.
+ * One Gemini text generation. Each model of the chain gets its retry policy
+ * (activity-options `geminiCall`); a model that exhausts it hands over to the
+ * next. A request Gemini refuses (400-class, safety) ends the operation at
+ * once: another model would refuse it too, and each try costs money.
  */
-export async function generateContentWorkflow(input: OperationWorkflowInput): Promise<void> {
+export async function generateContentWorkflow(operation: OperationWorkflowInput<GenerateContentInput>): Promise<void> {
+  const { workflowId } = workflowInfo();
+  const progress: GenerateContentProgress = { step: 'resolving-models', model: null, modelsTried: [] };
+  setHandler(generateContentProgressQuery, () => progress);
+  const { prompt, system, temperature, maxOutputTokens } = operation.input;
+  const models = await resolveModelChain({ requested: operation.input.model });
+
+  let lastError: OperationError | undefined;
+  for (const [index, model] of models.entries()) {
+    progress.step = 'calling-gemini';
+    progress.model = model;
+    progress.modelsTried.push(model);
+    const { generateWithGemini } = proxyActivities<Activities>({
+      ...activityOptions.geminiCall,
+      summary: `Gemini ${model} (model ${index + 1} of ${models.length})`,
+    });
+    try {
+      const response = await generateWithGemini({
+        operationId: operation.operationId,
+        workflowId,
+        model,
+        ...(index > 0 ? { fallbackFrom: models[index - 1] } : {}),
+        request: { prompt, system, temperature, maxOutputTokens },
+      });
+      progress.step = 'finishing';
+      const attempts = await listGeminiAttempts({ operationId: operation.operationId });
+      await finish(operation, workflowId, {
+        outcome: 'succeeded',
+        result: { text: response.text, model: response.model, usage: response.usage, attempts },
+        usage: { model: response.model, ...response.usage },
+      });
+      progress.step = 'done';
+      return;
+    } catch (error) {
+      const failure = applicationFailureOf(error);
+      if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
+        lastError = {
+          type: failure.type === FailureType.GeminiSafetyBlocked ? 'prompt-blocked' : 'prompt-rejected',
+          title: failure.type === FailureType.GeminiSafetyBlocked ? 'Prompt blocked by Gemini safety filters' : 'Prompt rejected by Gemini',
+          status: 422,
+          detail: failure.message,
+          retryable: false,
+        };
+        break;
+      }
+      // Retries exhausted on a transient cause: fall back to the next model.
+      lastError = {
+        type: 'provider-failure',
+        title: 'Gemini failed',
+        status: 502,
+        detail: `every model failed; last: ${failure?.message ?? String(error)}`,
+        retryable: true,
+      };
+    }
+  }
+  progress.step = 'finishing';
+  await finish(operation, workflowId, { outcome: 'failed', error: lastError! });
+  progress.step = 'done';
+}
+
+async function finish(operation: OperationWorkflowInput, workflowId: string, outcome: OperationOutcome): Promise<void> {
   await completeOperation({
-    operationId: input.operationId,
-    tenantId: input.tenantId,
-    operationType: input.operationType,
-    idempotencyKey: input.idempotencyKey,
-    workflowId: workflowInfo().workflowId,
-    outcome: 'succeeded',
-    result: { text: '', model: 'none', usage: { promptTokens: 0, outputTokens: 0, totalTokens: 0 }, attempts: [] },
+    operationId: operation.operationId,
+    tenantId: operation.tenantId,
+    operationType: operation.operationType,
+    idempotencyKey: operation.idempotencyKey,
+    workflowId,
+    ...outcome,
   });
+}
+
+function applicationFailureOf(error: unknown): ApplicationFailure | undefined {
+  if (error instanceof ActivityFailure && error.cause instanceof ApplicationFailure) return error.cause;
+  return undefined;
 }

@@ -35,45 +35,48 @@ export function createOperationStarter(options: OperationStarterOptions) {
       idempotencyKey: record.idempotencyKey,
       input: record.input,
     };
-    let runId: string;
-    try {
+    const start = () =>
       // Bounded: with Temporal down the SDK would retry for long; a prompt 503 lets the client retry instead.
-      const handle = await options.temporal.connection.withDeadline(Date.now() + (options.startTimeoutMs ?? 5_000), () =>
+      options.temporal.connection.withDeadline(Date.now() + (options.startTimeoutMs ?? 5_000), () =>
         options.temporal.workflow.start(definition.workflowType, {
-        workflowId: record.workflowId,
-        taskQueue: options.taskQueue,
-        args: [input],
-        // A repeat (or a retried start after a crash) attaches to the running
-        // execution instead of failing or starting a second one.
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        // A closed execution under this ID belongs to an expired key or a
-        // failure that released it; the new reservation may start a new run.
-        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        // No run outlives its key: after retention the row may be purged and
-        // the key reused, so an older run must be gone by then.
-        workflowExecutionTimeout: `${definition.retentionHours} hours`,
-        typedSearchAttributes: [
-          { key: searchAttributes.tenant, value: record.tenantId },
-          { key: searchAttributes.operationType, value: record.operationType },
-          { key: searchAttributes.idempotencyKey, value: record.idempotencyKey },
-        ],
-        staticSummary: `${definition.summary(record.input as never)} · key ${record.idempotencyKey} · tenant ${record.tenantId}`,
-        staticDetails: [
-          `**Onceflow operation** \`${record.operationType}\``,
-          `- tenant: \`${record.tenantId}\``,
-          `- idempotency key: \`${record.idempotencyKey}\``,
-          `- operation id: \`${record.operationId}\``,
-          `- payload fingerprint: \`${record.fingerprint.slice(0, 16)}…\``,
-          `- first seen: ${new Date(record.firstSeenMs).toISOString()}`,
-        ].join('\n'),
+          workflowId: record.workflowId,
+          taskQueue: options.taskQueue,
+          args: [input],
+          // A repeat (or a retried start after a crash) attaches to the running
+          // execution instead of failing or starting a second one.
+          workflowIdConflictPolicy: 'USE_EXISTING',
+          // A closed execution under this ID belongs to an expired key or a
+          // failure that released it; the new reservation may start a new run.
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          // No run outlives its key: after retention the row may be purged and
+          // the key reused, so an older run must be gone by then.
+          workflowExecutionTimeout: `${definition.retentionHours} hours`,
+          typedSearchAttributes: [
+            { key: searchAttributes.tenant, value: record.tenantId },
+            { key: searchAttributes.operationType, value: record.operationType },
+            { key: searchAttributes.idempotencyKey, value: record.idempotencyKey },
+          ],
+          staticSummary: `${definition.summary(record.input as never)} · key ${record.idempotencyKey} · tenant ${record.tenantId}`,
+          staticDetails: [
+            `**Onceflow operation** \`${record.operationType}\``,
+            `- tenant: \`${record.tenantId}\``,
+            `- idempotency key: \`${record.idempotencyKey}\``,
+            `- operation id: \`${record.operationId}\``,
+            `- payload fingerprint: \`${record.fingerprint.slice(0, 16)}…\``,
+            `- first seen: ${new Date(record.firstSeenMs).toISOString()}`,
+          ].join('\n'),
         }),
       );
-      runId = handle.firstExecutionRunId;
+    let runId: string;
+    try {
+      runId = (await start()).firstExecutionRunId;
       if (record.previousRunId && runId === record.previousRunId) {
-        // The conflict policy attached us to the previous operation's run,
-        // which has finished its work but not closed yet. A moment later the
-        // start opens a new run; until then the client is told to retry.
-        throw new Error('the previous run under this key has not closed yet');
+        // The conflict policy attached us to the previous operation's run: it
+        // has finished its work (that is how the key was released) but has not
+        // closed yet. Wait for it to close, then start the new run.
+        await waitForClose(options.temporal, record.workflowId, runId, PREVIOUS_RUN_CLOSE_WAIT_MS);
+        runId = (await start()).firstExecutionRunId;
+        if (runId === record.previousRunId) throw new Error('the previous run under this key has not closed yet');
       }
     } catch (cause) {
       throw new WorkflowStartError(record.workflowId, { cause });
@@ -81,6 +84,18 @@ export function createOperationStarter(options: OperationStarterOptions) {
     await options.store.markStarted(record.operationId, runId);
     return runId;
   };
+}
+
+/** A released run closes right after its last activity; this is long enough for that, short enough for a request. */
+const PREVIOUS_RUN_CLOSE_WAIT_MS = 3_000;
+
+async function waitForClose(temporal: Client, workflowId: string, runId: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { status } = await temporal.workflow.getHandle(workflowId, runId).describe();
+    if (status.name !== 'RUNNING') return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 export type StartOperation = ReturnType<typeof createOperationStarter>;

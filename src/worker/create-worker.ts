@@ -1,14 +1,12 @@
 import { type NativeConnection, Worker, type WorkerPlugin, type WorkflowBundle } from '@temporalio/worker';
-import type pg from 'pg';
-import { createActivities } from '../../activities';
-import type { Logger } from '../observability/logger';
+import { createActivities, type ActivityDeps } from '../../activities';
 
 export interface CreateOnceflowWorkerOptions {
   connection: NativeConnection;
   namespace: string;
   taskQueue: string;
-  pool: pg.Pool;
-  logger: Logger;
+  /** Everything the activities need (database, Gemini client, metrics). */
+  activityDeps: ActivityDeps;
   /** A prebuilt bundle (tests build it once); default: bundle workflows/ at start. */
   workflowBundle?: WorkflowBundle;
   /** E.g. the OpenTelemetry plugin when tracing is on; default none. A prebuilt bundle must be built with the same plugins. */
@@ -23,7 +21,7 @@ export async function createOnceflowWorker(options: CreateOnceflowWorkerOptions)
     ...(options.workflowBundle
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: require.resolve('../../workflows') }),
-    activities: createActivities({ pool: options.pool, logger: options.logger }),
+    activities: createActivities(options.activityDeps),
     plugins: options.plugins ?? [],
   });
 }

@@ -13,6 +13,8 @@ import { startMetricsServer } from '../observability/metrics-server';
 import { createTracing } from '../observability/tracing';
 import { runEntrypoint, requireDatabaseUrl } from '../process/entrypoint';
 import { createOnceflowWorker } from './create-worker';
+import { geminiClientFromConfig } from '../integrations/gemini/from-config';
+import { createGeminiMetrics } from '../integrations/gemini/metrics';
 
 runEntrypoint('worker', async ({ onShutdown }) => {
   const config = loadConfig();
@@ -37,8 +39,13 @@ runEntrypoint('worker', async ({ onShutdown }) => {
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
-    pool,
-    logger,
+    activityDeps: {
+      pool,
+      logger,
+      gemini: geminiClientFromConfig(config),
+      geminiMetrics: createGeminiMetrics(registry),
+      modelChain: config.GEMINI_MODELS,
+    },
   });
   const metrics = await startMetricsServer({ registry, port: config.WORKER_METRICS_PORT });
   onShutdown(() => metrics.close());

@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { Pool } from '../../src/db/pool';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
+import { createTestPool } from '../helpers/db';
+import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { FakeGeminiControl } from '../fakes/gemini';
+
+/**
+ * generate-content end to end: real facade, real Temporal worker, real
+ * @google/genai client talking HTTP to the offline model server, whose call
+ * counter says how many times Gemini was paid.
+ */
+describe('generate-content never pays Gemini twice', () => {
+  let pool: Pool;
+  let temporal: Client;
+  let gemini: OfflineGeminiServer;
+  let fake: FakeGeminiControl;
+  let worker: TestWorker;
+  let api: TestApi;
+  let tenant: { tenantId: string; apiKey: string };
+
+  beforeAll(async () => {
+    pool = createTestPool();
+    temporal = await connectTestClient();
+    gemini = await startOfflineGeminiServer();
+    fake = new FakeGeminiControl(gemini.url);
+    worker = await startTestWorker({ pool, geminiBaseUrl: gemini.url, geminiTimeoutMs: 1_500 });
+    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
+    tenant = await createApiTenant(pool);
+  });
+  beforeEach(() => fake.reset());
+  afterAll(async () => {
+    await api.close();
+    await worker.stop();
+    await gemini.close();
+    await temporal.connection.close();
+    await pool.end();
+  });
+
+  const bills = async (key: string) =>
+    (await pool.query(
+      `SELECT l.total_tokens FROM usage_ledger l JOIN operations o USING (operation_id)
+        WHERE o.tenant_id = $1 AND o.idempotency_key = $2`, [tenant.tenantId, key])).rows;
+  const events = async (key: string) =>
+    (await pool.query(
+      `SELECT e.event_type FROM outbox_events e JOIN operations o ON e.aggregate_id = o.operation_id::text
+        WHERE o.tenant_id = $1 AND o.idempotency_key = $2`, [tenant.tenantId, key])).rows.map((r) => r.event_type);
+  const run = (key: string, body: Record<string, unknown> = { prompt: `prompt for ${key}` }) =>
+    postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body, headers: { prefer: 'wait=60' } });
+
+  it('calls Gemini once, bills once and publishes one event for 50 concurrent duplicate requests', async () => {
+    const key = randomUUID();
+    const body = { prompt: 'fifty of the same' };
+    const responses = await Promise.all(Array.from({ length: 50 }, () => postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body })));
+    expect(responses.filter((r) => r.status >= 500)).toEqual([]);
+    const final = await run(key, body);
+    expect(final.status).toBe(200);
+    expect(await fake.calls()).toHaveLength(1);
+    expect(await bills(key)).toHaveLength(1);
+    expect(await events(key)).toEqual(['operation.succeeded']);
+    expect(final.json!.result.text).toContain('[offline model]');
+    expect(final.json!.result.usage.totalTokens).toBe((await bills(key))[0].total_tokens);
+  });
+
+  it('retries 429 with the server’s delay: three calls, one bill, three attempts in the result', async () => {
+    await fake.script([{ kind: 'error', status: 429, retryDelaySeconds: 1 }, { kind: 'error', status: 429, retryDelaySeconds: 1 }], 'gemini-2.5-flash');
+    const key = randomUUID();
+    const response = await run(key);
+    expect(response.status).toBe(200);
+    const calls = await fake.calls();
+    expect(calls.map((c) => c.status)).toEqual([429, 429, 200]);
+    // honoured the 1 s RetryInfo delay between calls
+    expect(calls[1]!.atMs - calls[0]!.atMs).toBeGreaterThanOrEqual(900);
+    expect(await bills(key)).toHaveLength(1);
+    expect(response.json!.result.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['rate_limited', 'rate_limited', 'succeeded']);
+    expect(response.json!.result.attempts.every((a: { model: string }) => a.model === 'gemini-2.5-flash')).toBe(true);
+  });
+
+  it.each([
+    ['a 400', { kind: 'error' as const, status: 400 }, 'prompt-rejected'],
+    ['a safety block', { kind: 'safety' as const }, 'prompt-blocked'],
+  ])('does not retry %s: one call, 422, replayed to repeats without another call', async (_name, behaviour, problem) => {
+    await fake.script([behaviour], 'gemini-2.5-flash');
+    const key = randomUUID();
+    const response = await run(key);
+    expect(response.status).toBe(422);
+    expect(response.json).toMatchObject({ type: `https://onceflow.dev/problems/${problem}`, operation: { status: 'failed' } });
+    const repeat = await run(key);
+    expect(repeat.status).toBe(422);
+    expect(repeat.headers.get('idempotent-replayed')).toBe('true');
+    expect(await fake.calls()).toHaveLength(1);
+    expect(await bills(key)).toHaveLength(0);
+    expect(await events(key)).toEqual(['operation.failed']);
+  });
+
+  it('falls back to the next model when the primary exhausts its retries, recording both', async () => {
+    await fake.script(Array.from({ length: 3 }, () => ({ kind: 'error' as const, status: 503 })), 'gemini-2.5-flash');
+    const key = randomUUID();
+    const response = await run(key);
+    expect(response.status).toBe(200);
+    expect(response.json!.result.model).toBe('gemini-2.5-flash-lite');
+    const calls = await fake.calls();
+    expect(calls.map((c) => `${c.model}:${c.status}`)).toEqual([
+      'gemini-2.5-flash:503', 'gemini-2.5-flash:503', 'gemini-2.5-flash:503', 'gemini-2.5-flash-lite:200',
+    ]);
+    expect(response.json!.result.attempts.map((a: { model: string; outcome: string }) => `${a.model}:${a.outcome}`)).toEqual([
+      'gemini-2.5-flash:unavailable', 'gemini-2.5-flash:unavailable', 'gemini-2.5-flash:unavailable', 'gemini-2.5-flash-lite:succeeded',
+    ]);
+    expect(await bills(key)).toHaveLength(1);
+  });
+
+  it('fails with 502 provider-failure when every model is down, and the failure releases the key', async () => {
+    await fake.script(Array.from({ length: 6 }, () => ({ kind: 'error' as const, status: 500 })));
+    const key = randomUUID();
+    const response = await run(key);
+    expect(response.status).toBe(502);
+    expect(response.json).toMatchObject({ type: 'https://onceflow.dev/problems/provider-failure' });
+    expect(await fake.calls()).toHaveLength(6);
+    // retryable after exhaustion: the same key starts a new run, which now succeeds
+    const again = await run(key);
+    expect(again.status).toBe(200);
+    expect(await bills(key)).toHaveLength(1);
+  });
+
+  it('retries a call that hangs past its timeout', async () => {
+    await fake.script([{ kind: 'hang' }], 'gemini-2.5-flash');
+    const response = await run(randomUUID());
+    expect(response.status).toBe(200);
+    expect((await fake.calls()).map((c) => c.outcome)).toEqual(['hang', 'ok']);
+  });
+
+  it('retries a call whose answer was lost after Gemini did the work (the one window the API cannot close)', async () => {
+    await fake.script([{ kind: 'drop' }], 'gemini-2.5-flash');
+    const key = randomUUID();
+    const response = await run(key);
+    expect(response.status).toBe(200);
+    // Gemini did the work twice: nothing we can send lets it recognise the repeat.
+    expect((await fake.calls()).map((c) => c.outcome)).toEqual(['drop', 'ok']);
+    expect(await bills(key)).toHaveLength(1);
+    expect(response.json!.result.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['unavailable', 'succeeded']);
+  });
+
+  it('answers the progress query with the current step and the models tried', async () => {
+    const key = randomUUID();
+    const response = await run(key);
+    const handle = temporal.workflow.getHandle(response.json!.workflowId);
+    expect(await handle.query('progress')).toEqual({ step: 'done', model: 'gemini-2.5-flash', modelsTried: ['gemini-2.5-flash'] });
+  });
+});
