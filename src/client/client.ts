@@ -14,7 +14,7 @@ import {
   OnceflowProblemError,
   type ProblemBody,
 } from './errors';
-import { isRetryableStatus, nextDelayMs, parseRetryAfterMs, resolveRetryPolicy, type ResolvedRetryPolicy } from './retry';
+import { isRetryableStatus, nextDelayMs, parseRetryAfterMs, resolveRetryPolicy } from './retry';
 import type {
   CallOptions,
   OperationInput,
@@ -247,4 +247,3 @@ function describeNetworkError(error: unknown): string {
   return e?.message ?? String(error);
 }
 
-export type { ResolvedRetryPolicy };
