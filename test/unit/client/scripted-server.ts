@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
 export interface SeenRequest {
@@ -9,7 +10,7 @@ export interface SeenRequest {
 }
 
 /** What the server does with the n-th request (0-based); the last step repeats. */
-export type Step = (request: SeenRequest, response: http.ServerResponse, socket: import('node:net').Socket) => void;
+export type Step = (request: SeenRequest, response: http.ServerResponse, socket: Socket) => void;
 
 /** A real HTTP server on a free port that answers requests by a script; it records what it received. */
 export async function startScriptedServer(steps: Step[]) {
