@@ -104,4 +104,42 @@ describe('bad input', () => {
     const { rows } = await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1', [tenant.tenantId]);
     expect(rows[0].n).toBe(0);
   });
+
+  it('answers invalid UTF-8 and oversized bodies, byte for byte, with a 4xx problem and reserves nothing', async () => {
+    const tenant = await createApiTenant(pool);
+    const prefix = Buffer.from('{"prompt":"');
+    const suffix = Buffer.from('"}');
+    const invalidUtf8 = [[0xff], [0xc3, 0x28], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x80]];
+    const cases: { name: string; body: Buffer; status: number; problem: string }[] = [
+      ...invalidUtf8.map((bytes) => ({
+        name: `invalid UTF-8 ${Buffer.from(bytes).toString('hex')}`,
+        body: Buffer.concat([prefix, Buffer.from(bytes), suffix]),
+        status: 400,
+        problem: 'invalid-request',
+      })),
+      // ONCEFLOW_BODY_LIMIT_BYTES defaults to 1 MiB; one byte over is refused before parsing.
+      ...[1_048_577, 2_000_000, 8_000_000].map((size) => ({
+        name: `body of ${size} bytes`,
+        body: Buffer.concat([prefix, Buffer.alloc(size - prefix.length - suffix.length, 'a'), suffix]),
+        status: 413,
+        problem: 'payload-too-large',
+      })),
+    ];
+    const mismatches: string[] = [];
+    for (const badRequest of cases) {
+      const response = await fetch(`${api.baseUrl}/v1/operations/generate-content`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tenant.apiKey}`, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+        body: badRequest.body,
+      }).catch((error: Error) => ({ status: 0, headers: new Headers(), text: async () => error.message }));
+      const text = await response.text();
+      const json = response.headers.get('content-type')?.startsWith('application/problem+json') ? (JSON.parse(text) as { type?: string }) : undefined;
+      if (response.status !== badRequest.status || json?.type !== `https://onceflow.dev/problems/${badRequest.problem}`) {
+        mismatches.push(`${badRequest.name}: got ${response.status} ${text.slice(0, 200)}`);
+      }
+    }
+    expect(mismatches).toEqual([]);
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1', [tenant.tenantId]);
+    expect(rows[0].n).toBe(0);
+  });
 });
