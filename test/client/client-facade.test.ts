@@ -7,7 +7,7 @@ import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
-import { startFaultProxy, type FaultProxy } from './fault-proxy';
+import { startFaultProxy } from './fault-proxy';
 
 /**
  * The client against the real facade (buildApp), real Temporal and real
