@@ -110,6 +110,8 @@ export const envSchema = z.object({
   RELAY_POLL_INTERVAL_MS: positiveInt.default(1000),
   /** Attempts before a delivery is dead-lettered. Default 12. */
   RELAY_MAX_ATTEMPTS: positiveInt.max(100).default(12),
+  /** First retry delay of a failed delivery, in ms; doubles per attempt (full jitter, capped at 1 h). Default 1000. */
+  RELAY_RETRY_BASE_MS: positiveInt.default(1_000),
   /** Subscriber request timeout, in ms. Default 10000. */
   RELAY_DELIVERY_TIMEOUT_MS: positiveInt.default(10_000),
   /** Days to keep delivered outbox and inbox rows. Default 7. */

@@ -30,6 +30,9 @@ import { InvalidJsonError, ProblemError } from './errors';
 import { createHttpMetrics } from './metrics';
 import { healthRoutes } from './routes/health';
 import { operationRoutes } from './routes/operations';
+import { subscriptionRoutes } from './routes/subscriptions';
+import { secretBoxFromConfig } from '../crypto/secret-box';
+import { registerOutboxBacklogGauges } from '../outbox/metrics';
 import { parseStrictJson } from './strict-json';
 
 export interface AppDeps {
@@ -80,6 +83,7 @@ export async function buildApp(deps: AppDeps) {
   });
 
   const metrics = createHttpMetrics(deps.metricsRegistry, deps.pool);
+  registerOutboxBacklogGauges(deps.metricsRegistry, deps.pool);
   // Set before any plugin is registered: encapsulated plugins inherit the handlers in force when they register.
   app.setNotFoundHandler((request, reply) => {
     sendProblem(reply, new ProblemError({ status: 404, type: 'not-found', title: 'Not found', detail: `no route for ${request.method} ${request.url.split('?')[0]}` }));

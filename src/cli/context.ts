@@ -1,0 +1,59 @@
+import { Option, type Command } from 'commander';
+import { ConfigError, loadConfig, type Config } from '../config';
+import { createPool, type Pool } from '../db/pool';
+import { describeStartupError } from '../process/entrypoint';
+import { CliError, ExitCode } from './errors';
+import { createOutput, type Output } from './output';
+
+export interface CommandContext {
+  config: Config;
+  out: Output;
+  /** `--json` was given: print machine-readable output only. */
+  json: boolean;
+}
+
+/** Adds `--json` to a command. */
+export function withJson(command: Command): Command {
+  return command.addOption(new Option('--json', 'print JSON instead of a table (for scripts)'));
+}
+
+/**
+ * Runs a command action: config parsed once, every error printed as one line
+ * on stderr, and the documented exit code. Never a stack trace unless
+ * LOG_LEVEL=debug.
+ */
+export async function runCommand(options: { json?: boolean }, action: (context: CommandContext) => Promise<ExitCode | void>): Promise<void> {
+  let code: number;
+  try {
+    const config = loadConfig();
+    code = (await action({ config, out: createOutput(), json: options.json === true })) ?? ExitCode.Ok;
+  } catch (error) {
+    code = error instanceof CliError ? error.exitCode : error instanceof ConfigError ? ExitCode.Usage : ExitCode.Failure;
+    const message = error instanceof CliError ? error.message : describeStartupError(error);
+    process.stderr.write(`onceflow: ${message}\n`);
+    if (process.env.LOG_LEVEL === 'debug') process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+  }
+  process.exitCode = code;
+}
+
+/** A pool for one CLI command; DATABASE_URL is required (exit 2 with one line otherwise). */
+export async function withPool<T>(config: Config, use: (pool: Pool) => Promise<T>): Promise<T> {
+  if (!config.DATABASE_URL) {
+    throw new CliError('DATABASE_URL is not set — point it at Onceflow’s PostgreSQL (`npm start` prints the one it uses)', ExitCode.Usage);
+  }
+  const pool = createPool({ connectionString: config.DATABASE_URL, max: 2, applicationName: 'onceflow-cli' });
+  try {
+    return await use(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Parses a positive integer option, or exits 2 naming the option. */
+export function positiveInt(name: string): (value: string) => number {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed <= 0) throw new CliError(`${name} must be a positive integer, got "${value}"`, ExitCode.Usage);
+    return parsed;
+  };
+}

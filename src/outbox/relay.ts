@@ -1,0 +1,222 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { Webhook } from 'standardwebhooks';
+import type { SecretBox } from '../crypto/secret-box';
+import type { Logger } from '../observability/logger';
+import { OUTBOX_CHANNEL } from './enqueue';
+import type { RelayMetrics } from './metrics';
+
+export interface OutboxRelayOptions {
+  pool: pg.Pool;
+  /** For the dedicated LISTEN connection. */
+  connectionString: string;
+  secretBox: SecretBox;
+  logger: Logger;
+  metrics: RelayMetrics;
+  /** Deliveries claimed per round. Default 50. */
+  batchSize?: number;
+  /** Polling fallback when no NOTIFY arrives. Default 1000 ms. */
+  pollIntervalMs?: number;
+  /** Attempts before a delivery is dead-lettered. Default 12. */
+  maxAttempts?: number;
+  /** Subscriber request timeout. Default 10000 ms. */
+  deliveryTimeoutMs?: number;
+  /** First retry delay; doubles each attempt, full jitter. Default 1000 ms. */
+  retryBaseMs?: number;
+  /** Longest retry delay. Default 1 hour. */
+  retryCapMs?: number;
+}
+
+interface ClaimedDelivery {
+  event_id: string;
+  subscription_id: string;
+  attempts: number;
+  event_type: string;
+  payload: unknown;
+  created_at: Date;
+  url: string;
+  secret_sealed: string;
+}
+
+/**
+ * Delivers outbox events to subscribers, at least once, with Standard Webhooks signatures.
+ *
+ * Claiming: one statement picks due deliveries `FOR UPDATE SKIP LOCKED` and
+ * leases them (`locked_until`) before any HTTP call, so two relays never take
+ * the same delivery, and no database transaction stays open across a slow
+ * subscriber. If a relay dies after the subscriber received an event but
+ * before it marked it delivered, the lease runs out and another relay sends it
+ * again with the same `webhook-id`: the subscriber's inbox drops the repeat.
+ *
+ * Ordering: per subscription, the events of one aggregate (operation) go out
+ * in the order they were written: a delivery is not claimed while an earlier
+ * one of the same aggregate is still pending for that subscription. A
+ * dead-lettered delivery no longer holds later ones back. Across operations
+ * nothing is ordered.
+ */
+export class OutboxRelay {
+  private readonly relayId = `relay-${randomUUID().slice(0, 8)}`;
+  private running = false;
+  private wake: (() => void) | undefined;
+  private listener: pg.Client | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly options: OutboxRelayOptions) {}
+
+  private get leaseMs(): number {
+    // long enough for one batch of deliveries, each bounded by its timeout
+    return (this.options.deliveryTimeoutMs ?? 10_000) * 2 + 5_000;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await this.listener?.end().catch(() => undefined);
+    this.listener = undefined;
+  }
+
+  /** Claims and delivers one batch; returns how many deliveries it handled (tests and benchmarks drive this). */
+  async deliverBatch(): Promise<number> {
+    const claimed = await this.claim();
+    await Promise.all(claimed.map((delivery) => this.deliver(delivery)));
+    return claimed.length;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        await this.ensureListening();
+        const handled = await this.deliverBatch();
+        if (handled > 0) continue;
+      } catch (error) {
+        // PostgreSQL restarting, a network blip: log, wait a poll interval, go on.
+        this.options.logger.warn({ err: (error as Error).message }, 'relay round failed; retrying');
+      }
+      await this.sleep(this.options.pollIntervalMs ?? 1_000);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async ensureListening(): Promise<void> {
+    if (this.listener) return;
+    const client = new pg.Client({ connectionString: this.options.connectionString, application_name: 'onceflow-relay-listen' });
+    client.on('notification', () => this.wake?.());
+    client.on('error', (error) => {
+      this.options.logger.warn({ err: error.message }, 'relay LISTEN connection lost; polling until it is back');
+      if (this.listener === client) this.listener = undefined;
+      client.end().catch(() => undefined);
+    });
+    await client.connect();
+    await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+    this.listener = client;
+  }
+
+  private async claim(): Promise<ClaimedDelivery[]> {
+    const { rows } = await this.options.pool.query<ClaimedDelivery>(
+      `WITH due AS (
+         SELECT d.event_id, d.subscription_id
+           FROM deliveries d
+           JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.status = 'active'
+          WHERE d.status = 'pending'
+            AND d.next_attempt_at <= now()
+            AND (d.locked_until IS NULL OR d.locked_until < now())
+            AND NOT EXISTS (
+                  SELECT 1 FROM deliveries earlier
+                   WHERE earlier.subscription_id = d.subscription_id
+                     AND earlier.aggregate_id = d.aggregate_id
+                     AND earlier.seq < d.seq
+                     AND earlier.status = 'pending')
+          ORDER BY d.next_attempt_at, d.seq
+          LIMIT $1
+          FOR UPDATE OF d SKIP LOCKED)
+       UPDATE deliveries
+          SET locked_until = now() + make_interval(secs => $2 / 1000.0), locked_by = $3, attempts = deliveries.attempts + 1
+         FROM due, outbox_events e, subscriptions s
+        WHERE deliveries.event_id = due.event_id AND deliveries.subscription_id = due.subscription_id
+          AND e.event_id = deliveries.event_id AND s.subscription_id = deliveries.subscription_id
+       RETURNING deliveries.event_id, deliveries.subscription_id, deliveries.attempts,
+                 e.event_type, e.payload, e.created_at, s.url, s.secret_sealed`,
+      [this.options.batchSize ?? 50, this.leaseMs, this.relayId],
+    );
+    return rows;
+  }
+
+  private async deliver(delivery: ClaimedDelivery): Promise<void> {
+    const body = JSON.stringify({ type: delivery.event_type, timestamp: delivery.created_at.toISOString(), data: delivery.payload });
+    let outcome: { ok: true } | { ok: false; status?: number; error: string };
+    try {
+      const secret = this.options.secretBox.open(delivery.secret_sealed);
+      const timestamp = new Date();
+      const signature = new Webhook(secret).sign(delivery.event_id, timestamp, body);
+      const response = await fetch(delivery.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'webhook-id': delivery.event_id,
+          'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+          'webhook-signature': signature,
+          'user-agent': 'onceflow-relay',
+        },
+        body,
+        signal: AbortSignal.timeout(this.options.deliveryTimeoutMs ?? 10_000),
+      });
+      await response.arrayBuffer().catch(() => undefined);
+      outcome = response.ok ? { ok: true } : { ok: false, status: response.status, error: `HTTP ${response.status}` };
+    } catch (error) {
+      const e = error as Error & { cause?: { code?: string } };
+      outcome = { ok: false, error: e.name === 'TimeoutError' ? 'timed out' : `${e.message}${e.cause?.code ? ` (${e.cause.code})` : ''}` };
+    }
+    await this.record(delivery, outcome);
+  }
+
+  private async record(delivery: ClaimedDelivery, outcome: { ok: true } | { ok: false; status?: number; error: string }): Promise<void> {
+    const { pool, metrics } = this.options;
+    const where = 'WHERE event_id = $1 AND subscription_id = $2 AND locked_by = $3';
+    const ids = [delivery.event_id, delivery.subscription_id, this.relayId];
+    if (outcome.ok) {
+      await pool.query(`UPDATE deliveries SET status = 'delivered', delivered_at = now(), locked_until = NULL, last_error = NULL ${where}`, ids);
+      metrics.delivered.inc({ event_type: delivery.event_type });
+      metrics.latency.observe((Date.now() - delivery.created_at.getTime()) / 1000);
+      return;
+    }
+    if (outcome.status === 410) {
+      // 410 Gone: the subscriber asks us to stop. Disable the subscription; its deliveries stay for a replay.
+      await pool.query(`UPDATE subscriptions SET status = 'disabled', disabled_reason = 'subscriber answered 410 Gone', updated_at = now() WHERE subscription_id = $1`, [delivery.subscription_id]);
+      await pool.query(`UPDATE deliveries SET status = 'dead', last_error = $4, locked_until = NULL ${where}`, [...ids, 'HTTP 410: subscription disabled']);
+      metrics.deadLettered.inc({ reason: 'gone' });
+      return;
+    }
+    if (delivery.attempts >= (this.options.maxAttempts ?? 12)) {
+      await pool.query(`UPDATE deliveries SET status = 'dead', last_error = $4, locked_until = NULL ${where}`, [...ids, outcome.error]);
+      metrics.deadLettered.inc({ reason: 'attempts' });
+      return;
+    }
+    const delayMs = retryDelayMs(delivery.attempts, this.options.retryBaseMs ?? 1_000, this.options.retryCapMs ?? 3_600_000);
+    await pool.query(
+      `UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $4 / 1000.0), last_error = $5, locked_until = NULL ${where}`,
+      [...ids, delayMs, outcome.error],
+    );
+    metrics.retried.inc({ reason: outcome.status ? `http_${outcome.status}` : 'network' });
+  }
+}
+
+/** Exponential backoff with full jitter: uniform in [0, min(cap, base·2^(attempt-1))]. */
+export function retryDelayMs(attempt: number, baseMs: number, capMs: number): number {
+  return Math.round(Math.random() * Math.min(capMs, baseMs * 2 ** (attempt - 1)));
+}

@@ -1,0 +1,52 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { generateWebhookSecret, type SecretBox } from '../crypto/secret-box';
+
+export interface Subscription {
+  id: string;
+  url: string;
+  eventTypes: string[];
+  status: 'active' | 'disabled';
+  disabledReason: string | null;
+  createdAt: string;
+}
+
+interface Row {
+  subscription_id: string; url: string; event_types: string[]; status: 'active' | 'disabled';
+  disabled_reason: string | null; created_at: Date;
+}
+
+const toSubscription = (row: Row): Subscription => ({
+  id: row.subscription_id,
+  url: row.url,
+  eventTypes: row.event_types,
+  status: row.status,
+  disabledReason: row.disabled_reason,
+  createdAt: row.created_at.toISOString(),
+});
+
+/** Creates a subscription; the signing secret is returned once and stored sealed. */
+export async function createSubscription(
+  db: Pick<pg.Pool, 'query'>,
+  secretBox: SecretBox,
+  input: { tenantId: string; url: string; eventTypes: string[] },
+): Promise<Subscription & { secret: string }> {
+  const secret = generateWebhookSecret();
+  const { rows } = await db.query<Row>(
+    `INSERT INTO subscriptions (subscription_id, tenant_id, url, secret_sealed, event_types)
+     VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+    [randomUUID(), input.tenantId, input.url, secretBox.seal(secret), input.eventTypes],
+  );
+  return { ...toSubscription(rows[0]!), secret };
+}
+
+export async function listSubscriptions(db: Pick<pg.Pool, 'query'>, tenantId: string): Promise<Subscription[]> {
+  const { rows } = await db.query<Row>('SELECT * FROM subscriptions WHERE tenant_id = $1 ORDER BY created_at', [tenantId]);
+  return rows.map(toSubscription);
+}
+
+/** Deletes a tenant's subscription and its undelivered deliveries; false when it is not theirs or unknown. */
+export async function deleteSubscription(db: Pick<pg.Pool, 'query'>, tenantId: string, id: string): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM subscriptions WHERE tenant_id = $1 AND subscription_id = $2', [tenantId, id]);
+  return (rowCount ?? 0) > 0;
+}

@@ -1,0 +1,50 @@
+/**
+ * Relay entry: delivers outbox events to subscribers. Run as many as you like
+ * side by side; they share the work through leases. SIGTERM finishes the
+ * current batch, then stops.
+ */
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { loadConfig } from '../config';
+import { secretBoxFromConfig } from '../crypto/secret-box';
+import { migrate } from '../db/migrate';
+import { createPool } from '../db/pool';
+import { createLogger } from '../observability/logger';
+import { startMetricsServer } from '../observability/metrics-server';
+import { createRelayMetrics, registerOutboxBacklogGauges } from '../outbox/metrics';
+import { OutboxRelay } from '../outbox/relay';
+import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
+
+runEntrypoint('relay', async ({ onShutdown, stopped }) => {
+  const config = loadConfig();
+  const logger = createLogger({ service: 'relay', level: config.LOG_LEVEL });
+  const databaseUrl = requireDatabaseUrl(config);
+  const pool = createPool({
+    connectionString: databaseUrl,
+    max: config.DATABASE_POOL_SIZE,
+    applicationName: 'onceflow-relay',
+    onIdleError: (error) => logger.warn({ err: error.message }, 'idle database connection failed; reconnecting on next use'),
+  });
+  onShutdown(() => pool.end());
+  await migrate(pool);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'onceflow_relay_' });
+  registerOutboxBacklogGauges(registry, pool);
+  const relay = new OutboxRelay({
+    pool,
+    connectionString: databaseUrl,
+    secretBox: secretBoxFromConfig(config),
+    logger,
+    metrics: createRelayMetrics(registry),
+    batchSize: config.RELAY_BATCH_SIZE,
+    pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
+    maxAttempts: config.RELAY_MAX_ATTEMPTS,
+    deliveryTimeoutMs: config.RELAY_DELIVERY_TIMEOUT_MS,
+    retryBaseMs: config.RELAY_RETRY_BASE_MS,
+  });
+  const metrics = await startMetricsServer({ registry, port: config.RELAY_METRICS_PORT });
+  onShutdown(() => metrics.close());
+  relay.start();
+  onShutdown(() => relay.stop());
+  logger.info({ metrics: metrics.url }, 'relay delivering');
+  await stopped;
+});
