@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { createPool, type Pool } from '../db/pool';
 import { describeStartupError } from '../process/entrypoint';
@@ -53,7 +53,7 @@ export async function withPool<T>(config: Config, use: (pool: Pool) => Promise<T
 export function positiveInt(name: string): (value: string) => number {
   return (value: string) => {
     const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed <= 0) throw new CliError(`${name} must be a positive integer, got "${value}"`, ExitCode.Usage);
+    if (!Number.isInteger(parsed) || parsed <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
     return parsed;
   };
 }

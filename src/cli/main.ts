@@ -1,41 +1,45 @@
 /**
- * The `onceflow` operator CLI. Exit codes: 0 ok, 1 failure, 2 usage or
- * configuration error, 3 not found.
+ * The `onceflow` operator CLI.
+ *
+ * Exit codes (scripts may rely on them): 0 ok · 1 failure (an error, a failed
+ * doctor check, a watched operation that failed) · 2 usage or configuration
+ * error · 3 not found · 4 timed out. Every command that shows data prints a
+ * table, or JSON with `--json`.
  */
-import { Command } from 'commander';
-import { loadConfig } from '../config';
-import { migrate } from '../db/migrate';
-import { createPool } from '../db/pool';
-import { runLocalStack } from '../dev/supervisor';
-import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
+import { Command, CommanderError } from 'commander';
+import { doctorCommand } from './commands/doctor';
+import { keysCommand } from './commands/keys';
+import { opsCommand } from './commands/ops';
+import { outboxCommand } from './commands/outbox';
+import { migrateCommand, startCommand } from './commands/stack';
+import { tenantsCommand } from './commands/tenants';
+import { CliError, ExitCode } from './errors';
 
-const program = new Command('onceflow').description('Idempotent AI operations on Temporal and PostgreSQL').showHelpAfterError();
+export function buildProgram(): Command {
+  const program = new Command('onceflow')
+    .description('Idempotent AI operations on Temporal and PostgreSQL')
+    .showHelpAfterError()
+    .addHelpText('after', '\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 not found, 4 timed out.');
+  for (const command of [startCommand(), migrateCommand(), opsCommand(), keysCommand(), tenantsCommand(), outboxCommand(), doctorCommand()]) {
+    program.addCommand(command);
+  }
+  // Commander exits 1 on usage errors; ours is 2, so scripts can tell "wrong call" from "it failed".
+  const override = (command: Command) => {
+    command.exitOverride();
+    command.commands.forEach(override);
+  };
+  override(program);
+  return program;
+}
 
-program
-  .command('start')
-  .description('run the whole local system on embedded defaults (PostgreSQL, Temporal dev server + UI, api, worker, relay)')
-  .action(() =>
-    runEntrypoint('start', async ({ stopped }) => {
-      await runLocalStack(loadConfig(), { stopSignal: stopped });
-    }),
-  );
-
-program
-  .command('migrate')
-  .description('apply pending database migrations (DATABASE_URL)')
-  .action(() =>
-    runEntrypoint('migrate', async () => {
-      const pool = createPool({ connectionString: requireDatabaseUrl(loadConfig()), max: 2 });
-      try {
-        const { applied } = await migrate(pool);
-        process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'schema up to date\n');
-      } finally {
-        await pool.end();
-      }
-    }),
-  );
-
-program.parseAsync(process.argv).catch((error: unknown) => {
-  process.stderr.write(`onceflow: ${(error as Error).message}\n`);
-  process.exit(2);
-});
+buildProgram()
+  .parseAsync(process.argv)
+  .catch((error: unknown) => {
+    if (error instanceof CommanderError) {
+      // help and --version are not errors; the message was already printed.
+      process.exitCode = error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+      return;
+    }
+    process.stderr.write(`onceflow: ${(error as Error)?.message ?? String(error)}\n`);
+    process.exitCode = error instanceof CliError ? error.exitCode : ExitCode.Usage;
+  });

@@ -1,0 +1,251 @@
+/**
+ * `onceflow ops get|list|watch`: operations as the database holds them, for
+ * operators (across tenants; the HTTP API is per tenant).
+ */
+import { Command, Option } from 'commander';
+import type { Queryable } from '../../db/pool';
+import { OperationStatus } from '../../operations/status';
+import { temporalUiLink } from '../../temporal/client';
+import { positiveInt, runCommand, withJson, withPool, type CommandContext } from '../context';
+import { CliError, ExitCode } from '../errors';
+import { formatDuration, type Column } from '../output';
+
+export interface OperationRow {
+  tenantId: string;
+  operationType: string;
+  idempotencyKey: string;
+  operationId: string;
+  status: OperationStatus;
+  workflowId: string;
+  runId: string | null;
+  input: unknown;
+  result: unknown;
+  error: unknown;
+  errorStatus: number | null;
+  released: boolean;
+  firstSeenMs: number;
+  createdAt: Date;
+  updatedAt: Date;
+  completedAt: Date | null;
+  expiresAt: Date;
+  /** Guarded side effects already recorded for this operation (`effects.step`), oldest first. */
+  steps: string[];
+}
+
+export interface OperationFilter {
+  tenantId?: string;
+  operationType?: string;
+  /** `running` also matches `reserved` (what clients see as running). */
+  status?: OperationStatus;
+  idempotencyKey?: string;
+  /** Default 50. */
+  limit?: number;
+}
+
+const STATUSES = Object.values(OperationStatus);
+
+export async function findOperations(db: Queryable, filter: OperationFilter): Promise<OperationRow[]> {
+  const params: unknown[] = [];
+  const clauses: string[] = [];
+  if (filter.tenantId) clauses.push(`o.tenant_id = $${params.push(filter.tenantId)}`);
+  if (filter.operationType) clauses.push(`o.operation_type = $${params.push(filter.operationType)}`);
+  if (filter.idempotencyKey) clauses.push(`o.idempotency_key = $${params.push(filter.idempotencyKey)}`);
+  if (filter.status) {
+    const statuses = filter.status === 'running' ? ['reserved', 'running'] : [filter.status];
+    clauses.push(`o.status = ANY($${params.push(statuses)})`);
+  }
+  const { rows } = await db.query<Record<string, unknown>>(
+    `SELECT o.tenant_id, o.operation_type, o.idempotency_key, o.operation_id, o.status, o.workflow_id, o.run_id,
+            o.input, o.result, o.error, o.error_status, o.released, o.first_seen_ms, o.created_at, o.updated_at,
+            o.completed_at, o.expires_at,
+            COALESCE((SELECT array_agg(e.step ORDER BY e.created_at) FROM effects e WHERE e.operation_id = o.operation_id), '{}') AS steps
+       FROM operations o
+      ${clauses.length ? `WHERE ${clauses.join(' AND ')}` : ''}
+      ORDER BY o.created_at DESC
+      LIMIT ${Math.min(filter.limit ?? 50, 10_000)}`,
+    params,
+  );
+  return rows.map((r) => ({
+    tenantId: r.tenant_id as string,
+    operationType: r.operation_type as string,
+    idempotencyKey: r.idempotency_key as string,
+    operationId: r.operation_id as string,
+    status: r.status as OperationStatus,
+    workflowId: r.workflow_id as string,
+    runId: r.run_id as string | null,
+    input: r.input,
+    result: r.result,
+    error: r.error,
+    errorStatus: r.error_status as number | null,
+    released: r.released as boolean,
+    firstSeenMs: Number(r.first_seen_ms),
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+    completedAt: r.completed_at as Date | null,
+    expiresAt: r.expires_at as Date,
+    steps: r.steps as string[],
+  }));
+}
+
+function isTerminal(status: OperationStatus): boolean {
+  return status === 'succeeded' || status === 'failed';
+}
+
+function elapsedMs(row: OperationRow, nowMs: number): number {
+  return (row.completedAt?.getTime() ?? nowMs) - row.createdAt.getTime();
+}
+
+const listColumns: Column[] = [
+  { key: 'tenantId', header: 'TENANT', maxWidth: 24 },
+  { key: 'operationType', header: 'TYPE' },
+  { key: 'idempotencyKey', header: 'KEY', maxWidth: 40 },
+  { key: 'status', header: 'STATUS' },
+  { key: 'createdAt', header: 'CREATED' },
+  { key: 'elapsed', header: 'DURATION' },
+  { key: 'steps', header: 'STEPS', format: (v) => String((v as string[]).length) },
+  { key: 'workflowId', header: 'WORKFLOW ID', maxWidth: 80 },
+];
+
+const statusOption = () =>
+  new Option('--status <status>', 'running (includes reserved), reserved, succeeded or failed').choices(STATUSES);
+
+/** Exactly one operation for a key, or exit 3 (none) / 2 (several: narrow it down). */
+async function findOne(db: Queryable, key: string, filter: OperationFilter): Promise<OperationRow> {
+  const rows = await findOperations(db, { ...filter, idempotencyKey: key, limit: 10 });
+  if (rows.length === 0) {
+    throw new CliError(`no operation has the key "${key}"${filter.tenantId ? ` for tenant ${filter.tenantId}` : ''}${filter.operationType ? ` and type ${filter.operationType}` : ''}`, ExitCode.NotFound);
+  }
+  if (rows.length > 1) {
+    const where = rows.map((r) => `${r.tenantId}/${r.operationType}`).join(', ');
+    throw new CliError(`${rows.length} operations have the key "${key}" (${where}); add --tenant and/or --type`, ExitCode.Usage);
+  }
+  return rows[0]!;
+}
+
+function printOperation(context: CommandContext, row: OperationRow): void {
+  const ui = temporalUiLink(context.config.TEMPORAL_UI_URL, context.config.TEMPORAL_NAMESPACE, row.workflowId, row.runId);
+  if (context.json) return context.out.json({ ...row, temporalUi: ui });
+  context.out.fields([
+    ['tenant', row.tenantId],
+    ['type', row.operationType],
+    ['key', row.idempotencyKey],
+    ['status', row.released ? `${row.status} (key released: the next request starts a new run)` : row.status],
+    ['operation id', row.operationId],
+    ['workflow id', row.workflowId],
+    ['run id', row.runId],
+    ['created', row.createdAt],
+    ['completed', row.completedAt],
+    ['duration', formatDuration(elapsedMs(row, Date.now()))],
+    ['first seen', new Date(row.firstSeenMs)],
+    ['expires', row.expiresAt],
+    ['steps done', row.steps.join(', ')],
+    ['error', row.error],
+    ['result', row.result === null || row.result === undefined ? null : JSON.stringify(row.result).slice(0, 400)],
+    ['temporal ui', ui],
+  ]);
+}
+
+function progressLine(row: OperationRow, nowMs: number): string {
+  const steps = row.steps.length ? ` · ${row.steps.length} step${row.steps.length === 1 ? '' : 's'} done (last: ${row.steps[row.steps.length - 1]})` : '';
+  return `${row.tenantId}/${row.operationType}/${row.idempotencyKey}: ${row.status} ${formatDuration(elapsedMs(row, nowMs))}${steps}`;
+}
+
+export function opsCommand(): Command {
+  const ops = new Command('ops').description('inspect operations (across tenants)');
+
+  withJson(
+    ops
+      .command('get')
+      .description('show one operation by its idempotency key (exit 3 if none)')
+      .argument('<key>', 'the Idempotency-Key')
+      .option('--tenant <tenant>', 'tenant id')
+      .option('--type <type>', 'operation type'),
+  ).action((key: string, options: { tenant?: string; type?: string; json?: boolean }) =>
+    runCommand(options, (context) =>
+      withPool(context.config, async (pool) => {
+        printOperation(context, await findOne(pool, key, { tenantId: options.tenant, operationType: options.type }));
+      }),
+    ),
+  );
+
+  withJson(
+    ops
+      .command('list')
+      .description('list operations, newest first')
+      .option('--tenant <tenant>', 'tenant id')
+      .option('--type <type>', 'operation type')
+      .addOption(statusOption())
+      .option('--key <key>', 'idempotency key')
+      .option('--limit <n>', 'at most this many rows (default 50)', positiveInt('--limit'), 50),
+  ).action((options: { tenant?: string; type?: string; status?: OperationStatus; key?: string; limit: number; json?: boolean }) =>
+    runCommand(options, (context) =>
+      withPool(context.config, async (pool) => {
+        const rows = await findOperations(pool, {
+          tenantId: options.tenant,
+          operationType: options.type,
+          status: options.status,
+          idempotencyKey: options.key,
+          limit: options.limit,
+        });
+        if (context.json) return context.out.json(rows);
+        const nowMs = Date.now();
+        context.out.table(
+          rows.map((r) => ({ ...r, elapsed: formatDuration(elapsedMs(r, nowMs)) })),
+          listColumns,
+        );
+      }),
+    ),
+  );
+
+  withJson(
+    ops
+      .command('watch')
+      .description('follow an operation with a progress line until it finishes (exit 0 succeeded, 1 failed, 3 not found, 4 timed out)')
+      .argument('<key>', 'the Idempotency-Key')
+      .option('--tenant <tenant>', 'tenant id')
+      .option('--type <type>', 'operation type')
+      .option('--interval <ms>', 'poll interval (default 500)', positiveInt('--interval'), 500)
+      .option('--timeout <seconds>', 'give up after this long (default: never)', positiveInt('--timeout')),
+  ).action((key: string, options: { tenant?: string; type?: string; interval: number; timeout?: number; json?: boolean }) =>
+    runCommand(options, (context) =>
+      withPool(context.config, async (pool) => {
+        const filter = { tenantId: options.tenant, operationType: options.type };
+        let row = await findOne(pool, key, filter);
+        // Pin the exact row: a later expiry and reuse of the key must not switch what we follow.
+        const pinned = { tenantId: row.tenantId, operationType: row.operationType };
+        const startedMs = Date.now();
+        const tty = process.stdout.isTTY === true && !context.json;
+        let lastState = '';
+        for (;;) {
+          const line = progressLine(row, Date.now());
+          const state = `${row.status}|${row.steps.length}`;
+          if (!context.json) {
+            if (tty) process.stdout.write(`\r\x1b[2K${line}`);
+            // Not a terminal (a log, a pipe): one line per change, not per poll.
+            else if (state !== lastState) context.out.line(line);
+          }
+          lastState = state;
+          if (isTerminal(row.status)) break;
+          if (options.timeout !== undefined && Date.now() - startedMs >= options.timeout * 1000) {
+            if (tty) process.stdout.write('\n');
+            if (context.json) context.out.json(row);
+            throw new CliError(`still ${row.status} after ${options.timeout}s`, ExitCode.TimedOut);
+          }
+          await new Promise((resolve) => setTimeout(resolve, options.interval));
+          const next = await findOperations(pool, { ...pinned, idempotencyKey: key, limit: 1 });
+          if (!next[0] || next[0].operationId !== row.operationId) {
+            if (tty) process.stdout.write('\n');
+            throw new CliError(`the operation with key "${key}" is gone (purged, or its key was reused after expiry)`, ExitCode.NotFound);
+          }
+          row = next[0];
+        }
+        if (tty) process.stdout.write('\n');
+        if (context.json) context.out.json(row);
+        else if (row.status === 'failed') context.out.line(`failed: ${JSON.stringify(row.error)}`);
+        return row.status === 'succeeded' ? ExitCode.Ok : ExitCode.Failure;
+      }),
+    ),
+  );
+
+  return ops;
+}
