@@ -26,7 +26,8 @@ export async function runCommand(options: { json?: boolean }, action: (context: 
   let code: number;
   try {
     const config = loadConfig();
-    code = (await action({ config, out: createOutput(), json: options.json === true })) ?? ExitCode.Ok;
+    const returned = await action({ config, out: createOutput(), json: options.json === true });
+    code = typeof returned === 'number' ? returned : ExitCode.Ok;
   } catch (error) {
     code = error instanceof CliError ? error.exitCode : error instanceof ConfigError ? ExitCode.Usage : ExitCode.Failure;
     const message = error instanceof CliError ? error.message : describeStartupError(error);

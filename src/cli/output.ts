@@ -20,7 +20,9 @@ export interface Column {
 }
 
 export function createOutput(stream: NodeJS.WritableStream = process.stdout): Output {
-  const write = (text: string) => stream.write(`${text}\n`);
+  const write = (text: string): void => {
+    stream.write(`${text}\n`);
+  };
   return {
     line: (text = '') => write(text),
     json: (value) => write(JSON.stringify(value, null, 2)),

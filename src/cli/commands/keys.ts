@@ -11,7 +11,7 @@ export function keysCommand(): Command {
       .description('delete operations whose key has expired and that have finished (running ones are kept)')
       .option('--tenant <tenant>', 'only this tenant')
       .option('--dry-run', 'count what would be purged, delete nothing')
-      .option('--batch-size <n>', 'rows per DELETE statement (default 1000)', positiveInt('--batch-size'), 1000),
+      .option('--batch-size <n>', 'rows per DELETE statement', positiveInt('--batch-size'), 1000),
   ).action((options: { tenant?: string; dryRun?: boolean; batchSize: number; json?: boolean }) =>
     runCommand(options, (context) =>
       withPool(context.config, async (pool) => {

@@ -176,7 +176,7 @@ export function opsCommand(): Command {
       .option('--type <type>', 'operation type')
       .addOption(statusOption())
       .option('--key <key>', 'idempotency key')
-      .option('--limit <n>', 'at most this many rows (default 50)', positiveInt('--limit'), 50),
+      .option('--limit <n>', 'at most this many rows', positiveInt('--limit'), 50),
   ).action((options: { tenant?: string; type?: string; status?: OperationStatus; key?: string; limit: number; json?: boolean }) =>
     runCommand(options, (context) =>
       withPool(context.config, async (pool) => {
@@ -204,7 +204,7 @@ export function opsCommand(): Command {
       .argument('<key>', 'the Idempotency-Key')
       .option('--tenant <tenant>', 'tenant id')
       .option('--type <type>', 'operation type')
-      .option('--interval <ms>', 'poll interval (default 500)', positiveInt('--interval'), 500)
+      .option('--interval <ms>', 'poll interval in ms', positiveInt('--interval'), 500)
       .option('--timeout <seconds>', 'give up after this long (default: never)', positiveInt('--timeout')),
   ).action((key: string, options: { tenant?: string; type?: string; interval: number; timeout?: number; json?: boolean }) =>
     runCommand(options, (context) =>

@@ -46,7 +46,7 @@ export function outboxCommand(): Command {
       .option('--tenant <tenant>', 'only this tenant')
       .option('--subscription <id>', 'only this subscription')
       .option('--event <id>', 'only this event id')
-      .option('--limit <n>', 'at most this many (default 100)', positiveInt('--limit'), 100),
+      .option('--limit <n>', 'at most this many', positiveInt('--limit'), 100),
   ).action((options: FilterOptions & { limit: number; json?: boolean }) =>
     runCommand(options, (context) =>
       withPool(context.config, async (pool) => {
