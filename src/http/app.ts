@@ -161,6 +161,7 @@ export async function buildApp(deps: AppDeps) {
     // `requireTenant(request)` reads it typed as string), and every query must be
     // scoped by it: another tenant's resource answers 404, never 403.
     //   - src/http/routes/subscriptions.ts → subscriptionRoutes (/v1/subscriptions, /v1/dead-letters)
+    await v1.register(subscriptionRoutes, { pool: deps.pool, secretBox: secretBoxFromConfig(deps.config) });
   });
 
   return app;
