@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
 import { findFreePort } from '../../src/dev/ports';
+import { searchAttributes } from '../../workflows/definitions';
 import { createTenant, hashApiKey, provisionTenants, rotateApiKey } from '../../src/tenants/api-keys';
 import { postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
@@ -66,6 +67,25 @@ describe('operations endpoints and tenants', () => {
     const docs = await fetch(`${api.baseUrl}/docs`);
     expect(docs.status).toBe(200);
     expect(await docs.text()).toMatch(/swagger/i);
+  });
+
+  it('makes every run findable in Temporal by tenant, type and key, with a readable summary and a UI link', async () => {
+    const tenant = await createTenant(pool, `ui-${randomUUID().slice(0, 8)}`);
+    const key = `order 42 / retry #1 ${randomUUID()}`;
+    const created = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'secret prompt text', model: 'gemini-2.5-flash' } });
+    expect(created.status).toBe(202);
+    const handle = temporal.workflow.getHandle(created.json!.workflowId, created.json!.runId);
+    const description = await handle.describe();
+    expect(description.typedSearchAttributes.get(searchAttributes.tenant)).toBe(tenant.tenantId);
+    expect(description.typedSearchAttributes.get(searchAttributes.operationType)).toBe('generate-content');
+    expect(description.typedSearchAttributes.get(searchAttributes.idempotencyKey)).toBe(key);
+    const summary = await description.staticSummary();
+    expect(summary).toContain(key);
+    expect(summary).toContain('gemini-2.5-flash');
+    expect(summary).not.toContain('secret prompt text');
+    expect(created.json!.links.temporalUi).toBe(
+      `${testInfra().temporalUiUrl}/namespaces/${testInfra().temporalNamespace}/workflows/${encodeURIComponent(created.json!.workflowId)}/${created.json!.runId}/history`,
+    );
   });
 
   it('stores API keys only as SHA-256 digests, and rotating a key revokes the old one', async () => {
