@@ -75,6 +75,18 @@ describe('onceflow tenants and keys (subprocess)', () => {
     expect(run.stderr).toMatch(/DATABASE_URL is not set/);
   });
 
+  it('runs through the package bin (bin/onceflow.js) and documents its exit codes in --help', async () => {
+    const { execFile } = await import('node:child_process');
+    const run = await new Promise<{ code: number; stdout: string }>((resolve) =>
+      execFile(process.execPath, ['bin/onceflow.js', '--help'], { cwd: `${__dirname}/../..`, env: cliEnv() }, (error, stdout) =>
+        resolve({ code: error ? Number(error.code) : 0, stdout }),
+      ),
+    );
+    expect(run.code).toBe(0);
+    for (const command of ['start', 'migrate', 'ops', 'keys', 'tenants', 'outbox', 'doctor']) expect(run.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    expect(run.stdout).toMatch(/Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 not found, 4 timed out/);
+  });
+
   it('exits 2 for usage errors: unknown command, bad option value, bad configuration', async () => {
     expect((await runCli(['nonsense'])).code).toBe(2);
     expect((await runCli(['ops', 'list', '--limit', 'many'])).code).toBe(2);
