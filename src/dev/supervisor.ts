@@ -126,13 +126,15 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     print(`temporal: ${temporal.address} (namespace ${temporal.namespace}, state in ${path.join(config.stateDir, 'temporal.sqlite')})`);
     print(`temporal ui: ${temporal.uiUrl}`);
 
+    const provisioned = config.ONCEFLOW_TENANTS ?? [];
+    const tenants = provisioned.length > 0 ? provisioned.map((t) => `${t.tenantId}:${t.apiKey}`).join(',') : DEMO_TENANTS;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       DATABASE_URL: databaseUrl,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: temporal.namespace,
       TEMPORAL_UI_URL: temporal.uiUrl,
-      ONCEFLOW_TENANTS: process.env.ONCEFLOW_TENANTS ?? DEMO_TENANTS,
+      ONCEFLOW_TENANTS: tenants,
       [SUPERVISOR_PID_ENV]: String(process.pid),
     };
     if (offline) {
@@ -150,7 +152,7 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     print(`api: ${apiUrl}  (docs ${apiUrl}/docs, metrics ${apiUrl}/metrics)`);
     print(`worker: task queue ${config.TEMPORAL_TASK_QUEUE}, metrics http://127.0.0.1:${config.WORKER_METRICS_PORT}/metrics`);
     print(`relay: metrics http://127.0.0.1:${config.RELAY_METRICS_PORT}/metrics`);
-    print(`tenants: ${env.ONCEFLOW_TENANTS!.split(',').map((p) => p.split(':')[0]).join(', ')}${process.env.ONCEFLOW_TENANTS ? '' : ` (try: curl -H 'Authorization: Bearer ${DEMO_TENANTS.split(':')[1]}' …)`}`);
+    print(`tenants: ${tenants.split(',').map((p) => p.split(':')[0]).join(', ')}${provisioned.length > 0 ? '' : ` (demo key: curl -H 'Authorization: Bearer ${DEMO_TENANTS.split(':')[1]}' …)`}`);
     print('onceflow is up. Ctrl-C stops everything.');
 
     const crashed = Promise.race(
