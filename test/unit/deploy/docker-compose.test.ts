@@ -1,3 +1,4 @@
+import { execSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
@@ -66,5 +67,21 @@ describe('docker-compose.yml', () => {
   it('offers Prometheus and Grafana only under the observability profile', () => {
     expect(services.prometheus!.profiles).toEqual(['observability']);
     expect(services.grafana!.profiles).toEqual(['observability']);
+  });
+});
+
+describe('the Grafana dashboard', () => {
+  const dashboard = JSON.parse(readFileSync(path.join(root, 'deploy/grafana/dashboards/onceflow.json'), 'utf8')) as {
+    panels: { type: string; targets?: { expr: string }[] }[];
+  };
+  const sources = ['src', 'activities'].map((dir) => path.join(root, dir));
+  const allSource = execSync(`grep -rhoE "name: 'onceflow_[a-z_]+'" ${sources.join(' ')}`).toString();
+  const defined = new Set([...allSource.matchAll(/onceflow_[a-z_]+/g)].map((m) => m[0]));
+
+  it('only charts metrics the code defines (a renamed metric breaks this test, not the dashboard)', () => {
+    const used = dashboard.panels.flatMap((p) => p.targets ?? []).flatMap((t) => [...t.expr.matchAll(/onceflow_[a-z_]+/g)].map((m) => m[0]));
+    expect(used.length).toBeGreaterThan(10);
+    const base = (name: string) => name.replace(/_(bucket|sum|count)$/, '');
+    expect(used.map(base).filter((name) => !defined.has(name))).toEqual([]);
   });
 });
