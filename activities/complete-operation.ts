@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Logger } from '../src/observability/logger';
 import type { OperationWorkflowInput } from '../workflows/definitions';
 import type { OperationOutcome } from '../workflows/operation-outcome';
 import { runEffect } from '../src/effects/guard';
@@ -24,7 +25,7 @@ export interface CompleteOperationResult {
  * effect guard. If the worker dies before COMMIT nothing of it exists and the
  * retried activity does it all; after COMMIT the retry returns the stored result.
  */
-export function createCompleteOperation(deps: { pool: pg.Pool }) {
+export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger }) {
   return async function completeOperation(input: CompleteOperationInput): Promise<CompleteOperationResult> {
     const { result } = await runEffect(
       deps.pool,
@@ -95,6 +96,10 @@ export function createCompleteOperation(deps: { pool: pg.Pool }) {
         await tx.query('SELECT pg_notify($1, $2)', [OPERATION_FINISHED_CHANNEL, input.operationId]);
         return { status, eventId };
       },
+    );
+    deps.logger?.info(
+      { correlationId: input.operationId, workflowId: input.workflowId, tenant: input.tenantId, idempotencyKey: input.idempotencyKey, status: result.status, eventId: result.eventId },
+      `operation ${result.status}`,
     );
     return result;
   };

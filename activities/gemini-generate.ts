@@ -1,5 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
+import type { Logger } from '../src/observability/logger';
 import { geminiBackoff } from '../workflows/activity-options';
 import { FailureType } from '../workflows/failure-types';
 import { findEffect, runEffect } from '../src/effects/guard';
@@ -39,6 +40,7 @@ export interface GeminiActivityDeps {
   pool: pg.Pool;
   gemini: GeminiClient;
   geminiMetrics: GeminiMetrics;
+  logger?: Logger;
   /** Epoch ms; default Date.now. */
   clock?: () => number;
 }
@@ -58,6 +60,7 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
     const stored = await findEffect<GenerateResponse>(deps.pool, key);
     if (stored) {
       deps.geminiMetrics.callsAvoided.inc({ model: input.model });
+      deps.logger?.info({ ...logContext(input, attempt), geminiResponseId: stored.responseId }, 'gemini call avoided: stored response reused');
       return stored;
     }
     if (attempt > 1) deps.geminiMetrics.retries.inc({ model: input.model });
@@ -71,6 +74,7 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
       const failure = classifyGeminiError(error);
       const outcome = outcomeOf[failure.type];
       deps.geminiMetrics.calls.inc({ model: input.model, outcome });
+      deps.logger?.warn({ ...logContext(input, attempt), outcome, durationMs: clock() - startedMs, error: failure.message }, 'gemini call failed');
       await recordAttempt(deps.pool, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message });
       throw ApplicationFailure.create({
         type: failure.type,
@@ -95,6 +99,10 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
       return response;
     });
     deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded' });
+    deps.logger?.info(
+      { ...logContext(input, attempt), outcome: 'succeeded', durationMs: attemptRecord.durationMs, geminiResponseId: response.responseId, promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens },
+      'gemini call succeeded',
+    );
     if (!replayed) {
       deps.geminiMetrics.tokens.inc({ model: input.model, kind: 'prompt' }, response.usage.promptTokens);
       deps.geminiMetrics.tokens.inc({ model: input.model, kind: 'output' }, response.usage.outputTokens);
@@ -102,6 +110,12 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
     }
     return result;
   };
+}
+
+/** Correlation fields of every log line about a call; never the prompt or the answer. */
+function logContext(input: GenerateWithGeminiInput, attempt: number) {
+  const { workflowExecution } = Context.current().info;
+  return { correlationId: input.operationId, workflowId: input.workflowId, runId: workflowExecution?.runId, model: input.model, attempt };
 }
 
 async function recordAttempt(db: Pick<pg.Pool, 'query'>, input: GenerateWithGeminiInput, attempt: number, record: GeminiAttempt): Promise<void> {

@@ -29,6 +29,7 @@ export interface OutboxRelayOptions {
 
 interface ClaimedDelivery {
   event_id: string;
+  aggregate_id: string;
   subscription_id: string;
   attempts: number;
   event_type: string;
@@ -150,7 +151,7 @@ export class OutboxRelay {
          FROM due, outbox_events e, subscriptions s
         WHERE deliveries.event_id = due.event_id AND deliveries.subscription_id = due.subscription_id
           AND e.event_id = deliveries.event_id AND s.subscription_id = deliveries.subscription_id
-       RETURNING deliveries.event_id, deliveries.subscription_id, deliveries.attempts,
+       RETURNING deliveries.event_id, deliveries.aggregate_id, deliveries.subscription_id, deliveries.attempts,
                  e.event_type, e.payload, e.created_at, s.url, s.secret_sealed`,
       [this.options.batchSize ?? 50, this.leaseMs, this.relayId],
     );
@@ -187,6 +188,16 @@ export class OutboxRelay {
 
   private async record(delivery: ClaimedDelivery, outcome: { ok: true } | { ok: false; status?: number; error: string }): Promise<void> {
     const { pool, metrics } = this.options;
+    this.options.logger.info(
+      {
+        correlationId: delivery.aggregate_id,
+        eventId: delivery.event_id,
+        subscriptionId: delivery.subscription_id,
+        attempt: delivery.attempts,
+        ...(outcome.ok ? { outcome: 'delivered' } : { outcome: 'failed', error: outcome.error }),
+      },
+      outcome.ok ? 'event delivered' : 'event delivery failed',
+    );
     const where = 'WHERE event_id = $1 AND subscription_id = $2 AND locked_by = $3';
     const ids = [delivery.event_id, delivery.subscription_id, this.relayId];
     if (outcome.ok) {

@@ -120,7 +120,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
 
     // Fast path: a repeat of a live operation is answered from one indexed read.
     const existing = await options.store.find(scope);
-    if (existing && isLive(existing, nowMs)) return answerRepeat(existing, payloadFingerprint, waitSeconds, reply);
+    if (existing && isLive(existing, nowMs)) return answerRepeat(request, existing, payloadFingerprint, waitSeconds, reply);
 
     const stopTimer = options.metrics.reservationSeconds.startTimer();
     const { record, reserved } = await options.store.reserve({
@@ -133,9 +133,9 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       expiresAtMs: nowMs + definition.retentionHours * 3_600_000,
     });
     stopTimer();
-    if (!reserved) return answerRepeat(record, payloadFingerprint, waitSeconds, reply);
+    if (!reserved) return answerRepeat(request, record, payloadFingerprint, waitSeconds, reply);
 
-    options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.New });
+    note(request, record, RequestOutcome.New);
     // If this process dies here, the row stays `reserved`: the next request
     // with the key or the reconciler schedule starts the workflow.
     const runId = await options.startOperation(record);
@@ -151,10 +151,31 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       .send(toOperationResource(started, ui));
   }
 
-  async function answerRepeat(record: OperationRecord, payloadFingerprint: string, waitSeconds: number, reply: FastifyReply) {
+  /**
+   * Counts the outcome and logs it with the correlation id that every process
+   * uses for this operation (its operation id), next to the request id, key,
+   * workflow and run: one grep follows a request from HTTP to Gemini to the outbox.
+   */
+  function note(request: FastifyRequest, record: OperationRecord, outcome: RequestOutcome): void {
+    options.metrics.requests.inc({ tenant: record.tenantId, operation_type: record.operationType, outcome });
+    request.log.info(
+      {
+        correlationId: record.operationId,
+        tenant: record.tenantId,
+        operationType: record.operationType,
+        idempotencyKey: record.idempotencyKey,
+        workflowId: record.workflowId,
+        runId: record.runId,
+        outcome,
+      },
+      `operation request: ${outcome}`,
+    );
+  }
+
+  async function answerRepeat(request: FastifyRequest, record: OperationRecord, payloadFingerprint: string, waitSeconds: number, reply: FastifyReply) {
     const labels = { tenant: record.tenantId, operation_type: record.operationType };
     if (record.fingerprint !== payloadFingerprint) {
-      options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.FingerprintConflict });
+      note(request, record, RequestOutcome.FingerprintConflict);
       throw new ProblemError({
         status: 422,
         type: 'idempotency-key-reused',
@@ -165,7 +186,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     }
     options.metrics.duplicatesAbsorbed.inc(labels);
     if (record.status === 'succeeded' || record.status === 'failed') {
-      options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.Replayed });
+      note(request, record, RequestOutcome.Replayed);
       return answerFinished(record, reply, { replayed: true });
     }
     if (record.status === 'reserved' && options.clock() - record.updatedAt.getTime() > STALE_RESERVATION_MS) {
@@ -175,12 +196,12 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     if (waitSeconds > 0) {
       const finished = await waitForFinish(record, waitSeconds);
       if (finished) {
-        options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.Replayed });
+        note(request, finished, RequestOutcome.Replayed);
         reply.header('Preference-Applied', `wait=${waitSeconds}`);
         return answerFinished(finished, reply, { replayed: true });
       }
     }
-    options.metrics.requests.inc({ ...labels, outcome: RequestOutcome.InProgress });
+    note(request, record, RequestOutcome.InProgress);
     throw new ProblemError({
       status: 409,
       type: 'operation-in-progress',
