@@ -7,6 +7,8 @@ import { findFreePort } from '../../src/dev/ports';
 import { testInfra } from '../helpers/infra';
 
 const ROOT = path.resolve(__dirname, '../..');
+const PLANTED_API_KEY = `planted-api-key-${Math.random().toString(36).slice(2)}`;
+const PLANTED_PROMPT = `planted prompt ${Math.random().toString(36).slice(2)}`;
 
 interface Stack {
   child: ChildProcess;
@@ -18,7 +20,7 @@ interface Stack {
 function startStack(env: NodeJS.ProcessEnv): Stack {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -58,7 +60,9 @@ describe('make start: the whole local system', () => {
       DATABASE_URL: '',
       GEMINI_API_KEY: '',
       GEMINI_BASE_URL: '',
-      ONCEFLOW_TENANTS: '',
+      // planted: neither may ever show up in any process's log
+      ONCEFLOW_TENANTS: `demo:${PLANTED_API_KEY}`,
+      LOG_LEVEL: 'debug',
     };
   });
   const stacks: Stack[] = [];
@@ -71,7 +75,7 @@ describe('make start: the whole local system', () => {
   });
   afterAll(() => rm(stateDir, { recursive: true, force: true }));
 
-  it('starts every part, says where each listens, stops on Ctrl-C, and a second start finds the first one’s data', async () => {
+  it('starts every part, says where each listens, stops on Ctrl-C, finds the first run’s data on a second start, and never logs a key or a prompt', async () => {
     const api = `http://127.0.0.1:${env.PORT}`;
     const first = startStack(env);
     stacks.push(first);
@@ -86,8 +90,8 @@ describe('make start: the whole local system', () => {
 
     const created = await fetch(`${api}/v1/operations/generate-content`, {
       method: 'POST',
-      headers: { authorization: 'Bearer demo-key-change-me', 'idempotency-key': 'survives-restart', 'content-type': 'application/json', prefer: 'wait=30' },
-      body: JSON.stringify({ prompt: 'Say hello in French' }),
+      headers: { authorization: `Bearer ${PLANTED_API_KEY}`, 'idempotency-key': 'survives-restart', 'content-type': 'application/json', prefer: 'wait=30' },
+      body: JSON.stringify({ prompt: PLANTED_PROMPT }),
     });
     expect(created.status).toBe(200);
     const resource = (await created.json()) as { status: string; result: { text: string } };
@@ -102,7 +106,7 @@ describe('make start: the whole local system', () => {
     try {
       await waitFor(second, /onceflow is up/);
       expect(second.output()).toContain('schema up to date');
-      const read = await fetch(`${api}/v1/operations/generate-content/survives-restart`, { headers: { authorization: 'Bearer demo-key-change-me' } });
+      const read = await fetch(`${api}/v1/operations/generate-content/survives-restart`, { headers: { authorization: `Bearer ${PLANTED_API_KEY}` } });
       expect(read.status).toBe(200);
       // Temporal kept its state too: the run is still there
       const { workflowId } = (await read.json()) as { workflowId: string };
@@ -112,13 +116,18 @@ describe('make start: the whole local system', () => {
       second.child.kill('SIGINT');
       expect(await second.exited).toBe(0);
     }
+    // Every process logged at debug level through a full run, and still:
+    const logs = first.output() + second.output();
+    expect(logs).toContain('"correlationId"');
+    expect(logs).not.toContain(PLANTED_API_KEY);
+    expect(logs).not.toContain(PLANTED_PROMPT);
   });
 
   it('refuses a taken port with one line naming the variable, and leaves nothing running', async () => {
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(Number(env.PORT), '127.0.0.1', resolve));
     try {
-      const stack = startStack(env);
+      const stack = startStack({ ...env, LOG_LEVEL: 'info' }); // debug would add the stack trace on purpose
       stacks.push(stack);
       expect(await stack.exited).toBe(1);
       expect(stack.output()).toMatch(new RegExp(`onceflow start: port ${env.PORT} is already in use .* — stop whatever listens there, or set PORT to a free port`));

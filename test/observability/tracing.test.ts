@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import { Registry } from 'prom-client';
+import type { Pool } from '../../src/db/pool';
+import { createGeminiClient } from '../../src/integrations/gemini/client';
+import { createGeminiMetrics } from '../../src/integrations/gemini/metrics';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { createLogger } from '../../src/observability/logger';
+import { createTracing, type Tracing } from '../../src/observability/tracing';
+import { createOnceflowWorker } from '../../src/worker/create-worker';
+import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
+import { createTestPool } from '../helpers/db';
+import { testInfra } from '../helpers/infra';
+import { uniqueTaskQueue } from '../helpers/temporal';
+
+interface ExportedSpan {
+  traceId: string;
+  name: string;
+}
+
+/** A stand-in OTLP/HTTP collector: the exporter is configured only by the standard OTEL_* variable. */
+async function startCollector() {
+  const spans: ExportedSpan[] = [];
+  const server = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      const payload = JSON.parse(body) as { resourceSpans: { scopeSpans: { spans: ExportedSpan[] }[] }[] };
+      for (const resource of payload.resourceSpans) for (const scope of resource.scopeSpans) spans.push(...scope.spans);
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}/v1/traces`, spans, close: () => new Promise((r) => server.close(r)) };
+}
+
+describe('OpenTelemetry tracing (ONCEFLOW_TRACING=true)', () => {
+  let pool: Pool;
+  let collector: Awaited<ReturnType<typeof startCollector>>;
+  let tracing: Tracing;
+  let gemini: OfflineGeminiServer;
+  let worker: Worker;
+  let running: Promise<void>;
+  let api: TestApi;
+  let temporal: Client;
+
+  beforeAll(async () => {
+    pool = createTestPool();
+    collector = await startCollector();
+    process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = collector.url;
+    tracing = createTracing({ service: 'test' });
+    gemini = await startOfflineGeminiServer();
+    const taskQueue = uniqueTaskQueue('tracing');
+    // The workflow interceptors are part of the bundle, so this test bundles with the plugin.
+    const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), plugins: [tracing.plugin], logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
+    const connection = await NativeConnection.connect({ address: testInfra().temporalAddress });
+    worker = await createOnceflowWorker({
+      connection,
+      namespace: testInfra().temporalNamespace,
+      taskQueue,
+      workflowBundle: bundle,
+      plugins: [tracing.plugin],
+      activityDeps: {
+        pool,
+        logger: createLogger({ service: 'test-worker', level: 'warn' }),
+        gemini: createGeminiClient({ apiKey: 'test', baseUrl: gemini.url, timeoutMs: 5_000 }),
+        geminiMetrics: createGeminiMetrics(new Registry()),
+        modelChain: ['gemini-2.5-flash'],
+      },
+    });
+    running = worker.run();
+    temporal = new Client({
+      connection: await Connection.connect({ address: testInfra().temporalAddress }),
+      namespace: testInfra().temporalNamespace,
+      plugins: [tracing.plugin],
+    });
+    api = await startTestApi({ pool, temporal, taskQueue });
+  });
+  afterAll(async () => {
+    await api.close();
+    worker.shutdown();
+    await running;
+    await temporal.connection.close();
+    await gemini.close();
+    await collector.close();
+    delete process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+    await pool.end();
+  });
+
+  it('exports one trace from the facade’s workflow start through the workflow to the Gemini and finishing activities', async () => {
+    const tenant = await createApiTenant(pool);
+    const response = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key: randomUUID(), headers: { prefer: 'wait=30' } });
+    expect(response.status).toBe(200);
+    await tracing.shutdown(); // flushes the batch processor
+    const names = collector.spans.map((s) => s.name);
+    // client (facade) → workflow (StartActivity, from inside the sandbox) → activities (RunActivity, on the worker)
+    for (const expected of ['StartWorkflow:generateContentWorkflow', 'StartActivity:generateWithGemini', 'RunActivity:generateWithGemini', 'RunActivity:completeOperation']) {
+      expect(names).toContain(expected);
+    }
+    const traceOf = (name: string) => collector.spans.find((s) => s.name === name)!.traceId;
+    expect(traceOf('StartActivity:generateWithGemini')).toBe(traceOf('StartWorkflow:generateContentWorkflow'));
+    expect(traceOf('RunActivity:generateWithGemini')).toBe(traceOf('StartWorkflow:generateContentWorkflow'));
+    expect(traceOf('RunActivity:completeOperation')).toBe(traceOf('StartWorkflow:generateContentWorkflow'));
+  });
+});
