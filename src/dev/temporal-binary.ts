@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { access, constants, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { LocalStackError } from './errors';
 
 const exec = promisify(execFile);
 
@@ -61,7 +62,10 @@ export async function resolveTemporalBinary(options: ResolveTemporalBinaryOption
   const log = options.log ?? (() => undefined);
   if (options.explicitPath) {
     if (!(await isExecutable(options.explicitPath))) {
-      throw new Error(`TEMPORAL_CLI_PATH=${options.explicitPath} is not an executable file`);
+      throw new LocalStackError(
+        `TEMPORAL_CLI_PATH=${options.explicitPath} is not an executable file`,
+        'point it at a `temporal` binary, or unset it to let Onceflow find or install one',
+      );
     }
     return { path: options.explicitPath, source: 'TEMPORAL_CLI_PATH' };
   }

@@ -40,6 +40,34 @@ describe('startup failures are one clear line', () => {
     expect(worker.output()).toMatch(/DATABASE_URL: required when this process runs alone/);
   });
 
+  it('names TEMPORAL_CLI_PATH when it points at no binary, and starts nothing', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
+      cwd: `${__dirname}/../..`,
+      env: {
+        ...process.env,
+        TEMPORAL_CLI_PATH: '/nonexistent/temporal',
+        LOG_LEVEL: 'info',
+        DATABASE_URL: testInfra().databaseUrl,
+        ...Object.fromEntries(
+          await Promise.all(
+            ['PORT', 'TEMPORAL_DEV_PORT', 'TEMPORAL_UI_PORT', 'WORKER_METRICS_PORT', 'WORKER_SDK_METRICS_PORT', 'RELAY_METRICS_PORT', 'GEMINI_OFFLINE_PORT'].map(
+              async (name) => [name, String(await findFreePort())],
+            ),
+          ),
+        ),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(output).toMatch(/onceflow start: TEMPORAL_CLI_PATH=\/nonexistent\/temporal is not an executable file — point it at a `temporal` binary/);
+    expect(output).not.toMatch(/\n\s+at /);
+  });
+
   it('refuses a port that is already taken, naming the variable', async () => {
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
