@@ -16,7 +16,7 @@ function quietRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    Runtime.install({ logger: new DefaultLogger('ERROR') }); // retried activity failures are expected in these tests
   } catch {
     // already installed by another helper in this test file
   }
