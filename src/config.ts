@@ -110,10 +110,14 @@ export const envSchema = z.object({
   RELAY_POLL_INTERVAL_MS: positiveInt.default(1000),
   /** Attempts before a delivery is dead-lettered. Default 12. */
   RELAY_MAX_ATTEMPTS: positiveInt.max(100).default(12),
-  /** First retry delay of a failed delivery, in ms; doubles per attempt (full jitter, capped at 1 h). Default 1000. */
+  /** First retry delay of a failed delivery, in ms; doubles per attempt (full jitter, capped at RELAY_RETRY_CAP_MS). Default 1000. */
   RELAY_RETRY_BASE_MS: positiveInt.default(1_000),
   /** Subscriber request timeout, in ms. Default 10000. */
   RELAY_DELIVERY_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Longest delay between two attempts of a failing delivery, in ms. Default 3600000 (1 h). */
+  RELAY_RETRY_CAP_MS: positiveInt.default(3_600_000),
+  /** A failing delivery is dead-lettered only after RELAY_MAX_ATTEMPTS attempts and once its event is this old, in ms. Default 86400000 (24 h). */
+  RELAY_DEAD_LETTER_AFTER_MS: z.coerce.number().int().min(0).default(86_400_000),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
   /** pino level. Default `info`. */

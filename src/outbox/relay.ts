@@ -25,6 +25,13 @@ export interface OutboxRelayOptions {
   retryBaseMs?: number;
   /** Longest retry delay. Default 1 hour. */
   retryCapMs?: number;
+  /**
+   * A failing delivery is dead-lettered only once it has had `maxAttempts`
+   * attempts AND its event is at least this old, so a subscriber that is down
+   * for hours loses nothing even when the jittered delays happen to be short.
+   * Default 24 hours.
+   */
+  deadLetterAfterMs?: number;
 }
 
 interface ClaimedDelivery {
@@ -35,6 +42,8 @@ interface ClaimedDelivery {
   event_type: string;
   payload: unknown;
   created_at: Date;
+  /** The event's age at claim time, by PostgreSQL's clock (the relay's may differ). */
+  age_ms: number;
   url: string;
   secret_sealed: string;
 }
@@ -43,17 +52,29 @@ interface ClaimedDelivery {
  * Delivers outbox events to subscribers, at least once, with Standard Webhooks signatures.
  *
  * Claiming: one statement picks due deliveries `FOR UPDATE SKIP LOCKED` and
- * leases them (`locked_until`) before any HTTP call, so two relays never take
- * the same delivery, and no database transaction stays open across a slow
- * subscriber. If a relay dies after the subscriber received an event but
- * before it marked it delivered, the lease runs out and another relay sends it
- * again with the same `webhook-id`: the subscriber's inbox drops the repeat.
+ * leases them (`locked_until`, `locked_by`) before any HTTP call, so two
+ * relays never take the same delivery. We lease rather than keep the rows
+ * locked in a transaction across the HTTP call because a slow subscriber
+ * (up to the delivery timeout) would then pin one connection and one open
+ * transaction per batch, and a PostgreSQL restart would abort that
+ * transaction and unlock every row the subscribers had already received. The
+ * price: if a relay dies after the subscriber received an event but before it
+ * marked it delivered, the event waits for the lease to run out
+ * (2 × delivery timeout + 5 s) and then goes out again with the same
+ * `webhook-id`; the subscriber's inbox drops the repeat. Outcomes are written
+ * only while `locked_by` is still ours, so a relay that outlived its lease
+ * cannot overwrite the outcome of the relay that took over.
  *
- * Ordering: per subscription, the events of one aggregate (operation) go out
- * in the order they were written: a delivery is not claimed while an earlier
- * one of the same aggregate is still pending for that subscription. A
- * dead-lettered delivery no longer holds later ones back. Across operations
- * nothing is ordered.
+ * Ordering (promised): per subscription, the events of one aggregate
+ * (operation) go out in the order they were written (`seq`): a delivery is not
+ * claimed while an earlier one of the same aggregate is still pending for that
+ * subscription, retries and backoff included, and event N+1 is only claimed
+ * after event N was acknowledged. A dead letter counts as done: it no longer
+ * holds later events back (otherwise one poisoned event would stall its
+ * operation for good), and replaying it delivers it after its successors.
+ * "Written" means committed in seq order: events of one operation are written
+ * by the workflow's steps one after another, never by two concurrent
+ * transactions. Across operations nothing is ordered.
  */
 export class OutboxRelay {
   private readonly relayId = `relay-${randomUUID().slice(0, 8)}`;
@@ -91,16 +112,26 @@ export class OutboxRelay {
   }
 
   private async run(): Promise<void> {
+    const pollIntervalMs = this.options.pollIntervalMs ?? 1_000;
+    let failures = 0;
     while (this.running) {
       try {
+        // Re-LISTENs after a lost connection; the round right after it picks up
+        // whatever was notified while nobody listened.
         await this.ensureListening();
         const handled = await this.deliverBatch();
+        if (failures > 0) this.options.logger.info({ failures }, 'relay reconnected to PostgreSQL; delivering again');
+        failures = 0;
         if (handled > 0) continue;
       } catch (error) {
-        // PostgreSQL restarting, a network blip: log, wait a poll interval, go on.
-        this.options.logger.warn({ err: (error as Error).message }, 'relay round failed; retrying');
+        // PostgreSQL restarting, a network blip: the pool reconnects on the next
+        // checkout. Retry soon (not after a long poll interval), backing off to it.
+        failures++;
+        this.options.logger.warn({ err: (error as Error).message, failures }, 'relay round failed; retrying');
+        await this.sleep(Math.min(pollIntervalMs, 100 * 2 ** Math.min(failures, 10)));
+        continue;
       }
-      await this.sleep(this.options.pollIntervalMs ?? 1_000);
+      await this.sleep(pollIntervalMs);
     }
   }
 
@@ -118,13 +149,24 @@ export class OutboxRelay {
     if (this.listener) return;
     const client = new pg.Client({ connectionString: this.options.connectionString, application_name: 'onceflow-relay-listen' });
     client.on('notification', () => this.wake?.());
-    client.on('error', (error) => {
-      this.options.logger.warn({ err: error.message }, 'relay LISTEN connection lost; polling until it is back');
-      if (this.listener === client) this.listener = undefined;
+    const lost = (reason: string) => {
+      if (this.listener !== client) return;
+      this.options.logger.warn({ err: reason }, 'relay LISTEN connection lost; polling until it is back');
+      this.listener = undefined;
       client.end().catch(() => undefined);
-    });
-    await client.connect();
-    await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      // Wake the loop so it re-LISTENs now rather than after a long poll interval.
+      this.wake?.();
+    };
+    client.on('error', (error) => lost(error.message));
+    // A server shutdown may close the socket without an 'error' event.
+    client.on('end', () => lost('connection ended'));
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+    } catch (error) {
+      client.end().catch(() => undefined);
+      throw error;
+    }
     this.listener = client;
   }
 
@@ -152,7 +194,8 @@ export class OutboxRelay {
         WHERE deliveries.event_id = due.event_id AND deliveries.subscription_id = due.subscription_id
           AND e.event_id = deliveries.event_id AND s.subscription_id = deliveries.subscription_id
        RETURNING deliveries.event_id, deliveries.aggregate_id, deliveries.subscription_id, deliveries.attempts,
-                 e.event_type, e.payload, e.created_at, s.url, s.secret_sealed`,
+                 e.event_type, e.payload, e.created_at, s.url, s.secret_sealed,
+                 (EXTRACT(EPOCH FROM now() - e.created_at) * 1000)::float8 AS age_ms`,
       [this.options.batchSize ?? 50, this.leaseMs, this.relayId],
     );
     return rows;
@@ -183,11 +226,6 @@ export class OutboxRelay {
       const e = error as Error & { cause?: { code?: string } };
       outcome = { ok: false, error: e.name === 'TimeoutError' ? 'timed out' : `${e.message}${e.cause?.code ? ` (${e.cause.code})` : ''}` };
     }
-    await this.record(delivery, outcome);
-  }
-
-  private async record(delivery: ClaimedDelivery, outcome: { ok: true } | { ok: false; status?: number; error: string }): Promise<void> {
-    const { pool, metrics } = this.options;
     this.options.logger.info(
       {
         correlationId: delivery.aggregate_id,
@@ -198,6 +236,29 @@ export class OutboxRelay {
       },
       outcome.ok ? 'event delivered' : 'event delivery failed',
     );
+    // The subscriber may already have applied the event. If PostgreSQL is away
+    // right now, keep trying to record the outcome for a while: every failed
+    // try widens the window in which the lease expires and the event goes out
+    // again (harmless for an inbox consumer, but a duplicate all the same).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.record(delivery, outcome);
+        return;
+      } catch (error) {
+        if (attempt >= 6) {
+          this.options.logger.warn(
+            { err: (error as Error).message, eventId: delivery.event_id, subscriptionId: delivery.subscription_id },
+            'could not record a delivery outcome; it goes out again when its lease runs out',
+          );
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      }
+    }
+  }
+
+  private async record(delivery: ClaimedDelivery, outcome: { ok: true } | { ok: false; status?: number; error: string }): Promise<void> {
+    const { pool, metrics } = this.options;
     const where = 'WHERE event_id = $1 AND subscription_id = $2 AND locked_by = $3';
     const ids = [delivery.event_id, delivery.subscription_id, this.relayId];
     if (outcome.ok) {
@@ -213,7 +274,7 @@ export class OutboxRelay {
       metrics.deadLettered.inc({ reason: 'gone' });
       return;
     }
-    if (delivery.attempts >= (this.options.maxAttempts ?? 12)) {
+    if (delivery.attempts >= (this.options.maxAttempts ?? 12) && delivery.age_ms >= (this.options.deadLetterAfterMs ?? 86_400_000)) {
       await pool.query(`UPDATE deliveries SET status = 'dead', last_error = $4, locked_until = NULL ${where}`, [...ids, outcome.error]);
       metrics.deadLettered.inc({ reason: 'attempts' });
       return;

@@ -40,6 +40,8 @@ runEntrypoint('relay', async ({ onShutdown, stopped }) => {
     maxAttempts: config.RELAY_MAX_ATTEMPTS,
     deliveryTimeoutMs: config.RELAY_DELIVERY_TIMEOUT_MS,
     retryBaseMs: config.RELAY_RETRY_BASE_MS,
+    retryCapMs: config.RELAY_RETRY_CAP_MS,
+    deadLetterAfterMs: config.RELAY_DEAD_LETTER_AFTER_MS,
   });
   const metrics = await startMetricsServer({ registry, port: config.RELAY_METRICS_PORT });
   onShutdown(() => metrics.close());

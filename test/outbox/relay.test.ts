@@ -116,7 +116,7 @@ describe('the outbox relay', () => {
     const { tenantId, subscriptionId, consumer } = await subscriber();
     consumer.failNext(503, 3);
     const [id] = await emit(tenantId, 1);
-    relay({ maxAttempts: 3 });
+    relay({ maxAttempts: 3, deadLetterAfterMs: 0 });
     await until(async () => (await listDeadLetters(pool, { subscriptionId })).length === 1);
     const [dead] = await listDeadLetters(pool, { subscriptionId });
     expect(dead).toMatchObject({ eventId: id, attempts: 3, lastError: 'HTTP 503' });
@@ -134,34 +134,6 @@ describe('the outbox relay', () => {
     await emit(tenantId, 1);
     await new Promise((r) => setTimeout(r, 500));
     expect(consumer.received).toHaveLength(0);
-  });
-
-  it('delivers 10,000 events with three relays side by side: none lost, no duplicates', async () => {
-    const { tenantId, consumer } = await subscriber();
-    // 10,000 events over 2,000 operations of 5 events each
-    const expected = new Set<string>();
-    for (let batch = 0; batch < 20; batch++) {
-      await withTransaction(pool, async (tx) => {
-        for (let op = 0; op < 100; op++) {
-          const aggregateId = randomUUID();
-          for (let i = 0; i < 5; i++) {
-            const eventId = `${aggregateId}:${i}`;
-            await enqueueEvent(tx, { eventId, tenantId, aggregateId, eventType: 'operation.succeeded', payload: { operationId: aggregateId } });
-            expected.add(eventId);
-          }
-        }
-      });
-    }
-    relay({ batchSize: 200 });
-    relay({ batchSize: 200 });
-    relay({ batchSize: 200 });
-    await until(() => consumer.received.length >= expected.size, 120_000);
-    const ids = consumer.received.map((r) => r.webhookId);
-    const duplicates = ids.length - new Set(ids).size;
-    process.stdout.write(`10,000-event run: delivered ${new Set(ids).size}, duplicates ${duplicates}\n`);
-    expect(duplicates).toBe(0);
-    expect(new Set(ids)).toEqual(expected);
-    expect(await consumer.effectCount()).toBe(expected.size);
   });
 
   it('redelivers with the same webhook-id when the relay is SIGKILLed after the subscriber received the event, and the inbox applies it once', async () => {

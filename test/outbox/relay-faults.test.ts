@@ -1,0 +1,271 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
+import { secretBoxFromConfig } from '../../src/crypto/secret-box';
+import { migrate } from '../../src/db/migrate';
+import { createPool, type Pool } from '../../src/db/pool';
+import { withTransaction } from '../../src/db/transaction';
+import { findFreePort } from '../../src/dev/ports';
+import { createLogger } from '../../src/observability/logger';
+import { listDeadLetters } from '../../src/outbox/dead-letters';
+import { enqueueEvent } from '../../src/outbox/enqueue';
+import { createRelayMetrics } from '../../src/outbox/metrics';
+import { OutboxRelay } from '../../src/outbox/relay';
+import { createSubscription } from '../../src/outbox/subscriptions';
+import { createTestPool, createTestTenant } from '../helpers/db';
+import { testInfra } from '../helpers/infra';
+import { startProcess, type RunningProcess } from '../helpers/processes';
+
+const secretBox = secretBoxFromConfig({});
+
+async function until(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`not met in time: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Writes `perAggregate` events for each of `aggregates` operations in one transaction; returns the event ids in write order. */
+async function emit(pool: Pool, tenantId: string, aggregates: number, perAggregate: number): Promise<string[]> {
+  const ids: string[] = [];
+  await withTransaction(pool, async (tx) => {
+    for (let a = 0; a < aggregates; a++) {
+      const aggregateId = randomUUID();
+      for (let i = 0; i < perAggregate; i++) {
+        const eventId = `${aggregateId}:${i}`;
+        await enqueueEvent(tx, { eventId, tenantId, aggregateId, eventType: 'operation.succeeded', payload: { operationId: aggregateId, n: i } });
+        ids.push(eventId);
+      }
+    }
+  });
+  return ids;
+}
+
+/** PostgreSQL in a child process we can stop and start (see fixtures/restartable-postgres.ts). */
+interface RestartablePostgres {
+  connectionString: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  exit(): Promise<void>;
+}
+
+async function startRestartablePostgres(dir: string, port: number): Promise<RestartablePostgres> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'fixtures/restartable-postgres.ts'), dir, String(port)], {
+    cwd: path.resolve(__dirname, '../..'),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const waiters: { word: string; resolve: (line: string) => void }[] = [];
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString();
+    for (const line of output.split('\n').slice(0, -1)) {
+      const waiter = waiters.find((w) => line.startsWith(w.word));
+      if (waiter) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(line);
+      }
+    }
+    output = output.slice(output.lastIndexOf('\n') + 1);
+  };
+  child.stdout!.on('data', onData);
+  let errors = '';
+  child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+  const next = (word: string) =>
+    Promise.race([
+      new Promise<string>((resolve) => waiters.push({ word, resolve })),
+      exited.then(() => {
+        throw new Error(`restartable PostgreSQL exited before "${word}": ${errors}`);
+      }),
+    ]);
+  const command = async (line: string, word: string) => {
+    const answer = next(word);
+    child.stdin!.write(`${line}\n`);
+    await answer;
+  };
+  const connectionString = (await next('ready ')).slice('ready '.length);
+  return {
+    connectionString,
+    stop: () => command('stop', 'stopped'),
+    start: () => command('start', 'started'),
+    exit: async () => {
+      child.stdin!.end('exit\n');
+      await exited;
+    },
+  };
+}
+
+/** Groups received webhook ids by aggregate, in arrival order. */
+function byAggregate(ids: readonly string[]): Map<string, number[]> {
+  const groups = new Map<string, number[]>();
+  for (const id of ids) {
+    const [aggregateId, n] = id.split(':') as [string, string];
+    groups.set(aggregateId, [...(groups.get(aggregateId) ?? []), Number(n)]);
+  }
+  return groups;
+}
+
+describe('the outbox relay under faults', () => {
+  let pool: Pool;
+  const processes: RunningProcess[] = [];
+  const consumers: ExampleConsumer[] = [];
+  beforeAll(() => {
+    pool = createTestPool();
+  });
+  afterEach(async () => {
+    for (const child of processes.splice(0)) {
+      child.kill('SIGTERM');
+      await child.exited;
+    }
+    await Promise.all(consumers.splice(0).map((c) => c.close()));
+  });
+  afterAll(() => pool.end());
+
+  /** A subscription on `db` whose subscriber is the example consumer (its inbox in the run's PostgreSQL). */
+  async function subscriber(db: Pool, options: { port?: number } = {}) {
+    const tenantId = await createTestTenant(db);
+    const subscription = await createSubscription(db, secretBox, { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
+    const consumerName = `c-${randomUUID().slice(0, 8)}`;
+    const consumer = await startExampleConsumer({ pool, secret: subscription.secret, consumer: consumerName, port: options.port });
+    await db.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, subscription.id]);
+    consumers.push(consumer);
+    return { tenantId, subscriptionId: subscription.id, consumer, consumerName, secret: subscription.secret };
+  }
+
+  function relayProcess(databaseUrl: string, env: Record<string, string> = {}): RunningProcess {
+    const child = startProcess('relay', {
+      DATABASE_URL: databaseUrl,
+      RELAY_METRICS_PORT: '0',
+      RELAY_POLL_INTERVAL_MS: '200',
+      RELAY_DELIVERY_TIMEOUT_MS: '1000',
+      LOG_LEVEL: 'info',
+      ...env,
+    });
+    processes.push(child);
+    return child;
+  }
+
+  describe('with its own PostgreSQL, restarted while the relay runs', () => {
+    let dir: string;
+    let postgres: RestartablePostgres;
+    let relayDb: Pool;
+    beforeAll(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), 'onceflow-relay-restart-'));
+      await chmod(dir, 0o755);
+      postgres = await startRestartablePostgres(path.join(dir, 'pg'), await findFreePort());
+      relayDb = createPool({ connectionString: postgres.connectionString, max: 3, applicationName: 'onceflow-test-restart' });
+      await migrate(relayDb);
+    });
+    afterAll(async () => {
+      await relayDb?.end();
+      await postgres?.exit();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('reconnects, re-LISTENs and delivers everything written before and after the restart, each effect once', async () => {
+      const { tenantId, consumer } = await subscriber(relayDb);
+      // A poll interval far beyond the test's bounds: events written after the
+      // restart reach the relay only through a re-established LISTEN.
+      const relay = relayProcess(postgres.connectionString, { RELAY_POLL_INTERVAL_MS: '600000' });
+      await relay.waitForOutput(/relay delivering/);
+      const before = await emit(relayDb, tenantId, 10, 3);
+      await until(() => consumer.received.length >= before.length, 'first batch delivered');
+
+      // In-flight too: these are written just before the stop; some may be on the wire when the server goes.
+      const inFlight = await emit(relayDb, tenantId, 10, 3);
+      await postgres.stop();
+      await relay.waitForOutput(/LISTEN connection lost/);
+      await postgres.start();
+      await until(
+        async () => (await relayDb.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'onceflow-relay-listen'")).rowCount === 1,
+        'the LISTEN connection is back',
+      );
+      const after = await emit(relayDb, tenantId, 10, 3);
+      const expected = new Set([...before, ...inFlight, ...after]);
+      await until(async () => (await consumer.effectCount()) === expected.size, 'every event applied');
+
+      const ids = consumer.received.map((r) => r.webhookId);
+      const duplicates = ids.length - new Set(ids).size;
+      process.stdout.write(`PostgreSQL restart: ${expected.size} events, ${duplicates} redeliveries (dropped by the inbox)\n`);
+      expect(new Set(ids)).toEqual(expected);
+      expect(consumer.received.filter((r) => !r.duplicate)).toHaveLength(expected.size);
+      // The relay records an outcome after the subscriber answered: wait for the last ones.
+      await until(
+        async () => (await relayDb.query("SELECT 1 FROM deliveries WHERE status <> 'delivered'")).rowCount === 0,
+        'every delivery recorded as delivered',
+      );
+      expect((await relayDb.query('SELECT count(*)::int AS n FROM deliveries')).rows[0].n).toBe(expected.size);
+      expect(relay.child.exitCode).toBeNull();
+    });
+  });
+
+  it('loses nothing while a subscriber is down for longer than its attempts last: it keeps retrying until the dead-letter age', async () => {
+    const port = await findFreePort();
+    const { tenantId, subscriptionId, consumer, consumerName, secret } = await subscriber(pool, { port });
+    await consumer.close();
+    consumers.splice(consumers.indexOf(consumer), 1);
+    const ids = await emit(pool, tenantId, 3, 2);
+    // Compressed timing: the "hour" is many capped retries; maxAttempts alone would have dead-lettered after 3.
+    const relay = new OutboxRelay({
+      pool,
+      connectionString: testInfra().databaseUrl,
+      secretBox,
+      logger: createLogger({ service: 'test-relay', level: 'silent' }),
+      metrics: createRelayMetrics(new Registry()),
+      pollIntervalMs: 50,
+      retryBaseMs: 10,
+      retryCapMs: 100,
+      maxAttempts: 3,
+      deadLetterAfterMs: 10 * 60_000,
+    });
+    relay.start();
+    try {
+      await until(
+        async () =>
+          (await pool.query('SELECT count(*) FILTER (WHERE attempts >= 6)::int AS n FROM deliveries WHERE subscription_id = $1', [subscriptionId])).rows[0].n === 3,
+        'the first event of each operation tried twice its attempt budget (the second waits behind it)',
+      );
+      expect(await listDeadLetters(pool, { subscriptionId })).toEqual([]);
+      const back = await startExampleConsumer({ pool, secret, consumer: consumerName, port });
+      consumers.push(back);
+      await until(() => back.received.length >= ids.length, 'all delivered once the subscriber is back');
+      expect(back.received.map((r) => r.webhookId).sort()).toEqual([...ids].sort());
+      for (const [, order] of byAggregate(back.received.map((r) => r.webhookId))) expect(order).toEqual([0, 1]);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('delivers 10,000 events through three relay processes: none lost, duplicates counted (0), each operation in order', async () => {
+    const { tenantId, consumer } = await subscriber(pool);
+    const expected = new Set<string>();
+    // 2,000 operations of 5 events each, written in 20 transactions.
+    for (let batch = 0; batch < 20; batch++) for (const id of await emit(pool, tenantId, 100, 5)) expected.add(id);
+    // The default delivery timeout: the consumer shares this process and its five connections with the test, and an answer slower than the timeout is a (legitimate) redelivery, not what this test counts.
+    const env = { RELAY_BATCH_SIZE: '200', RELAY_DELIVERY_TIMEOUT_MS: '10000', LOG_LEVEL: 'warn' };
+    const relays = [relayProcess(testInfra().databaseUrl, env), relayProcess(testInfra().databaseUrl, env), relayProcess(testInfra().databaseUrl, env)];
+    await until(() => consumer.received.length >= expected.size, '10,000 delivered', 120_000);
+    // A little longer, so a late duplicate would still be seen.
+    await new Promise((r) => setTimeout(r, 500));
+    const ids = consumer.received.map((r) => r.webhookId);
+    const duplicates = ids.length - new Set(ids).size;
+    process.stdout.write(`10,000 events over three relay processes: delivered ${new Set(ids).size}, duplicates ${duplicates}\n`);
+    expect(duplicates).toBe(0);
+    expect(new Set(ids)).toEqual(expected);
+    expect(await consumer.effectCount()).toBe(expected.size);
+    // Per operation, in the order written, although three relays share the work.
+    for (const [, order] of byAggregate(ids)) expect(order).toEqual([0, 1, 2, 3, 4]);
+    // Every relay took part (leases spread the work).
+    const { rows } = await pool.query<{ relays: number }>(
+      'SELECT count(DISTINCT locked_by)::int AS relays FROM deliveries WHERE event_id = ANY($1)',
+      [[...expected]],
+    );
+    expect(rows[0]!.relays).toBeGreaterThanOrEqual(2);
+    for (const relay of relays) expect(relay.child.exitCode).toBeNull();
+  });
+});
