@@ -27,7 +27,7 @@ export interface GeminiAttempt {
   error?: string;
 }
 
-const outcomeOf: Record<FailureType, GeminiAttempt['outcome']> = {
+export const outcomeOf: Record<FailureType, GeminiAttempt['outcome']> = {
   [FailureType.GeminiRateLimited]: 'rate_limited',
   [FailureType.GeminiUnavailable]: 'unavailable',
   [FailureType.GeminiRejected]: 'rejected',
@@ -118,7 +118,8 @@ function logContext(input: GenerateWithGeminiInput, attempt: number) {
   return { correlationId: input.operationId, workflowId: input.workflowId, runId: workflowExecution?.runId, model: input.model, attempt };
 }
 
-async function recordAttempt(db: Pick<pg.Pool, 'query'>, input: GenerateWithGeminiInput, attempt: number, record: GeminiAttempt): Promise<void> {
+/** One row of gemini_attempts; a retried write of the same attempt is a no-op. */
+export async function recordAttempt(db: Pick<pg.Pool, 'query'>, input: Pick<GenerateWithGeminiInput, 'operationId' | 'workflowId'>, attempt: number, record: GeminiAttempt): Promise<void> {
   await db.query(
     `INSERT INTO gemini_attempts (operation_id, model, attempt, workflow_id, outcome, duration_ms, prompt_tokens, output_tokens, error)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
@@ -157,7 +158,7 @@ export function createResolveModelChain(deps: { modelChain: readonly string[] })
 }
 
 /** Full jitter: a uniform delay between 0 and the exponential cap of this attempt. */
-function jitteredBackoffMs(attempt: number): number {
+export function jitteredBackoffMs(attempt: number): number {
   const cap = Math.min(geminiBackoff.maxMs, geminiBackoff.initialMs * geminiBackoff.coefficient ** (attempt - 1));
   return Math.max(100, Math.round(Math.random() * cap));
 }

@@ -9,8 +9,10 @@ import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
 import type { Logger } from '../src/observability/logger';
 import { createCompleteOperation } from './complete-operation';
 import { createPurgeExpiredOperations } from './purge-expired-operations';
+import { createPruneOutbox } from './prune-outbox';
 import { createReconcileOperations } from './reconcile-operations';
 import { createGenerateWithGemini, createListGeminiAttempts, createResolveModelChain } from './gemini-generate';
+import { createPollInteraction, createReportSettings, createSubmitInteraction, type ReportPolling } from './gemini-interactions';
 
 export interface ActivityDeps {
   pool: pg.Pool;
@@ -21,6 +23,10 @@ export interface ActivityDeps {
   geminiMetrics: GeminiMetrics;
   /** GEMINI_MODELS: the fallback chain, primary first. */
   modelChain: readonly string[];
+  /** OUTBOX_RETENTION_DAYS: how long pruneOutbox keeps acknowledged outbox events and inbox rows. Default 7. */
+  outboxRetentionDays?: number;
+  /** How generate-report waits between polls; default DEFAULT_REPORT_POLLING (activities/gemini-interactions.ts). */
+  reportPolling?: Partial<ReportPolling>;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -28,9 +34,13 @@ export function createActivities(deps: ActivityDeps) {
     completeOperation: createCompleteOperation(deps),
     reconcileOperations: createReconcileOperations(deps),
     purgeExpiredOperations: createPurgeExpiredOperations(deps),
+    pruneOutbox: createPruneOutbox(deps),
     generateWithGemini: createGenerateWithGemini(deps),
     listGeminiAttempts: createListGeminiAttempts(deps),
     resolveModelChain: createResolveModelChain(deps),
+    submitInteraction: createSubmitInteraction(deps),
+    pollInteraction: createPollInteraction(deps),
+    reportSettings: createReportSettings(deps),
   };
 }
 

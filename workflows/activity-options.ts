@@ -19,6 +19,11 @@ export const activityOptions = {
     startToCloseTimeout: '2 minutes',
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3 },
   },
+  /** One prune pass deletes in bounded batches, each committed alone; retried a little, then the next hourly pass continues. */
+  outboxPrune: {
+    startToCloseTimeout: '5 minutes',
+    retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
+  },
   /** Postgres writes are short and idempotent by construction (effect guard); retry until the database is back. */
   databaseWrite: {
     startToCloseTimeout: '30 seconds',
@@ -47,6 +52,21 @@ export const activityOptions = {
       initialInterval: `${geminiBackoff.initialMs} milliseconds`,
       backoffCoefficient: geminiBackoff.coefficient,
       maximumInterval: `${geminiBackoff.maxMs} milliseconds`,
+      maximumAttempts: 3,
+      nonRetryableErrorTypes: nonRetryableFailureTypes,
+    },
+  },
+  /**
+   * One free read of a background interaction (generate-report). Short and
+   * retried briefly: if Gemini stays unreachable the workflow's next poll timer
+   * tries again, so a long outage costs timers, not activity slots.
+   */
+  interactionPoll: {
+    startToCloseTimeout: '1 minute',
+    retry: {
+      initialInterval: '1 second',
+      backoffCoefficient: 2,
+      maximumInterval: '10 seconds',
       maximumAttempts: 3,
       nonRetryableErrorTypes: nonRetryableFailureTypes,
     },

@@ -31,6 +31,7 @@ import { createHttpMetrics } from './metrics';
 import { healthRoutes } from './routes/health';
 import { operationRoutes } from './routes/operations';
 import { subscriptionRoutes } from './routes/subscriptions';
+import { geminiWebhookRoutes } from './routes/gemini-webhooks';
 import { secretBoxFromConfig } from '../crypto/secret-box';
 import { registerOutboxBacklogGauges } from '../outbox/metrics';
 import { parseStrictJson } from './strict-json';
@@ -126,6 +127,7 @@ export async function buildApp(deps: AppDeps) {
   // One `await app.register(...)` line per plugin, added by the plugin's owner:
   //   - src/http/routes/gemini-webhooks.ts → geminiWebhookRoutes (POST /v1/webhooks/gemini, Standard Webhooks signature)
   // Everything thrown in these routes still goes through the one problem+json error handler above.
+  await app.register(geminiWebhookRoutes, { pool: deps.pool, temporal: deps.temporal, config: deps.config });
 
   // Everything under /v1 is per tenant: authenticated first (before the body is
   // read), then rate limited per tenant.

@@ -16,10 +16,35 @@ export interface GenerateResponse {
   responseId?: string;
 }
 
+export interface InteractionRequest {
+  model: string;
+  prompt: string;
+  system?: string;
+}
+
+/** A background interaction as Onceflow needs it: terminal or not, and its answer once done. */
+export interface InteractionState {
+  id: string;
+  /** Gemini's status: in_progress, completed, failed, cancelled, incomplete, … */
+  status: string;
+  /** True once the status can no longer change. */
+  terminal: boolean;
+  model: string;
+  text?: string;
+  usage?: { promptTokens: number; outputTokens: number; totalTokens: number };
+  error?: string;
+}
+
 /** The one way Onceflow reaches Gemini; activities get it injected. */
 export interface GeminiClient {
   generate(request: GenerateRequest): Promise<GenerateResponse>;
+  /** One paid call: creates a background interaction (`background: true`) and returns at once. */
+  submitInteraction(request: InteractionRequest): Promise<InteractionState>;
+  /** A free read of an interaction's state. */
+  getInteraction(id: string): Promise<InteractionState>;
 }
+
+const TERMINAL_INTERACTION_STATUSES = new Set(['completed', 'failed', 'cancelled', 'incomplete', 'budget_exceeded']);
 
 export interface CreateGeminiClientOptions {
   /** GEMINI_API_KEY; the offline server accepts any key. */
@@ -64,5 +89,44 @@ export function createGeminiClient(options: CreateGeminiClientOptions): GeminiCl
         responseId: response.responseId,
       };
     },
+    async submitInteraction(request) {
+      const interaction = await ai.interactions.create(
+        {
+          model: request.model,
+          input: request.prompt,
+          ...(request.system ? { system_instruction: request.system } : {}),
+          background: true,
+        },
+        // The interactions client retries 429/5xx/connection errors four times by
+        // default: each retry could be another paid submission behind the
+        // ledger's back. One HTTP call per activity attempt, like generate().
+        { maxRetries: 0, timeout: options.timeoutMs },
+      );
+      return interactionState(interaction, request.model);
+    },
+    async getInteraction(id) {
+      // A read is free and idempotent; the SDK's own retries are harmless here.
+      return interactionState(await ai.interactions.get(id, {}, { timeout: options.timeoutMs }), '');
+    },
+  };
+}
+
+function interactionState(
+  interaction: { id: string; status: string; model?: string; output_text?: string; usage?: { total_input_tokens?: number; total_output_tokens?: number; total_tokens?: number }; errors?: { message?: string }[] },
+  fallbackModel: string,
+): InteractionState {
+  const terminal = TERMINAL_INTERACTION_STATUSES.has(interaction.status);
+  const promptTokens = interaction.usage?.total_input_tokens ?? 0;
+  const outputTokens = interaction.usage?.total_output_tokens ?? 0;
+  return {
+    id: interaction.id,
+    status: interaction.status,
+    terminal,
+    model: interaction.model ?? fallbackModel,
+    ...(interaction.status === 'completed' ? { text: interaction.output_text ?? '' } : {}),
+    ...(interaction.usage ? { usage: { promptTokens, outputTokens, totalTokens: interaction.usage.total_tokens ?? promptTokens + outputTokens } } : {}),
+    ...(terminal && interaction.status !== 'completed'
+      ? { error: interaction.errors?.map((e) => e.message).filter(Boolean).join('; ') || `interaction ended ${interaction.status}` }
+      : {}),
   };
 }

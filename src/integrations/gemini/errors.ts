@@ -27,10 +27,14 @@ export function classifyGeminiError(error: unknown): GeminiErrorClass {
   if (error instanceof GeminiSafetyBlockError) {
     return { type: FailureType.GeminiSafetyBlocked, nonRetryable: true, message: error.message };
   }
-  const e = error as { name?: string; status?: number; message?: string; cause?: { code?: string } };
-  const message = summarise(e?.message ?? String(error));
-  if (e?.name === 'ApiError' && typeof e.status === 'number') {
-    if (e.status === 429) return { type: FailureType.GeminiRateLimited, nonRetryable: false, retryDelayMs: retryDelayMs(e.message), status: 429, message };
+  const e = error as { name?: string; status?: number; message?: string; body?: unknown; cause?: { code?: string } };
+  // models.* throws ApiError (the error body in `message`); the interactions
+  // client throws APIError subclasses (RateLimitError, BadRequestError, …) with
+  // the raw body in `body`. Both carry the HTTP status in `status`.
+  const raw = typeof e?.body === 'string' ? e.body : e?.message;
+  const message = summarise(raw ?? String(error));
+  if (typeof e?.status === 'number' && e.status >= 400) {
+    if (e.status === 429) return { type: FailureType.GeminiRateLimited, nonRetryable: false, retryDelayMs: retryDelayMs(raw), status: 429, message };
     if ([400, 401, 403, 404].includes(e.status)) return { type: FailureType.GeminiRejected, nonRetryable: true, status: e.status, message };
     return { type: FailureType.GeminiUnavailable, nonRetryable: false, status: e.status, message };
   }

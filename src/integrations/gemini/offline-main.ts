@@ -3,12 +3,18 @@ import { loadConfig } from '../../config';
 import { createLogger } from '../../observability/logger';
 import { runEntrypoint } from '../../process/entrypoint';
 import { startOfflineGeminiServer } from './offline-server';
+import { geminiWebhookSecretFromConfig } from './webhooks';
 
 runEntrypoint('gemini-offline', async ({ onShutdown, stopped }) => {
   const config = loadConfig();
   const logger = createLogger({ service: 'gemini-offline', level: config.LOG_LEVEL });
-  const server = await startOfflineGeminiServer({ port: config.GEMINI_OFFLINE_PORT });
+  // Completion webhooks of background interactions go to the local API, signed
+  // with the same secret the API verifies with, like a static Gemini webhook.
+  const apiHost = config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST;
+  const secret = geminiWebhookSecretFromConfig(config);
+  const webhook = secret ? { url: `http://${apiHost}:${config.PORT}/v1/webhooks/gemini`, secret } : null;
+  const server = await startOfflineGeminiServer({ port: config.GEMINI_OFFLINE_PORT, interactions: { webhook } });
   onShutdown(() => server.close());
-  logger.info({ url: server.url, offline: true }, 'OFFLINE model server listening: canned answers, nothing reaches Google');
+  logger.info({ url: server.url, offline: true, webhook: webhook?.url ?? null }, 'OFFLINE model server listening: canned answers, nothing reaches Google');
   await stopped;
 });

@@ -1,0 +1,103 @@
+/**
+ * POST /v1/webhooks/gemini: completion events of background interactions
+ * (generate-report). Public (no Bearer key): the caller is authenticated by
+ * its Standard Webhooks signature over the raw body.
+ */
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { FastifyPluginAsync } from 'fastify';
+import type pg from 'pg';
+import type { Config } from '../../config';
+import { handleOnce } from '../../outbox/inbox';
+import {
+  geminiWebhookSecretFromConfig,
+  GeminiWebhookVerificationError,
+  INTERACTION_EVENT_TYPES,
+  verifyGeminiWebhook,
+} from '../../integrations/gemini/webhooks';
+import { interactionEndedSignal } from '../../../workflows/definitions';
+import { ProblemError } from '../errors';
+
+export interface GeminiWebhookRoutesOptions {
+  pool: pg.Pool;
+  temporal: Client;
+  /** GEMINI_WEBHOOK_SECRET (default the offline server's development secret, none in production: see geminiWebhookSecretFromConfig). */
+  config: Pick<Config, 'GEMINI_WEBHOOK_SECRET' | 'NODE_ENV'>;
+}
+
+/** Inbox consumer name of these deliveries (the inbox table's `consumer`). */
+export const GEMINI_WEBHOOK_CONSUMER = 'gemini-webhooks';
+
+class UnknownInteractionError extends Error {
+  override readonly name = 'UnknownInteractionError';
+  constructor(readonly interactionId: string) {
+    super(`no submitted interaction ${interactionId}`);
+  }
+}
+
+export const geminiWebhookRoutes: FastifyPluginAsync<GeminiWebhookRoutesOptions> = async (app, options) => {
+  const secret = geminiWebhookSecretFromConfig(options.config);
+  // The signature covers the exact bytes: keep the body raw in this plugin only.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+  app.post('/v1/webhooks/gemini', {
+    schema: {
+      description: 'Gemini interaction webhooks (Standard Webhooks signature, GEMINI_WEBHOOK_SECRET). Each event id is handled once; the report workflow is woken and confirms by polling.',
+      tags: ['webhooks'],
+      security: [],
+    },
+  }, async (request, reply) => {
+    if (!secret) {
+      throw new ProblemError({ status: 401, type: 'invalid-signature', title: 'Webhook signature invalid', detail: 'GEMINI_WEBHOOK_SECRET is not set; Gemini webhooks are refused and reports complete by polling' });
+    }
+    const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    let verified: ReturnType<typeof verifyGeminiWebhook>;
+    try {
+      verified = verifyGeminiWebhook(secret, raw, request.headers);
+    } catch (error) {
+      if (!(error instanceof GeminiWebhookVerificationError)) throw error;
+      request.log.warn({ err: error.message }, 'gemini webhook refused');
+      throw new ProblemError({ status: 401, type: 'invalid-signature', title: 'Webhook signature invalid', detail: error.message });
+    }
+    const { webhookId, event } = verified;
+    if (!(INTERACTION_EVENT_TYPES as readonly string[]).includes(event.type)) {
+      // Acknowledged so Gemini stops redelivering an event we do not act on.
+      return reply.code(200).send({ received: true, ignored: event.type });
+    }
+    let outcome: Awaited<ReturnType<typeof handleOnce<{ workflowId: string; operationId: string }>>>;
+    try {
+      // Inbox row, ledger counter and signal in one transaction: if the signal
+      // fails (Temporal down) nothing is recorded and Gemini's redelivery tries
+      // again; if the process dies after the signal but before COMMIT, the
+      // redelivery signals again, which the workflow tolerates (it only wakes).
+      outcome = await handleOnce(options.pool, { consumer: GEMINI_WEBHOOK_CONSUMER, eventId: webhookId }, async (tx) => {
+        const { rows } = await tx.query<{ workflow_id: string; operation_id: string }>(
+          `UPDATE gemini_interactions SET webhooks_received = webhooks_received + 1
+            WHERE interaction_id = $1 RETURNING workflow_id, operation_id`,
+          [event.data.id],
+        );
+        const row = rows[0];
+        if (!row) throw new UnknownInteractionError(event.data.id);
+        try {
+          await options.temporal.workflow.getHandle(row.workflow_id).signal(interactionEndedSignal, {
+            interactionId: event.data.id, eventType: event.type, webhookId,
+          });
+        } catch (error) {
+          // The workflow already finished (its own poll saw the end): nothing to wake.
+          if (!(error instanceof WorkflowNotFoundError)) throw error;
+        }
+        return { workflowId: row.workflow_id, operationId: row.operation_id };
+      });
+    } catch (error) {
+      if (!(error instanceof UnknownInteractionError)) throw error;
+      // Not recorded in the inbox: the id may not be in the ledger yet (the
+      // event raced the submission's UPDATE), so a redelivery may succeed. The
+      // workflow's polling completes the report either way.
+      throw new ProblemError({ status: 404, type: 'not-found', title: 'Unknown interaction', detail: error.message });
+    }
+    if (!outcome.duplicate) {
+      request.log.info({ webhookId, interactionId: event.data.id, correlationId: outcome.result.operationId, workflowId: outcome.result.workflowId }, 'gemini webhook accepted');
+    }
+    return reply.code(200).send({ received: true, duplicate: outcome.duplicate });
+  });
+};
