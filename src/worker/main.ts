@@ -3,6 +3,7 @@
  * Starts alone against existing Temporal and PostgreSQL (TEMPORAL_ADDRESS,
  * TEMPORAL_NAMESPACE, DATABASE_URL). SIGTERM/SIGINT drain in-flight tasks.
  */
+import { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { loadConfig } from '../config';
@@ -14,6 +15,7 @@ import { createTracing } from '../observability/tracing';
 import { runEntrypoint, requireDatabaseUrl } from '../process/entrypoint';
 import { createOnceflowWorker } from './create-worker';
 import { geminiClientFromConfig } from '../integrations/gemini/from-config';
+import { ensureOutboxPruneSchedule } from '../outbox/prune-schedule';
 import { createGeminiMetrics } from '../integrations/gemini/metrics';
 
 runEntrypoint('worker', async ({ onShutdown }) => {
@@ -45,8 +47,12 @@ runEntrypoint('worker', async ({ onShutdown }) => {
       gemini: geminiClientFromConfig(config),
       geminiMetrics: createGeminiMetrics(registry),
       modelChain: config.GEMINI_MODELS,
+      outboxRetentionDays: config.OUTBOX_RETENTION_DAYS,
     },
   });
+  // Idempotent: every worker start makes sure the prune schedule exists; it then runs once per hour however many workers there are.
+  const prune = await ensureOutboxPruneSchedule(new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), { taskQueue: config.TEMPORAL_TASK_QUEUE });
+  logger.info({ schedule: prune }, 'outbox prune schedule ensured');
   const metrics = await startMetricsServer({ registry, port: config.WORKER_METRICS_PORT });
   onShutdown(() => metrics.close());
   onShutdown(async () => {
