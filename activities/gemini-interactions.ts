@@ -119,6 +119,15 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
         } catch (error) {
           const failure = classifyGeminiError(error);
           const outcome = outcomeOf[failure.type];
+          if (failure.status !== undefined) {
+            // Gemini answered with an error: no interaction was started, so this
+            // submission cannot have been paid for. A dropped or timed-out call
+            // stays counted: it may have started one.
+            await client.query(
+              'UPDATE gemini_interactions SET submit_attempts = submit_attempts - 1 WHERE operation_id = $1 AND step = $2',
+              [input.operationId, step],
+            );
+          }
           deps.geminiMetrics.calls.inc({ model: input.model, outcome });
           await recordAttempt(client, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message });
           deps.logger?.warn({ ...logContext(input, attempt), outcome, error: failure.message }, 'interaction submission failed');

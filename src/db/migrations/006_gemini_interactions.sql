@@ -12,6 +12,8 @@ CREATE TABLE gemini_interactions (
   interaction_id   text UNIQUE,
   status           text NOT NULL DEFAULT 'reserved'
                    CHECK (status IN ('reserved', 'submitted', 'completed', 'failed')),
+  -- create calls that may have started an interaction: counted before each
+  -- call, taken back when Gemini answers with an error (nothing started)
   submit_attempts  integer NOT NULL DEFAULT 0,
   -- completion webhooks accepted for this interaction (after signature check and dedupe)
   webhooks_received integer NOT NULL DEFAULT 0,

@@ -202,6 +202,9 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
           chaos = { failureRate: 0, dropRate: 0 };
           interactionSettings = { ...initialInteractions };
           deliveries.length = 0;
+          interactions.clear();
+          for (const timer of timers) clearTimeout(timer);
+          timers.clear();
           return send(200, { reset: true });
         }
         if (command === 'script' && request.method === 'POST') {
