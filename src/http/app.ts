@@ -31,6 +31,7 @@ import { createHttpMetrics } from './metrics';
 import { healthRoutes } from './routes/health';
 import { operationRoutes } from './routes/operations';
 import { subscriptionRoutes } from './routes/subscriptions';
+import { deadLetterRoutes } from './routes/dead-letters';
 import { geminiWebhookRoutes } from './routes/gemini-webhooks';
 import { secretBoxFromConfig } from '../crypto/secret-box';
 import { registerOutboxBacklogGauges } from '../outbox/metrics';
@@ -162,8 +163,10 @@ export async function buildApp(deps: AppDeps) {
     // Inside these plugins `request.tenantId` is always set (see src/http/auth.ts;
     // `requireTenant(request)` reads it typed as string), and every query must be
     // scoped by it: another tenant's resource answers 404, never 403.
-    //   - src/http/routes/subscriptions.ts → subscriptionRoutes (/v1/subscriptions, /v1/dead-letters)
+    //   - src/http/routes/subscriptions.ts → subscriptionRoutes (/v1/subscriptions)
+    //   - src/http/routes/dead-letters.ts → deadLetterRoutes (/v1/dead-letters, /v1/dead-letters/replay)
     await v1.register(subscriptionRoutes, { pool: deps.pool, secretBox: secretBoxFromConfig(deps.config) });
+    await v1.register(deadLetterRoutes, { pool: deps.pool });
   });
 
   return app;

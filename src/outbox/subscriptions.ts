@@ -50,3 +50,42 @@ export async function deleteSubscription(db: Pick<pg.Pool, 'query'>, tenantId: s
   const { rowCount } = await db.query('DELETE FROM subscriptions WHERE tenant_id = $1 AND subscription_id = $2', [tenantId, id]);
   return (rowCount ?? 0) > 0;
 }
+
+export async function getSubscription(db: Pick<pg.Pool, 'query'>, tenantId: string, id: string): Promise<Subscription | undefined> {
+  const { rows } = await db.query<Row>('SELECT * FROM subscriptions WHERE tenant_id = $1 AND subscription_id = $2', [tenantId, id]);
+  return rows[0] ? toSubscription(rows[0]) : undefined;
+}
+
+export interface SubscriptionChanges {
+  url?: string;
+  eventTypes?: string[];
+  /**
+   * `active` re-enables a subscription (e.g. one disabled by a 410): its
+   * pending deliveries resume; its dead letters need a replay. `disabled`
+   * pauses it: deliveries already queued wait, new events are not queued for it.
+   */
+  status?: 'active' | 'disabled';
+}
+
+/** Changes a tenant's subscription in one statement; undefined when it is not theirs or unknown. */
+export async function updateSubscription(
+  db: Pick<pg.Pool, 'query'>,
+  tenantId: string,
+  id: string,
+  changes: SubscriptionChanges,
+): Promise<Subscription | undefined> {
+  const { rows } = await db.query<Row>(
+    `UPDATE subscriptions
+        SET url = COALESCE($3, url),
+            event_types = COALESCE($4, event_types),
+            status = COALESCE($5, status),
+            disabled_reason = CASE WHEN $5::text IS NULL THEN disabled_reason
+                                   WHEN $5 = 'active' THEN NULL
+                                   ELSE 'disabled through the API' END,
+            updated_at = now()
+      WHERE tenant_id = $1 AND subscription_id = $2
+      RETURNING *`,
+    [tenantId, id, changes.url ?? null, changes.eventTypes ?? null, changes.status ?? null],
+  );
+  return rows[0] ? toSubscription(rows[0]) : undefined;
+}
