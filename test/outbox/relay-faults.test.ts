@@ -248,7 +248,8 @@ describe('the outbox relay under faults', () => {
     for (let batch = 0; batch < 20; batch++) for (const id of await emit(pool, tenantId, 100, 5)) expected.add(id);
     // The default delivery timeout: the consumer shares this process and its five connections with the test, and an answer slower than the timeout is a (legitimate) redelivery, not what this test counts.
     const env = { RELAY_BATCH_SIZE: '200', RELAY_DELIVERY_TIMEOUT_MS: '10000', LOG_LEVEL: 'warn' };
-    const relays = [relayProcess(testInfra().databaseUrl, env), relayProcess(testInfra().databaseUrl, env), relayProcess(testInfra().databaseUrl, env)];
+    const metricsPorts = [await findFreePort(), await findFreePort(), await findFreePort()];
+    const relays = metricsPorts.map((port) => relayProcess(testInfra().databaseUrl, { ...env, RELAY_METRICS_PORT: String(port) }));
     await until(() => consumer.received.length >= expected.size, '10,000 delivered', 120_000);
     // A little longer, so a late duplicate would still be seen.
     await new Promise((r) => setTimeout(r, 500));
@@ -267,5 +268,23 @@ describe('the outbox relay under faults', () => {
     );
     expect(rows[0]!.relays).toBeGreaterThanOrEqual(2);
     for (const relay of relays) expect(relay.child.exitCode).toBeNull();
+
+    // Each relay's /metrics: together they counted every delivery and its latency once.
+    const scrapes = await Promise.all(metricsPorts.map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
+    const total = (name: string) =>
+      scrapes.reduce((sum, text) => sum + [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0), 0);
+    // Other test files' deliveries share this database, so compare with every delivery these three relays recorded.
+    const { rows: recorded } = await pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM deliveries WHERE status = 'delivered'
+          AND locked_by IN (SELECT DISTINCT locked_by FROM deliveries WHERE event_id = ANY($1))`,
+      [[...expected]],
+    );
+    expect(recorded[0]!.n).toBeGreaterThanOrEqual(expected.size);
+    expect(total('onceflow_outbox_delivered_total')).toBe(recorded[0]!.n);
+    expect(total('onceflow_outbox_delivery_latency_seconds_count')).toBe(recorded[0]!.n);
+    for (const text of scrapes) {
+      expect(text).toMatch(/^onceflow_outbox_pending \d+$/m);
+      expect(text).toMatch(/^onceflow_outbox_oldest_pending_age_seconds \S+$/m);
+    }
   });
 });

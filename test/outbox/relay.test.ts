@@ -5,7 +5,7 @@ import type { Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
 import { enqueueEvent } from '../../src/outbox/enqueue';
 import { listDeadLetters, replayDeadLetters } from '../../src/outbox/dead-letters';
-import { createRelayMetrics } from '../../src/outbox/metrics';
+import { createRelayMetrics, registerOutboxBacklogGauges } from '../../src/outbox/metrics';
 import { OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
 import { createSubscription } from '../../src/outbox/subscriptions';
 import { createLogger } from '../../src/observability/logger';
@@ -134,6 +134,30 @@ describe('the outbox relay', () => {
     await emit(tenantId, 1);
     await new Promise((r) => setTimeout(r, 500));
     expect(consumer.received).toHaveLength(0);
+  });
+
+  it('counts deliveries, retries and dead letters, observes latency, and reports the backlog', async () => {
+    const registry = new Registry();
+    registerOutboxBacklogGauges(registry, pool);
+    const metrics = createRelayMetrics(registry);
+    const value = async (name: string) => (await registry.getSingleMetric(name)!.get()).values.reduce((sum, v) => sum + v.value, 0);
+    const { tenantId, consumer } = await subscriber();
+    await emit(tenantId, 3);
+    // Nothing delivers yet: the three wait (other tests' deliveries may wait too).
+    expect(await value('onceflow_outbox_pending')).toBeGreaterThanOrEqual(3);
+    expect(await value('onceflow_outbox_oldest_pending_age_seconds')).toBeGreaterThanOrEqual(0);
+    consumer.failNext(500);
+    relay({ metrics });
+    await until(() => consumer.received.length === 3);
+    await until(async () => (await value('onceflow_outbox_delivered_total')) === 3);
+    expect(await value('onceflow_outbox_retried_total')).toBe(1);
+    const latency = (await metrics.latency.get()).values.find((v) => v.metricName === 'onceflow_outbox_delivery_latency_seconds_count');
+    expect(latency?.value).toBe(3);
+
+    const gone = await subscriber();
+    gone.consumer.failNext(410);
+    await emit(gone.tenantId, 1);
+    await until(async () => (await value('onceflow_outbox_dead_lettered_total')) === 1);
   });
 
   it('redelivers with the same webhook-id when the relay is SIGKILLed after the subscriber received the event, and the inbox applies it once', async () => {
