@@ -36,8 +36,11 @@ import { DEV_GEMINI_WEBHOOK_SECRET, signGeminiWebhook } from './webhooks';
 
 /** What one call does. */
 export type Behaviour =
-  /** Answers; an interaction created so ends with `finalStatus` (default completed). */
-  | { kind: 'ok'; text?: string; finalStatus?: 'completed' | 'failed' }
+  /**
+   * Answers, after `delayMs` if set (the call is counted on arrival); an
+   * interaction created so ends with `finalStatus` (default completed).
+   */
+  | { kind: 'ok'; text?: string; finalStatus?: 'completed' | 'failed'; delayMs?: number }
   /** An error body; 429 carries a google.rpc.RetryInfo retryDelay when `retryDelaySeconds` is set. */
   | { kind: 'error'; status: number; retryDelaySeconds?: number; message?: string }
   /** The prompt is blocked for safety (promptFeedback.blockReason). */
@@ -324,12 +327,19 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
           const promptTokens = countPromptTokens(body);
           const text = behaviour.text ?? offlineAnswer(body);
           const outputTokens = Math.max(1, Math.ceil(text.length / 4));
-          return send(200, {
+          const answer = () => send(200, {
             candidates: [{ content: { role: 'model', parts: [{ text }] }, finishReason: 'STOP', index: 0 }],
             usageMetadata: { promptTokenCount: promptTokens, candidatesTokenCount: outputTokens, totalTokenCount: promptTokens + outputTokens },
             modelVersion: model,
             responseId: createHash('sha256').update(`${requestHash}:${calls.length}`).digest('hex').slice(0, 24),
           });
+          if (!behaviour.delayMs) return answer();
+          const timer = setTimeout(() => {
+            timers.delete(timer);
+            answer();
+          }, behaviour.delayMs);
+          timers.add(timer);
+          return;
         }
       }
     });
