@@ -179,6 +179,8 @@ describe('the outbox relay', () => {
     const second = startProcess('relay', env);
     try {
       await until(() => consumer.received.length === 2, 30_000);
+      // the second relay records the acknowledgement just after the subscriber answered
+      await until(async () => (await pool.query("SELECT 1 FROM deliveries WHERE event_id = $1 AND status = 'delivered'", [id])).rowCount === 1, 30_000);
     } finally {
       second.kill('SIGTERM');
       await second.exited;
