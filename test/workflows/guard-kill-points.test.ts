@@ -1,0 +1,129 @@
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { PoolClient } from 'pg';
+import type { Pool } from '../../src/db/pool';
+import { findFreePort } from '../../src/dev/ports';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
+import { createTestPool } from '../helpers/db';
+import { testInfra } from '../helpers/infra';
+import { startProcess, type RunningProcess } from '../helpers/processes';
+import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { eventually, FakeGeminiControl } from '../fakes/gemini';
+
+/**
+ * The side-effect guard (src/effects/guard.ts) under SIGKILL at each of its
+ * points, on a real worker process. Each operation's finishing phase
+ * (completeOperation: result + bill + event under the guard) is stopped at a
+ * different point by a lock the test holds, one kill takes them all down, and a
+ * new worker finishes every one: each effect exactly once.
+ *
+ *   lock:   waiting for the guard's advisory lock on (operation, step)
+ *   effect: inside the transaction, the effect half done (row update blocked)
+ *   record: the effect done, inserting the effect row (blocked on its key)
+ *   after:  committed; the kill lands before the activity's completion may reach Temporal
+ */
+describe('the side-effect guard, killed at each point', () => {
+  let pool: Pool;
+  let temporal: Client;
+  let gemini: OfflineGeminiServer;
+  let api: TestApi;
+  let tenant: { tenantId: string; apiKey: string };
+  let child: RunningProcess | undefined;
+  let replacement: TestWorker | undefined;
+  const holders: PoolClient[] = [];
+  const taskQueue = uniqueTaskQueue('guard-kill');
+
+  beforeAll(async () => {
+    pool = createTestPool();
+    temporal = await connectTestClient();
+    gemini = await startOfflineGeminiServer();
+    api = await startTestApi({ pool, temporal, taskQueue });
+    tenant = await createApiTenant(pool);
+  });
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    for (const holder of holders) {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+    await replacement?.stop();
+    await api.close();
+    await gemini.close();
+    await temporal.connection.close();
+    await pool.end();
+  });
+
+  /** A connection holding a transaction open until the test rolls it back. */
+  async function hold(statement: string, params: unknown[]): Promise<PoolClient> {
+    const client = await pool.connect();
+    holders.push(client);
+    await client.query('BEGIN');
+    await client.query(statement, params);
+    return client;
+  }
+
+  it('applies every effect exactly once after the worker dies anywhere inside the guard', async () => {
+    const infra = testInfra();
+    const points = ['lock', 'effect', 'record', 'after'] as const;
+    const operations = new Map<(typeof points)[number], { key: string; operationId: string }>();
+    for (const point of points) {
+      const key = `${point}-${randomUUID()}`;
+      expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: `kill point ${point}` } })).status).toBe(202);
+      const { rows } = await pool.query<{ operation_id: string }>('SELECT operation_id FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key]);
+      operations.set(point, { key, operationId: rows[0]!.operation_id });
+    }
+    const id = (point: (typeof points)[number]) => operations.get(point)!.operationId;
+
+    // Stop each finishing phase at its point before any worker runs.
+    await hold('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${id('lock')}:complete`]);
+    await hold('SELECT 1 FROM operations WHERE operation_id = $1 FOR UPDATE', [id('effect')]);
+    await hold(`INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, 'complete', 'held-by-test', 'null')`, [id('record')]);
+
+    child = startProcess('worker', {
+      DATABASE_URL: infra.databaseUrl,
+      TEMPORAL_ADDRESS: infra.temporalAddress,
+      TEMPORAL_NAMESPACE: infra.temporalNamespace,
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      GEMINI_BASE_URL: gemini.url,
+      GEMINI_API_KEY: '',
+      WORKER_METRICS_PORT: String(await findFreePort()),
+      WORKER_SDK_METRICS_PORT: String(await findFreePort()),
+      LOG_LEVEL: 'warn',
+    });
+    await eventually('the unblocked operation to commit its finishing phase', async () =>
+      (await pool.query(`SELECT 1 FROM effects WHERE operation_id = $1 AND step = 'complete'`, [id('after')])).rowCount === 1, 120_000);
+    await eventually('three finishing phases blocked on the test’s locks', async () =>
+      Number((await pool.query(
+        `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'onceflow-worker' AND wait_event_type IN ('Lock', 'LWLock')`,
+      )).rows[0].count) >= 3, 60_000);
+    child.kill('SIGKILL');
+    expect(await child.exited).toBe('SIGKILL');
+
+    // Nothing of the three interrupted transactions survived the kill.
+    for (const point of ['lock', 'effect', 'record'] as const) {
+      expect((await pool.query('SELECT count(*)::int AS n FROM usage_ledger WHERE operation_id = $1', [id(point)])).rows[0].n).toBe(0);
+      expect((await pool.query('SELECT count(*)::int AS n FROM outbox_events WHERE aggregate_id = $1', [id(point)])).rows[0].n).toBe(0);
+    }
+    for (const holder of holders.splice(0)) {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+
+    replacement = await startTestWorker({ pool, taskQueue, geminiBaseUrl: gemini.url });
+    // Retried once Temporal times out the dead worker's attempts (databaseWrite startToClose).
+    await eventually('every operation to succeed on the new worker', async () =>
+      Number((await pool.query(`SELECT count(*) FROM operations WHERE operation_id = ANY($1) AND status = 'succeeded'`, [[...operations.values()].map((o) => o.operationId)])).rows[0].count) === points.length,
+    150_000);
+
+    for (const point of points) {
+      const operationId = id(point);
+      const count = async (sql: string) => (await pool.query(sql, [operationId])).rows[0].n as number;
+      expect({ point, bills: await count('SELECT count(*)::int AS n FROM usage_ledger WHERE operation_id = $1') }).toEqual({ point, bills: 1 });
+      expect({ point, events: await count('SELECT count(*)::int AS n FROM outbox_events WHERE aggregate_id = $1') }).toEqual({ point, events: 1 });
+      expect({ point, effects: await count(`SELECT count(*)::int AS n FROM effects WHERE operation_id = $1 AND step = 'complete'`) }).toEqual({ point, effects: 1 });
+    }
+    // The paid calls happened before the finishing phase, once per operation, and were never repeated.
+    expect(await new FakeGeminiControl(gemini.url).calls({ paid: true })).toHaveLength(points.length);
+  }, 300_000);
+});
