@@ -1,5 +1,6 @@
 import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { GeminiAttempt } from '../activities/gemini-generate';
 import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
 import type { OperationWorkflowInput } from './definitions';
@@ -10,6 +11,17 @@ export interface GenerateContentProgress {
   step: 'resolving-models' | 'calling-gemini' | 'finishing' | 'done';
   model: string | null;
   modelsTried: string[];
+  /** Every recorded Gemini call so far, refreshed after each model's outcome. */
+  attempts: GeminiAttempt[];
+}
+
+/** What the Temporal UI shows as the run's result: the outcome, never the generated text. */
+export interface GenerateContentRunSummary {
+  status: 'succeeded' | 'failed';
+  model: string | null;
+  totalTokens: number;
+  attempts: number;
+  error?: string;
 }
 
 export const generateContentProgressQuery = defineQuery<GenerateContentProgress>('progress');
@@ -23,9 +35,9 @@ const { resolveModelChain, listGeminiAttempts } = proxyActivities<Activities>(ac
  * next. A request Gemini refuses (400-class, safety) ends the operation at
  * once: another model would refuse it too, and each try costs money.
  */
-export async function generateContentWorkflow(operation: OperationWorkflowInput<GenerateContentInput>): Promise<void> {
+export async function generateContentWorkflow(operation: OperationWorkflowInput<GenerateContentInput>): Promise<GenerateContentRunSummary> {
   const { workflowId } = workflowInfo();
-  const progress: GenerateContentProgress = { step: 'resolving-models', model: null, modelsTried: [] };
+  const progress: GenerateContentProgress = { step: 'resolving-models', model: null, modelsTried: [], attempts: [] };
   setHandler(generateContentProgressQuery, () => progress);
   const { prompt, system, temperature, maxOutputTokens } = operation.input;
   const models = await resolveModelChain({ requested: operation.input.model });
@@ -49,14 +61,16 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
       });
       progress.step = 'finishing';
       const attempts = await listGeminiAttempts({ operationId: operation.operationId });
+      progress.attempts = attempts;
       await finish(operation, workflowId, {
         outcome: 'succeeded',
         result: { text: response.text, model: response.model, usage: response.usage, attempts },
         usage: { model: response.model, ...response.usage },
       });
       progress.step = 'done';
-      return;
+      return { status: 'succeeded', model: response.model, totalTokens: response.usage.totalTokens, attempts: attempts.length };
     } catch (error) {
+      progress.attempts = await listGeminiAttempts({ operationId: operation.operationId });
       const failure = applicationFailureOf(error);
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = {
@@ -79,8 +93,9 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
     }
   }
   progress.step = 'finishing';
-  await finish(operation, workflowId, { outcome: 'failed', error: lastError! });
+  await finish(operation, workflowId, { outcome: 'failed', error: { ...lastError!, attempts: progress.attempts } });
   progress.step = 'done';
+  return { status: 'failed', model: progress.model, totalTokens: 0, attempts: progress.attempts.length, error: lastError!.type };
 }
 
 async function finish(operation: OperationWorkflowInput, workflowId: string, outcome: OperationOutcome): Promise<void> {

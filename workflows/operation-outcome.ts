@@ -13,6 +13,8 @@ export interface OperationError {
   detail: string;
   /** True when retries were exhausted on a transient cause; the type may release the key. */
   retryable: boolean;
+  /** The provider calls that led here (e.g. Gemini attempts), for the client and the operator. */
+  attempts?: unknown[];
 }
 
 export interface OperationUsage {

@@ -117,6 +117,7 @@ describe('generate-content never pays Gemini twice', () => {
     const response = await run(key);
     expect(response.status).toBe(502);
     expect(response.json).toMatchObject({ type: 'https://onceflow.dev/problems/provider-failure' });
+    expect(response.json!.operation.error.attempts).toHaveLength(6);
     expect(await fake.calls()).toHaveLength(6);
     // retryable after exhaustion: the same key starts a new run, which now succeeds
     const again = await run(key);
@@ -146,6 +147,13 @@ describe('generate-content never pays Gemini twice', () => {
     const key = randomUUID();
     const response = await run(key);
     const handle = temporal.workflow.getHandle(response.json!.workflowId);
-    expect(await handle.query('progress')).toEqual({ step: 'done', model: 'gemini-2.5-flash', modelsTried: ['gemini-2.5-flash'] });
+    expect(await handle.query('progress')).toMatchObject({
+      step: 'done',
+      model: 'gemini-2.5-flash',
+      modelsTried: ['gemini-2.5-flash'],
+      attempts: [{ model: 'gemini-2.5-flash', outcome: 'succeeded' }],
+    });
+    // the run's result in the Temporal UI: the outcome, not the text
+    expect(await handle.result()).toMatchObject({ status: 'succeeded', model: 'gemini-2.5-flash', attempts: 1 });
   });
 });
