@@ -1,0 +1,70 @@
+/**
+ * 1. Repeat path: replays of a finished operation through the facade against
+ * a bare Fastify endpoint doing one primary-key read from the same PostgreSQL.
+ */
+import { findFreePort } from '../../src/dev/ports';
+import type { BenchContext } from '../lib/context';
+import { AUTH, postOperation } from '../lib/facade';
+import { runAutocannon, type LoadResult } from '../lib/load';
+import { startScript, waitForHttp } from '../lib/stack';
+import { median, ratio, round } from '../lib/stats';
+
+const CONNECTIONS = 16;
+
+export async function repeatPath(ctx: BenchContext): Promise<void> {
+  const key = 'bench-repeat-0001';
+  const body = JSON.stringify({ prompt: 'benchmark: the repeat path' });
+  const first = await postOperation(ctx.apiUrl, key, JSON.parse(body), { waitSeconds: 30 });
+  if (first.status !== 200) throw new Error(`seeding the repeated operation answered ${first.status}: ${JSON.stringify(first.body)}`);
+
+  const port = await findFreePort();
+  const bare = startScript('bare-read', 'bench/servers/bare-read.ts', [ctx.infra.databaseUrl, String(port), '10']);
+  ctx.processes['bare-read'] = bare;
+  await bare.waitFor(/bare-read listening/);
+  const bareUrl = `http://127.0.0.1:${port}/ops/bench/generate-content/${key}`;
+  await waitForHttp(bareUrl);
+
+  const facade = () =>
+    runAutocannon({
+      url: `${ctx.apiUrl}/v1/operations/generate-content`,
+      method: 'POST',
+      headers: { ...AUTH, 'content-type': 'application/json', 'idempotency-key': key },
+      body,
+      connections: CONNECTIONS,
+      durationSeconds: ctx.seconds,
+    });
+  const reference = () => runAutocannon({ url: bareUrl, connections: CONNECTIONS, durationSeconds: ctx.seconds });
+
+  // Warm-up of both (JIT, pools, caches), then alternate the order per run.
+  ctx.log('  repeat path: warm-up');
+  await runAutocannon({ url: bareUrl, connections: CONNECTIONS, durationSeconds: 2 });
+  await runAutocannon({
+    url: `${ctx.apiUrl}/v1/operations/generate-content`, method: 'POST',
+    headers: { ...AUTH, 'content-type': 'application/json', 'idempotency-key': key }, body, connections: CONNECTIONS, durationSeconds: 2,
+  });
+  const facadeRuns: LoadResult[] = [];
+  const bareRuns: LoadResult[] = [];
+  const stopSampling = ctx.memory.underLoad();
+  for (let run = 0; run < ctx.runs; run++) {
+    const order = run % 2 === 0 ? (['facade', 'bare'] as const) : (['bare', 'facade'] as const);
+    for (const arm of order) {
+      const result = arm === 'facade' ? await facade() : await reference();
+      (arm === 'facade' ? facadeRuns : bareRuns).push(result);
+      ctx.log(`  repeat path run ${run + 1}/${ctx.runs} ${arm}: ${round(result.throughput, 0)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, outcomes ${JSON.stringify(result.outcomes)}`);
+    }
+  }
+  stopSampling();
+  await bare.stop();
+  delete ctx.processes['bare-read'];
+
+  const wrongAnswers = facadeRuns.reduce((sum, r) => sum + r.failed, 0);
+  const tput = median(facadeRuns.map((r) => r.throughput));
+  const refTput = median(bareRuns.map((r) => r.throughput));
+  const r = ratio(tput, refTput);
+  ctx.raw.repeatPath = { connections: CONNECTIONS, facadeRuns, bareRuns, wrongAnswers };
+  ctx.figures.push(
+    { benchmark: '1 repeat path', metric: 'throughput', unit: 'req/s', onceflow: round(tput, 0), reference: round(refTput, 0), ratio: round(r), target: '≥ 0.8', met: r >= 0.8, referenceName: 'bare Fastify + 1 PK read', note: wrongAnswers ? `${wrongAnswers} non-200 answers` : undefined },
+    { benchmark: '1 repeat path', metric: 'latency p50', unit: 'ms', onceflow: median(facadeRuns.map((x) => x.p50Ms)), reference: median(bareRuns.map((x) => x.p50Ms)), ratio: round(ratio(median(facadeRuns.map((x) => x.p50Ms)), median(bareRuns.map((x) => x.p50Ms)))), target: '', referenceName: 'bare Fastify + 1 PK read' },
+    { benchmark: '1 repeat path', metric: 'latency p99', unit: 'ms', onceflow: median(facadeRuns.map((x) => x.p99Ms)), reference: median(bareRuns.map((x) => x.p99Ms)), ratio: round(ratio(median(facadeRuns.map((x) => x.p99Ms)), median(bareRuns.map((x) => x.p99Ms)))), target: '', referenceName: 'bare Fastify + 1 PK read' },
+  );
+}

