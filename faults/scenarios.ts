@@ -1,0 +1,268 @@
+/**
+ * The fault scenarios. Each injects a real fault into the running stack while
+ * clients load it, then checks the invariants for the keys it used.
+ */
+import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { ROOT, BENCH_TENANT } from '../bench/lib/stack';
+import { sleep } from '../bench/lib/stats';
+import { geminiControl, insist, pool, type FaultStack, type KeyOutcome } from './lib/harness';
+import { checkInvariants, type InvariantReport } from './lib/invariants';
+
+export interface ScenarioResult extends InvariantReport {
+  name: string;
+  injected: string;
+  durationSeconds: number;
+}
+
+export interface ScenarioSettings {
+  ci: boolean;
+}
+
+const body = (key: string) => ({ prompt: `fault suite: ${key}` });
+
+/** Client-side counts every scenario reports next to the invariants. */
+function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>; violations: string[] } {
+  const unexpected = outcomes.flatMap((o) => o.unexpected);
+  const gaveUp = outcomes.filter((o) => o.finalStatus === 0);
+  return {
+    counts: {
+      'client requests': outcomes.reduce((s, o) => s + o.requests, 0),
+      'client network errors': outcomes.reduce((s, o) => s + o.networkErrors, 0),
+      'client 503s': outcomes.reduce((s, o) => s + o.unavailable, 0),
+      'client gave up': gaveUp.length,
+      'unexpected answers': unexpected.length,
+    },
+    violations: [
+      ...(unexpected.length ? [`${unexpected.length} unexpected answers (e.g. ${unexpected[0]})`] : []),
+      ...(gaveUp.length ? [`${gaveUp.length} clients got no final answer in time`] : []),
+    ],
+  };
+}
+
+function merge(name: string, injected: string, startedAt: number, client: ReturnType<typeof clientCounts>, invariants: InvariantReport): ScenarioResult {
+  return {
+    name,
+    injected,
+    durationSeconds: Math.round((Date.now() - startedAt) / 1000),
+    counts: { ...client.counts, ...invariants.counts },
+    violations: [...client.violations, ...invariants.violations],
+  };
+}
+
+/** 1. 1,000 concurrent repeats of 50 keys per round while the worker is SIGKILLed and restarted every few seconds. */
+export async function workerKills(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  const targetKills = settings.ci ? 3 : 20;
+  await geminiControl(stack, 'reset');
+  let kills = 0;
+  let stop = false;
+  const killer = (async () => {
+    while (!stop && kills < targetKills) {
+      await sleep(500 + Math.random() * 2500);
+      stack.processes.worker!.kill('SIGKILL');
+      await stack.processes.worker!.exited;
+      kills++;
+      stack.log(`  worker SIGKILL ${kills}/${targetKills}`);
+      await stack.startRole('worker');
+    }
+  })();
+  const keys: string[] = [];
+  const outcomes: KeyOutcome[] = [];
+  let round = 0;
+  while (kills < targetKills || round === 0) {
+    const roundKeys = Array.from({ length: 50 }, (_, i) => `wk-${round}-${i}-${randomUUID().slice(0, 6)}`);
+    keys.push(...roundKeys);
+    const requests = Array.from({ length: 1000 }, (_, i) => roundKeys[i % 50]!);
+    outcomes.push(...(await pool(requests, 1000, (key) => insist(stack.apiUrl, key, body(key), { waitSeconds: 5 }))));
+    round++;
+    stack.log(`  round ${round}: 1,000 requests over 50 keys answered; ${kills} kills so far`);
+  }
+  stop = true;
+  await killer;
+  const invariants = await checkInvariants(stack, keys);
+  const client = clientCounts(outcomes);
+  client.counts['worker SIGKILLs'] = kills;
+  return merge('worker SIGKILL under 1,000 concurrent repeats of 50 keys', `${kills} worker SIGKILLs, restarted each time`, startedAt, client, invariants);
+}
+
+/** 2. The API killed at random points while clients insist on their keys. */
+export async function apiKills(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  await geminiControl(stack, 'reset');
+  const targetKills = settings.ci ? 3 : 10;
+  let kills = 0;
+  const keys = Array.from({ length: settings.ci ? 120 : 400 }, (_, i) => `ak-${i}-${randomUUID().slice(0, 6)}`);
+  let done = false;
+  const killer = (async () => {
+    while (!done && kills < targetKills) {
+      await sleep(300 + Math.random() * 1500);
+      stack.processes.api!.kill('SIGKILL');
+      await stack.processes.api!.exited;
+      kills++;
+      stack.log(`  api SIGKILL ${kills}/${targetKills}`);
+      await stack.startRole('api');
+    }
+  })();
+  const outcomes = await pool(keys, 20, (key) => insist(stack.apiUrl, key, body(key), { waitSeconds: 5 }));
+  done = true;
+  await killer;
+  const client = clientCounts(outcomes);
+  client.counts['api SIGKILLs'] = kills;
+  return merge('API killed mid-request, clients retrying the same keys', `${kills} api SIGKILLs at random points`, startedAt, client, await checkInvariants(stack, keys));
+}
+
+/** 3. PostgreSQL stopped and started during load. */
+export async function postgresRestarts(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  await geminiControl(stack, 'reset');
+  const restarts = settings.ci ? 1 : 3;
+  const keys = Array.from({ length: settings.ci ? 60 : 200 }, (_, i) => `pg-${i}-${randomUUID().slice(0, 6)}`);
+  let done = false;
+  let count = 0;
+  const injector = (async () => {
+    while (!done && count < restarts) {
+      await sleep(1500 + Math.random() * 1500);
+      await stack.infra.postgres.stop();
+      stack.log(`  PostgreSQL stopped (${count + 1}/${restarts})`);
+      await sleep(3000);
+      await stack.infra.postgres.start();
+      count++;
+      stack.log('  PostgreSQL started');
+    }
+  })();
+  const outcomes = await pool(keys, 10, async (key) => {
+    await sleep(Math.random() * 4000);
+    return insist(stack.apiUrl, key, body(key), { waitSeconds: 5 });
+  });
+  done = true;
+  await injector;
+  const client = clientCounts(outcomes);
+  client.counts['PostgreSQL restarts'] = count;
+  return merge('PostgreSQL stopped and started during load', `${count} PostgreSQL stops of 3 s`, startedAt, client, await checkInvariants(stack, keys));
+}
+
+/** 4. The Temporal dev server stopped and started (state file kept) during load. */
+export async function temporalRestarts(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  await geminiControl(stack, 'reset');
+  const restarts = settings.ci ? 1 : 2;
+  const keys = Array.from({ length: settings.ci ? 60 : 200 }, (_, i) => `tp-${i}-${randomUUID().slice(0, 6)}`);
+  let done = false;
+  let count = 0;
+  const injector = (async () => {
+    while (!done && count < restarts) {
+      await sleep(1500 + Math.random() * 1500);
+      await stack.infra.temporal.stop();
+      stack.log(`  Temporal dev server stopped (${count + 1}/${restarts})`);
+      await sleep(3000);
+      await stack.infra.temporal.start();
+      count++;
+      stack.log('  Temporal dev server started (same state file)');
+    }
+  })();
+  const outcomes = await pool(keys, 10, async (key) => {
+    await sleep(Math.random() * 4000);
+    return insist(stack.apiUrl, key, body(key), { waitSeconds: 5 });
+  });
+  done = true;
+  await injector;
+  const client = clientCounts(outcomes);
+  client.counts['Temporal restarts'] = count;
+  return merge('Temporal dev server stopped and started during load', `${count} Temporal stops of 3 s, SQLite state kept`, startedAt, client, await checkInvariants(stack, keys));
+}
+
+/** 5. The relay SIGKILLed after the subscriber applied an event and before the relay recorded the acknowledgement. */
+export async function relayKills(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  await geminiControl(stack, 'reset');
+  const repetitions = settings.ci ? 2 : 8;
+  const keys: string[] = [];
+  const outcomes: KeyOutcome[] = [];
+  let kills = 0;
+  for (let i = 0; i < repetitions; i++) {
+    const key = `rk-${i}-${randomUUID().slice(0, 6)}`;
+    keys.push(key);
+    const hold = stack.consumer.holdNext();
+    outcomes.push(await insist(stack.apiUrl, key, body(key), { waitSeconds: 10 }));
+    await Promise.race([hold.arrived, sleep(30_000).then(() => Promise.reject(new Error('the event never reached the consumer')))]);
+    // The effect is committed in the consumer's inbox; the relay is waiting for the answer.
+    stack.processes.relay!.kill('SIGKILL');
+    await stack.processes.relay!.exited;
+    kills++;
+    hold.released();
+    stack.log(`  relay SIGKILL ${kills}/${repetitions} between delivery and acknowledgement`);
+    await stack.startRole('relay');
+  }
+  const client = clientCounts(outcomes);
+  client.counts['relay SIGKILLs'] = kills;
+  const invariants = await checkInvariants(stack, keys);
+  if (invariants.counts.redeliveries! < kills) invariants.violations.push(`expected at least ${kills} redeliveries after ${kills} kills, saw ${invariants.counts.redeliveries}`);
+  return merge('relay killed between delivery and acknowledgement', `${kills} relay SIGKILLs while the subscriber held its answer`, startedAt, client, invariants);
+}
+
+/** 6. Gemini answering 429/503 30% of the time and dropping 10% of connections after doing the work. */
+export async function geminiChaos(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  await geminiControl(stack, 'reset');
+  await geminiControl(stack, 'chaos', { failureRate: 0.3, dropRate: 0.1 });
+  const keys = Array.from({ length: settings.ci ? 40 : 150 }, (_, i) => `gc-${i}-${randomUUID().slice(0, 6)}`);
+  const outcomes = await pool(keys, 10, (key) => insist(stack.apiUrl, key, body(key), { waitSeconds: 30 }));
+  const invariants = await checkInvariants(stack, keys);
+  await geminiControl(stack, 'chaos', { failureRate: 0, dropRate: 0 });
+  const calls = ((await geminiControl(stack, 'calls')) as { calls: { outcome: string }[] }).calls;
+  const client = clientCounts(outcomes);
+  client.counts['gemini errors injected'] = calls.filter((c) => c.outcome === 'error').length;
+  client.counts['gemini drops injected'] = calls.filter((c) => c.outcome === 'drop').length;
+  return merge('Gemini 429/503 30%, dropped answers 10%', 'chaos on the offline Gemini server', startedAt, client, invariants);
+}
+
+/** 7. schemathesis against /openapi.json: no 5xx, every response matches the schema. */
+export async function schemathesis(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  const st = path.join(ROOT, '.onceflow/tools/schemathesis-venv/bin/st');
+  const maxExamples = settings.ci ? 15 : 60;
+  const reportPath = path.join(ROOT, 'faults/results/schemathesis.ndjson');
+  const args = [
+    'run', `${stack.apiUrl}/openapi.json`,
+    '--checks', 'not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance',
+    '--max-examples', String(maxExamples),
+    '-H', `Authorization: Bearer ${BENCH_TENANT.apiKey}`,
+    '--workers', '2',
+    '--report', 'ndjson', '--report-ndjson-path', reportPath,
+    '--suppress-health-check', 'all',
+    '--request-timeout', '30',
+  ];
+  const { code, output } = await new Promise<{ code: number; output: string }>((resolve) => {
+    const child = spawn(st, args, { cwd: ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (text += c.toString()));
+    child.on('error', (error) => resolve({ code: 127, output: `${text}\n${error.message}` }));
+    child.on('exit', (c) => resolve({ code: c ?? 1, output: text }));
+  });
+  const tail = output.trim().split('\n').slice(-25).join('\n');
+  stack.log(`  schemathesis exited ${code}:\n${tail.split('\n').map((l) => `    ${l}`).join('\n')}`);
+  const failures = Number(/(\d+) failures?/i.exec(output)?.[1] ?? (code === 0 ? 0 : Number.NaN));
+  const passed = Number(/(\d+) passed/i.exec(output)?.[1] ?? Number.NaN);
+  const testCases = Number(/(\d+) (?:generated|test cases)/i.exec(output)?.[1] ?? Number.NaN);
+  return {
+    name: 'schemathesis against /openapi.json',
+    injected: `up to ${maxExamples} generated examples per operation`,
+    durationSeconds: Math.round((Date.now() - startedAt) / 1000),
+    counts: { 'exit code': code, 'operations passed': passed, failures, 'test cases': testCases },
+    violations: code === 0 ? [] : [`schemathesis exited ${code}${code === 127 ? ' (not installed: see faults/README.md)' : ''}: ${tail.split('\n').slice(-3).join(' | ')}`],
+  };
+}
+
+export const scenarios = {
+  'worker-kill': workerKills,
+  'api-kill': apiKills,
+  'postgres-restart': postgresRestarts,
+  'temporal-restart': temporalRestarts,
+  'relay-kill': relayKills,
+  'gemini-chaos': geminiChaos,
+  schemathesis,
+} as const;
+
