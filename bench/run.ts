@@ -110,8 +110,9 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${table}\n`);
   if (Object.keys(failures).length > 0) {
     process.stdout.write(`\nfailed arms: ${Object.keys(failures).join(', ')} (see bench/results/latest.json)\n`);
-    process.exitCode = 1;
   }
+  // Explicit: a dependency's exit hook would otherwise end the process with 0.
+  process.exit(Object.keys(failures).length > 0 ? 1 : 0);
 }
 
 function renderTable(result: { finishedAt: string; durationSeconds: number; settings: ReturnType<typeof parseArgs>; machine: ReturnType<typeof machineInfo>; versions: Record<string, string>; figures: Figure[]; failures: Record<string, string> }): string {
