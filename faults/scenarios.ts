@@ -223,7 +223,8 @@ export async function geminiChaos(stack: FaultStack, settings: ScenarioSettings)
 function runSchemathesis(args: string[]): Promise<{ code: number; output: string }> {
   const st = path.join(ROOT, '.onceflow/tools/schemathesis-venv/bin/st');
   return new Promise((resolve) => {
-    const child = spawn(st, args, { cwd: ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its working files (.schemathesis/, reports) land in the ignored results directory.
+    const child = spawn(st, args, { cwd: path.join(ROOT, 'faults/results'), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     child.stdout.on('data', (c: Buffer) => (text += c.toString()));
     child.stderr.on('data', (c: Buffer) => (text += c.toString()));
