@@ -84,6 +84,16 @@ export async function buildApp(deps: AppDeps) {
     }
   });
 
+  // PostgreSQL text cannot hold U+0000, so a `%00` anywhere in the path or
+  // query string would reach a query as a value PostgreSQL refuses (a 500, or
+  // worse a 503 that tells the client to retry). Node's parser already refuses
+  // raw NUL bytes; this refuses the percent-encoded form for every route at once.
+  app.addHook('onRequest', async (request) => {
+    if (/%00/i.test(request.url)) {
+      throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'the URL must not contain U+0000 (%00)', extensions: { issues: [] } });
+    }
+  });
+
   const metrics = createHttpMetrics(deps.metricsRegistry, deps.pool);
   registerOutboxBacklogGauges(deps.metricsRegistry, deps.pool);
   // Set before any plugin is registered: encapsulated plugins inherit the handlers in force when they register.

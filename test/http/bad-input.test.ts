@@ -142,4 +142,24 @@ describe('bad input', () => {
     const { rows } = await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1', [tenant.tenantId]);
     expect(rows[0].n).toBe(0);
   });
+
+  it('answers a percent-encoded NUL in any path or query parameter with 400, never a 5xx (PostgreSQL text refuses U+0000)', async () => {
+    const tenant = await createApiTenant(pool);
+    const urls = [
+      '/v1/operations/generate-content/a%00b',
+      '/v1/operations/generate-content/%00',
+      '/v1/operations/gen%00erate-content/key',
+      '/v1/dead-letters?eventId=%00',
+      '/v1/dead-letters?eventId=evt%00x&limit=5',
+      '/v1/subscriptions/%00',
+      '/v1/operations/generate-content/key?x=%00',
+    ];
+    const answers: string[] = [];
+    for (const url of urls) {
+      const response = await fetch(`${api.baseUrl}${url}`, { headers: { authorization: `Bearer ${tenant.apiKey}` } });
+      const json = (await response.json()) as { type?: string };
+      answers.push(`${url} → ${response.status} ${response.headers.get('content-type')?.split(';')[0]} ${json.type}`);
+    }
+    expect(answers).toEqual(urls.map((url) => `${url} → 400 application/problem+json https://onceflow.dev/problems/invalid-request`));
+  });
 });
