@@ -64,6 +64,20 @@ describe('operations endpoints and tenants', () => {
       expect(Object.keys(post.responses)).toEqual(expect.arrayContaining(['200', '202', '400', '409', '422', '503']));
     }
     expect(document.paths['/v1/operations/{type}/{key}'].get).toBeDefined();
+    // Problems are documented under the media type they are sent with, on every /v1 route
+    // (/readyz answers its 503 with the readiness body, not a problem).
+    const problemMediaTypes = new Set<string>();
+    for (const [path, item] of Object.entries<any>(document.paths)) {
+      if (!path.startsWith('/v1/')) continue;
+      for (const [method, operation] of Object.entries<any>(item)) {
+        for (const [status, response] of Object.entries<any>(operation.responses ?? {})) {
+          if (Number(status) >= 400) problemMediaTypes.add(`${Object.keys(response.content ?? {}).join(',')}`);
+          if (Number(status) >= 400) expect({ path, method, status, schema: response.content?.['application/problem+json']?.schema?.required }).toEqual({ path, method, status, schema: expect.arrayContaining(['type', 'title', 'status', 'detail']) });
+        }
+      }
+    }
+    expect([...problemMediaTypes]).toEqual(['application/problem+json']);
+    expect(Object.keys(document.paths['/v1/webhooks/gemini'].post.responses)).toEqual(expect.arrayContaining(['200', '401', '404']));
     const docs = await fetch(`${api.baseUrl}/docs`);
     expect(docs.status).toBe(200);
     expect(await docs.text()).toMatch(/swagger/i);

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { listDeadLetters, replayDeadLetters } from '../../outbox/dead-letters';
 import { requireTenant } from '../auth';
-import { problemSchema } from '../schemas';
+import { problemResponses } from '../schemas';
 
 export interface DeadLetterRoutesOptions {
   pool: pg.Pool;
@@ -18,7 +18,7 @@ const deadLetter = z.object({
   lastError: z.string().nullable(),
   createdAt: z.string(),
 });
-const errors = { 400: problemSchema, 401: problemSchema, 429: problemSchema };
+const errors = problemResponses(400, 401, 429, 503);
 
 /**
  * The tenant's dead-lettered deliveries (registered inside the authenticated

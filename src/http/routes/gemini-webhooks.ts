@@ -6,6 +6,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
+import { z } from 'zod';
 import type { Config } from '../../config';
 import { handleOnce } from '../../outbox/inbox';
 import {
@@ -16,6 +17,7 @@ import {
 } from '../../integrations/gemini/webhooks';
 import { interactionEndedSignal } from '../../../workflows/definitions';
 import { ProblemError } from '../errors';
+import { problemResponses } from '../schemas';
 
 export interface GeminiWebhookRoutesOptions {
   pool: pg.Pool;
@@ -45,6 +47,10 @@ export const geminiWebhookRoutes: FastifyPluginAsync<GeminiWebhookRoutesOptions>
       description: 'Gemini interaction webhooks (Standard Webhooks signature, GEMINI_WEBHOOK_SECRET). Each event id is handled once; the report workflow is woken and confirms by polling.',
       tags: ['webhooks'],
       security: [],
+      response: {
+        200: z.object({ received: z.literal(true), duplicate: z.boolean().optional(), ignored: z.string().optional() }),
+        ...problemResponses(401, 404, 503),
+      },
     },
   }, async (request, reply) => {
     if (!secret) {

@@ -13,7 +13,7 @@ import type { StartOperation } from '../../operations/starter';
 import { PROBLEM_BASE, ProblemError } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
 import { parsePreferWait } from '../prefer';
-import { problemSchema } from '../schemas';
+import { problemResponses } from '../schemas';
 
 export interface OperationRoutesOptions {
   store: IdempotencyStore;
@@ -42,10 +42,7 @@ const keyHeaders = z.object({
   prefer: z.string().optional().describe('RFC 7240, e.g. `wait=10`: hold the response up to N seconds for the final result.'),
 });
 
-const errorResponses = {
-  400: problemSchema, 401: problemSchema, 404: problemSchema, 409: problemSchema, 413: problemSchema,
-  415: problemSchema, 422: problemSchema, 429: problemSchema, 502: problemSchema, 503: problemSchema,
-};
+const errorResponses = problemResponses(400, 401, 404, 409, 413, 415, 422, 429, 502, 503);
 
 export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = async (app, options) => {
   const ui = options.temporalUi;
@@ -81,7 +78,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
         summary: 'Read an operation by its idempotency key',
         tags: ['operations'],
         params: z.object({ type: z.string(), key: z.string() }),
-        response: { 200: operationResourceSchema, 401: problemSchema, 404: problemSchema, 503: problemSchema },
+        response: { 200: operationResourceSchema, ...problemResponses(400, 401, 404, 429, 503) },
       },
     },
     async (request) => {

@@ -5,7 +5,7 @@ import type { SecretBox } from '../../crypto/secret-box';
 import { createSubscription, deleteSubscription, getSubscription, listSubscriptions, updateSubscription } from '../../outbox/subscriptions';
 import { requireTenant } from '../auth';
 import { ProblemError } from '../errors';
-import { problemSchema } from '../schemas';
+import { problemResponse, problemResponses } from '../schemas';
 
 export interface SubscriptionRoutesOptions {
   pool: pg.Pool;
@@ -23,7 +23,7 @@ const subscription = z.object({
   createdAt: z.string(),
 });
 const idParams = z.object({ id: z.string().uuid() });
-const errors = { 400: problemSchema, 401: problemSchema, 429: problemSchema };
+const errors = problemResponses(400, 401, 429, 503);
 
 const notFound = () =>
   new ProblemError({ status: 404, type: 'subscription-not-found', title: 'Subscription not found', detail: 'no such subscription for this tenant' });
@@ -59,7 +59,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
 
   app.get(
     '/v1/subscriptions/:id',
-    { schema: { summary: 'Get a subscription', tags: ['subscriptions'], params: idParams, response: { 200: subscription, 404: problemSchema, ...errors } } },
+    { schema: { summary: 'Get a subscription', tags: ['subscriptions'], params: idParams, response: { 200: subscription, 404: problemResponse, ...errors } } },
     async (request) => {
       const found = await getSubscription(options.pool, requireTenant(request), request.params.id);
       if (!found) throw notFound();
@@ -79,7 +79,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
           .object({ url: webhookUrl.optional(), eventTypes: z.array(eventType).min(1).max(50).optional(), status: z.enum(['active', 'disabled']).optional() })
           .strict()
           .refine((b) => Object.keys(b).length > 0, 'change at least one of url, eventTypes, status'),
-        response: { 200: subscription, 404: problemSchema, ...errors },
+        response: { 200: subscription, 404: problemResponse, ...errors },
       },
     },
     async (request) => {
@@ -91,7 +91,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
 
   app.delete(
     '/v1/subscriptions/:id',
-    { schema: { summary: 'Delete a subscription and its undelivered deliveries', tags: ['subscriptions'], params: idParams, response: { 204: z.null(), 404: problemSchema, ...errors } } },
+    { schema: { summary: 'Delete a subscription and its undelivered deliveries', tags: ['subscriptions'], params: idParams, response: { 204: z.null(), 404: problemResponse, ...errors } } },
     async (request, reply) => {
       if (!(await deleteSubscription(options.pool, requireTenant(request), request.params.id))) throw notFound();
       return reply.code(204).send(null);
