@@ -35,6 +35,8 @@ import { median, ratio, round } from '../lib/stats';
 
 const CONCURRENCY = 16;
 const definition = operationTypes['generate-content'];
+/** The facade's default retention (ONCEFLOW_DEFAULT_RETENTION_HOURS), which the bench processes run with. */
+const RETENTION_MS = 24 * 3_600_000;
 
 function startOptions(taskQueue: string, key: string, input: OperationWorkflowInput) {
   return {
@@ -43,7 +45,7 @@ function startOptions(taskQueue: string, key: string, input: OperationWorkflowIn
     args: [input],
     workflowIdConflictPolicy: 'USE_EXISTING' as const,
     workflowIdReusePolicy: 'ALLOW_DUPLICATE' as const,
-    workflowExecutionTimeout: `${definition.retentionHours} hours`,
+    workflowExecutionTimeout: RETENTION_MS,
     typedSearchAttributes: [
       { key: searchAttributes.tenant, value: BENCH_TENANT.tenantId },
       { key: searchAttributes.operationType, value: definition.name },
@@ -150,7 +152,7 @@ export async function newOperations(ctx: BenchContext): Promise<void> {
           const { record } = await driver.store.reserve({
             tenantId: BENCH_TENANT.tenantId, operationType: definition.name, idempotencyKey: key, operationId: randomUUID(),
             fingerprint: fingerprint(body, definition.nonEssentialFields), workflowId: operationWorkflowId(BENCH_TENANT.tenantId, definition.name, key),
-            input: body, nowMs, expiresAtMs: nowMs + definition.retentionHours * 3_600_000,
+            input: body, nowMs, expiresAtMs: nowMs + RETENTION_MS,
           });
           const input: OperationWorkflowInput = { operationId: record.operationId, tenantId: record.tenantId, operationType: record.operationType, idempotencyKey: key, input: body };
           const handle = await driver.client.workflow.start(definition.workflowType, { ...startOptions(driver.taskQueue, key, input), requestEagerStart: eager });

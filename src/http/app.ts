@@ -8,7 +8,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import type { Client } from '@temporalio/client';
-import Fastify, { type FastifyError, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -21,6 +21,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config';
 import { isDatabaseUnavailable } from '../db/errors';
 import { IdempotencyStoreError } from '../idempotency/errors';
+import { checkIdempotencyKey, rawHeaderValues } from '../idempotency/key';
 import { PostgresIdempotencyStore, type IdempotencyStore } from '../idempotency/store';
 import type { Logger } from '../observability/logger';
 import { CompletionWaiter } from '../operations/completion-waiter';
@@ -102,7 +103,7 @@ export async function buildApp(deps: AppDeps) {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const problem = toProblem(error);
+    const problem = withRouteContext(toProblem(error), request);
     if (problem.status >= 500) {
       request.log.error({ err: error }, 'request failed');
       if (error instanceof IdempotencyStoreError) metrics.storeErrors.inc({ operation: error.operation });
@@ -164,6 +165,7 @@ export async function buildApp(deps: AppDeps) {
       waiter,
       metrics,
       maxWaitSeconds: deps.config.ONCEFLOW_MAX_WAIT_SECONDS,
+      defaultRetentionHours: deps.config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
       temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
       clock,
     });
@@ -194,6 +196,20 @@ function answerMalformedRequest(error: Error & { code?: string; rawPacket?: unkn
   socket.end(
     `HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/**
+ * Adds `operationType` and `idempotencyKey` to a problem about a request to an
+ * operation route when the problem itself does not name them: a schema 400, a
+ * 413 or a 415 is answered before the handler runs, and the contract asks
+ * every problem to carry both where known. The key only when it is a valid one.
+ */
+function withRouteContext(problem: ProblemError, request: FastifyRequest): ProblemError {
+  const operationType = (request.routeOptions.config as { operationType?: string } | undefined)?.operationType;
+  if (!operationType) return problem;
+  const key = checkIdempotencyKey(rawHeaderValues(request.raw.rawHeaders, 'idempotency-key'));
+  const context: Record<string, unknown> = { operationType, ...(key.ok ? { idempotencyKey: key.key } : {}) };
+  return problem.withExtensions(Object.fromEntries(Object.entries(context).filter(([name]) => !(name in problem.extensions))));
 }
 
 function sendProblem(reply: Pick<FastifyReply, 'code' | 'header' | 'type' | 'send'>, problem: ProblemError): void {

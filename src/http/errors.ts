@@ -37,6 +37,13 @@ export class ProblemError extends Error {
     this.headers = options.headers ?? {};
   }
 
+  /** The same problem with more body members (existing ones win). */
+  withExtensions(extensions: Record<string, unknown>): ProblemError {
+    if (Object.keys(extensions).length === 0) return this;
+    const { status, type, title, detail, headers, cause } = this;
+    return new ProblemError({ status, type, title, detail, headers, cause, extensions: { ...extensions, ...this.extensions } });
+  }
+
   body(): Record<string, unknown> {
     return { type: `${PROBLEM_BASE}${this.type}`, title: this.title, status: this.status, detail: this.detail, ...this.extensions };
   }

@@ -10,7 +10,9 @@ export const RequestOutcome = {
   KeyMissing: 'key_missing',
   KeyInvalid: 'key_invalid',
   InvalidRequest: 'invalid_request',
+  RateLimited: 'rate_limited',
   Unavailable: 'unavailable',
+  Error: 'error',
 } as const;
 export type RequestOutcome = (typeof RequestOutcome)[keyof typeof RequestOutcome];
 

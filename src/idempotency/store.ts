@@ -119,6 +119,8 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   }
 
   async reserve(r: Reservation): Promise<{ record: OperationRecord; reserved: boolean }> {
+    // A reservation's times come from the request's clock (not PostgreSQL's
+    // now()), so the facade's stale-reservation check compares one clock.
     // One statement decides: a concurrent twin blocks on the primary key until
     // this commits, then takes the DO UPDATE branch, whose WHERE is false for a
     // live row, so it gets no row back and reads the winner below.
@@ -126,13 +128,13 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
       'reserve',
       `INSERT INTO operations (tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id,
                                status, input, first_seen_ms, created_at, updated_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8::bigint, to_timestamp($8::bigint / 1000.0), now(), to_timestamp($9::bigint / 1000.0))
+       VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8::bigint, to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), to_timestamp($9::bigint / 1000.0))
        ON CONFLICT (tenant_id, operation_type, idempotency_key) DO UPDATE
           SET operation_id = EXCLUDED.operation_id, fingerprint = EXCLUDED.fingerprint,
               previous_run_id = operations.run_id, run_id = NULL,
               status = 'reserved', input = EXCLUDED.input, result = NULL, error = NULL, error_status = NULL,
               released = false, first_seen_ms = EXCLUDED.first_seen_ms, created_at = EXCLUDED.created_at,
-              updated_at = now(), completed_at = NULL, expires_at = EXCLUDED.expires_at
+              updated_at = EXCLUDED.updated_at, completed_at = NULL, expires_at = EXCLUDED.expires_at
         WHERE operations.expires_at <= to_timestamp($8::bigint / 1000.0)
            OR (operations.status = 'failed' AND operations.released)
        RETURNING ${COLUMNS}`,

@@ -11,8 +11,8 @@ export interface OperationTypeDefinition<TSchema extends z.ZodType = z.ZodType> 
   inputSchema: TSchema;
   /** Dotted paths dropped before fingerprinting: changing them never makes a request "different". */
   nonEssentialFields: readonly string[];
-  /** How long a key stays bound to its operation. Default 24. */
-  retentionHours: number;
+  /** How long a key stays bound to its operation. Default ONCEFLOW_DEFAULT_RETENTION_HOURS (24). */
+  retentionHours?: number;
   /** A failure after exhausted retries releases the key: the next request starts a new run. */
   releaseKeyOnExhaustedFailure: boolean;
   /** Name of the exported workflow function in workflows/index.ts. */
@@ -56,7 +56,6 @@ export const operationTypes = {
     name: 'generate-content',
     inputSchema: generateContentInput,
     nonEssentialFields: ['metadata'],
-    retentionHours: 24,
     releaseKeyOnExhaustedFailure: true,
     workflowType: 'generateContentWorkflow',
     summary: (input) => `generate-content with ${input.model ?? 'the default model chain'}`,
@@ -65,7 +64,6 @@ export const operationTypes = {
     name: 'generate-report',
     inputSchema: generateReportInput,
     nonEssentialFields: ['metadata'],
-    retentionHours: 24,
     releaseKeyOnExhaustedFailure: true,
     workflowType: 'generateReportWorkflow',
     summary: (input) => `generate-report (background interaction) with ${input.model ?? 'the default model'}`,

@@ -48,9 +48,9 @@ export function createOperationStarter(options: OperationStarterOptions) {
           // A closed execution under this ID belongs to an expired key or a
           // failure that released it; the new reservation may start a new run.
           workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-          // No run outlives its key: after retention the row may be purged and
-          // the key reused, so an older run must be gone by then.
-          workflowExecutionTimeout: `${definition.retentionHours} hours`,
+          // No run outlives its key: after expiry the row may be purged and the
+          // key reused, so an older run must be gone by then.
+          workflowExecutionTimeout: Math.max(1_000, record.expiresAt.getTime() - Date.now()),
           typedSearchAttributes: [
             { key: searchAttributes.tenant, value: record.tenantId },
             { key: searchAttributes.operationType, value: record.operationType },

@@ -49,6 +49,10 @@ function generateBadRequests(): BadRequest[] {
     cases.push({ name: `key of ${length}`, status: 400, problem: 'idempotency-key-invalid', key: 'x'.repeat(length) });
   }
   cases.push({ name: 'DEL in the key', status: 400, problem: 'idempotency-key-invalid', key: 'k\x7fk' });
+  // Raw bytes that are not UTF-8 (rawPost writes each character as one byte): lone continuation, overlong, truncated, 0xff.
+  for (const bytes of [[0xff], [0xfe, 0xff], [0xc3, 0x28], [0xc0, 0xaf], [0xe2, 0x82], [0x80], [0xed, 0xa0, 0x80], [0xc3, 0xa9]]) {
+    cases.push({ name: `bytes ${Buffer.from(bytes).toString('hex')} in the key`, status: 400, problem: 'idempotency-key-invalid', key: `k${String.fromCharCode(...bytes)}k` });
+  }
   cases.push({ name: 'no key', status: 400, problem: 'idempotency-key-missing', key: null });
   for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'text/json', 'application/jsonx']) {
     cases.push({ name: `content type ${contentType}`, status: 415, problem: 'unsupported-media-type', contentType, rawBody: '{"prompt":"a"}' });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { createCompleteOperation } from '../../activities/complete-operation';
 import { createPool, type Pool } from '../../src/db/pool';
 import { findFreePort } from '../../src/dev/ports';
@@ -95,11 +95,44 @@ describe('POST /v1/operations/{type}: the contract table', () => {
   });
 
   it('replays with Prefer: wait as 200 once a running operation finishes', async () => {
+    // No worker polls this queue until the repeat is already waiting, so the
+    // repeat certainly sees the run in progress and waits for it.
+    const taskQueue = uniqueTaskQueue('wait-repeat');
+    const api = await startTestApi({ pool, temporal, taskQueue });
+    let late: TestWorker | undefined;
+    try {
+      const key = randomUUID();
+      expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key })).status).toBe(202);
+      const waiting = postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, headers: { prefer: 'wait=30' } });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      late = await startTestWorker({ pool, taskQueue });
+      const repeat = await waiting;
+      expect(repeat.status).toBe(200);
+      expect(repeat.headers.get('idempotent-replayed')).toBe('true');
+      expect(repeat.headers.get('preference-applied')).toBe('wait=30');
+      expect(repeat.json).toMatchObject({ status: 'succeeded', idempotencyKey: key });
+    } finally {
+      await late?.stop();
+      await api.close();
+    }
+  });
+
+  it('answers a repeat of a finished operation from PostgreSQL alone, with Temporal unreachable', async () => {
     const key = randomUUID();
-    await postOperation(liveApi.baseUrl, { apiKey: tenant.apiKey, key });
-    const repeat = await postOperation(liveApi.baseUrl, { apiKey: tenant.apiKey, key, headers: { prefer: 'wait=20' } });
-    expect(repeat.status).toBe(200);
-    expect(repeat.headers.get('idempotent-replayed')).toBe('true');
+    const first = await postOperation(liveApi.baseUrl, { apiKey: tenant.apiKey, key, headers: { prefer: 'wait=20' } });
+    expect(first.status).toBe(200);
+    const deadTemporal = new Client({ connection: Connection.lazy({ address: `127.0.0.1:${await findFreePort()}` }), namespace: testInfra().temporalNamespace });
+    const cutOff = await startTestApi({ pool, temporal: deadTemporal, taskQueue: worker.taskQueue });
+    try {
+      const repeat = await postOperation(cutOff.baseUrl, { apiKey: tenant.apiKey, key });
+      expect(repeat.status).toBe(200);
+      expect(repeat.headers.get('idempotent-replayed')).toBe('true');
+      expect(repeat.text).toBe((await postOperation(liveApi.baseUrl, { apiKey: tenant.apiKey, key })).text);
+      // The same facade cannot start anything: a new key is 503.
+      expect((await postOperation(cutOff.baseUrl, { apiKey: tenant.apiKey, key: randomUUID() })).status).toBe(503);
+    } finally {
+      await cutOff.close();
+    }
   });
 
   it('refuses the same key with a different payload with 422, but not a change of non-essential metadata', async () => {

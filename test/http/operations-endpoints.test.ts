@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
 import { findFreePort } from '../../src/dev/ports';
 import { searchAttributes } from '../../workflows/definitions';
-import { createTenant, hashApiKey, provisionTenants, rotateApiKey } from '../../src/tenants/api-keys';
+import { createTenant, provisionTenants, rotateApiKey } from '../../src/tenants/api-keys';
 import { postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
@@ -53,6 +53,80 @@ describe('operations endpoints and tenants', () => {
     const text = await response.text();
     expect(text).toContain(`onceflow_idempotency_requests_total{tenant="${tenant.tenantId}",operation_type="generate-content",outcome="new"} 1`);
     expect(text).toContain(`onceflow_idempotency_requests_total{tenant="${tenant.tenantId}",operation_type="generate-content",outcome="in_progress"} 1`);
+  });
+
+  it('counts every answer to POST /v1/operations by outcome, and only repeats that started no work as duplicates absorbed', async () => {
+    const tenant = await createTenant(pool, `outcomes-${randomUUID().slice(0, 8)}`);
+    const taskQueue = uniqueTaskQueue('outcomes');
+    // The stale-reservation check needs the facade's clock ahead of the row's time; 10 s does it without waiting.
+    const counted = await startTestApi({ pool, temporal, taskQueue, clock: () => Date.now() + 10_000, config: { ONCEFLOW_RATE_LIMIT_PER_MINUTE: 10, ONCEFLOW_BODY_LIMIT_BYTES: 2_000 } });
+    const deadTemporal = new Client({ connection: Connection.lazy({ address: `127.0.0.1:${await findFreePort()}` }), namespace: testInfra().temporalNamespace });
+    const outage = await startTestApi({ pool, temporal: deadTemporal, taskQueue });
+    try {
+      const send = (base: string, options: Parameters<typeof postOperation>[1]) => postOperation(base, { apiKey: tenant.apiKey, ...options });
+      const key = randomUUID();
+      const statuses = [
+        (await send(counted.baseUrl, { key })).status, // new
+        (await send(counted.baseUrl, { key })).status, // in progress
+      ];
+      await pool.query(`UPDATE operations SET status = 'succeeded', result = '{"text":"done"}', completed_at = now() WHERE tenant_id = $1 AND idempotency_key = $2`, [tenant.tenantId, key]);
+      statuses.push(
+        (await send(counted.baseUrl, { key })).status, // replayed
+        (await send(counted.baseUrl, { key, body: { prompt: 'another prompt' } })).status, // fingerprint conflict
+        (await send(counted.baseUrl, { key: null })).status, // key missing
+        (await send(counted.baseUrl, { key: 'k'.repeat(300) })).status, // key invalid
+        (await send(counted.baseUrl, { key: randomUUID(), body: { prompt: '' } })).status, // schema: invalid request
+        (await send(counted.baseUrl, { key: randomUUID(), rawBody: '{"prompt":"x"}', contentType: 'text/plain' })).status, // 415: invalid request
+        (await send(counted.baseUrl, { key: randomUUID(), body: { prompt: 'x'.repeat(3_000) } })).status, // 413: invalid request
+      );
+      // Temporal unreachable: 503, and the key stays reserved ...
+      const healed = randomUUID();
+      statuses.push((await send(outage.baseUrl, { key: healed })).status);
+      // ... until a repeat through a facade that can reach Temporal starts it (self-healing: work started, not absorbed).
+      statuses.push((await send(counted.baseUrl, { key: healed })).status);
+      // Ten requests reached this facade so far: its limit (10 a minute) is spent, the rest are 429.
+      statuses.push((await send(counted.baseUrl, { key })).status, (await send(counted.baseUrl, { key })).status);
+      expect(statuses).toEqual([202, 409, 200, 422, 400, 400, 400, 415, 413, 503, 409, 429, 429]);
+
+      const counts = async (registry: typeof counted.metricsRegistry, name: string) => {
+        const metric = await registry.getSingleMetric(name)!.get();
+        return Object.fromEntries(metric.values.filter((v) => v.labels.tenant === tenant.tenantId).map((v) => [String(v.labels.outcome ?? 'all'), v.value]));
+      };
+      expect(await counts(counted.metricsRegistry, 'onceflow_idempotency_requests_total')).toEqual({
+        new: 1, in_progress: 2, replayed: 1, fingerprint_conflict: 1, key_missing: 1, key_invalid: 1, invalid_request: 3, rate_limited: 2,
+      });
+      expect(await counts(outage.metricsRegistry, 'onceflow_idempotency_requests_total')).toEqual({ unavailable: 1 });
+      // The 409 and the replay absorbed a repeat; the self-healing repeat started the workflow, so it is not one.
+      expect(await counts(counted.metricsRegistry, 'onceflow_duplicates_absorbed_total')).toEqual({ all: 2 });
+    } finally {
+      await counted.close();
+      await outage.close();
+    }
+  });
+
+  it('names the operation type and the key in problems answered before the handler runs (schema 400, 413, 415)', async () => {
+    const tenant = await createTenant(pool, `context-${randomUUID().slice(0, 8)}`);
+    const small = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('context'), config: { ONCEFLOW_BODY_LIMIT_BYTES: 2_000 } });
+    try {
+      const key = randomUUID();
+      const answers = [
+        await postOperation(small.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 42 } }),
+        await postOperation(small.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'x'.repeat(3_000) } }),
+        await postOperation(small.baseUrl, { apiKey: tenant.apiKey, key, rawBody: 'prompt', contentType: 'text/plain' }),
+      ];
+      expect(answers.map((a) => [a.status, a.json?.operationType, a.json?.idempotencyKey])).toEqual([
+        [400, 'generate-content', key],
+        [413, 'generate-content', key],
+        [415, 'generate-content', key],
+      ]);
+      // An invalid key is never echoed back as if it were one.
+      const invalidKey = await postOperation(small.baseUrl, { apiKey: tenant.apiKey, key: 'k'.repeat(300), body: { prompt: 42 } });
+      expect(invalidKey.status).toBe(400);
+      expect(invalidKey.json).toMatchObject({ operationType: 'generate-content' });
+      expect(invalidKey.json).not.toHaveProperty('idempotencyKey');
+    } finally {
+      await small.close();
+    }
   });
 
   it('publishes an OpenAPI 3.1 document with every operation type and a docs page', async () => {
@@ -106,7 +180,8 @@ describe('operations endpoints and tenants', () => {
     const tenantId = `rotate-${randomUUID().slice(0, 8)}`;
     const { apiKey: firstKey } = await createTenant(pool, tenantId);
     const stored = await pool.query('SELECT key_hash FROM api_keys WHERE tenant_id = $1', [tenantId]);
-    expect(stored.rows).toEqual([{ key_hash: hashApiKey(firstKey) }]);
+    // SHA-256 of the key, computed here rather than with the code's own helper.
+    expect(stored.rows).toEqual([{ key_hash: createHash('sha256').update(firstKey).digest() }]);
     expect(stored.rows[0].key_hash.toString('utf8')).not.toContain(firstKey);
 
     expect((await postOperation(api.baseUrl, { apiKey: firstKey, key: randomUUID() })).status).toBe(202);

@@ -22,6 +22,8 @@ export interface OperationRoutesOptions {
   metrics: HttpMetrics;
   /** Cap for `Prefer: wait=N`, seconds. */
   maxWaitSeconds: number;
+  /** Retention of a type that declares none (ONCEFLOW_DEFAULT_RETENTION_HOURS, default 24). */
+  defaultRetentionHours: number;
   temporalUi: { baseUrl: string; namespace: string };
   /** Epoch ms; injected so tests can move time. */
   clock: () => number;
@@ -46,11 +48,26 @@ const errorResponses = problemResponses(400, 401, 404, 409, 413, 415, 422, 429, 
 
 export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = async (app, options) => {
   const ui = options.temporalUi;
+  /** The outcome a handler decided, counted once the answer is sent (see onResponse). */
+  const outcomes = new WeakMap<FastifyRequest, RequestOutcome>();
+
+  // Every POST answer is counted here, once: the handler's own verdict when it
+  // reached one, otherwise what the status says (schema 400, 413, 415 and 429
+  // are answered before the handler runs; 503 when a dependency failed).
+  app.addHook('onResponse', async (request, reply) => {
+    const operationType = (request.routeOptions.config as { operationType?: string }).operationType;
+    if (request.method !== 'POST' || !operationType || !request.tenantId) return;
+    const outcome = outcomes.get(request) ?? outcomeOfStatus(reply.statusCode);
+    if (outcome) options.metrics.requests.inc({ tenant: request.tenantId, operation_type: operationType, outcome });
+  });
 
   for (const definition of Object.values(operationTypes) as OperationTypeDefinition[]) {
     app.post(
       `/v1/operations/${definition.name}`,
       {
+        // Read by the error handler in app.ts, so a problem answered before the
+        // handler runs (schema, 413, 415, 429) still names its operation type and key.
+        config: { operationType: definition.name },
         schema: {
           summary: `Start a ${definition.name} operation (idempotent)`,
           tags: ['operations'],
@@ -101,10 +118,9 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
 
   async function startOrReplay(definition: OperationTypeDefinition, request: FastifyRequest, reply: FastifyReply) {
     const tenantId = request.tenantId!;
-    const labels = { tenant: tenantId, operation_type: definition.name };
     const keyCheck = checkIdempotencyKey(rawHeaderValues(request.raw.rawHeaders, 'idempotency-key'));
     if (!keyCheck.ok) {
-      options.metrics.requests.inc({ ...labels, outcome: keyCheck.reason === 'missing' ? RequestOutcome.KeyMissing : RequestOutcome.KeyInvalid });
+      outcomes.set(request, keyCheck.reason === 'missing' ? RequestOutcome.KeyMissing : RequestOutcome.KeyInvalid);
       throw keyCheck.reason === 'missing'
         ? new ProblemError({ status: 400, type: 'idempotency-key-missing', title: 'Idempotency-Key missing', detail: 'POST /v1/operations requires an Idempotency-Key header', extensions: { operationType: definition.name } })
         : new ProblemError({ status: 400, type: 'idempotency-key-invalid', title: 'Idempotency-Key invalid', detail: keyCheck.detail, extensions: { operationType: definition.name } });
@@ -127,16 +143,17 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       workflowId: operationWorkflowId(tenantId, definition.name, idempotencyKey),
       input: request.body,
       nowMs,
-      expiresAtMs: nowMs + definition.retentionHours * 3_600_000,
+      expiresAtMs: nowMs + (definition.retentionHours ?? options.defaultRetentionHours) * 3_600_000,
     });
     stopTimer();
     if (!reserved) return answerRepeat(request, record, payloadFingerprint, waitSeconds, reply);
 
-    note(request, record, RequestOutcome.New);
-    // If this process dies here, the row stays `reserved`: the next request
-    // with the key or the reconciler schedule starts the workflow.
+    // If this process dies here, or Temporal refuses the start (503), the row
+    // stays `reserved`: the next request with the key or the reconciler
+    // schedule starts the workflow.
     const runId = await options.startOperation(record);
     const started = { ...record, runId, status: 'running' as const };
+    note(request, started, RequestOutcome.New);
     if (waitSeconds > 0) {
       const finished = await waitForFinish(started, waitSeconds);
       reply.header('Preference-Applied', `wait=${waitSeconds}`);
@@ -149,12 +166,12 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
   }
 
   /**
-   * Counts the outcome and logs it with the correlation id that every process
+   * Records the outcome (counted in onResponse) and logs it with the correlation id that every process
    * uses for this operation (its operation id), next to the request id, key,
    * workflow and run: one grep follows a request from HTTP to Gemini to the outbox.
    */
   function note(request: FastifyRequest, record: OperationRecord, outcome: RequestOutcome): void {
-    options.metrics.requests.inc({ tenant: record.tenantId, operation_type: record.operationType, outcome });
+    outcomes.set(request, outcome);
     request.log.info(
       {
         correlationId: record.operationId,
@@ -181,14 +198,16 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
         extensions: { idempotencyKey: record.idempotencyKey, operationType: record.operationType },
       });
     }
-    options.metrics.duplicatesAbsorbed.inc(labels);
+    if (record.status === 'reserved' && options.clock() - record.updatedAt.getTime() > STALE_RESERVATION_MS) {
+      // Self-healing: the first request never confirmed its start. This repeat
+      // does start work, so it is not counted as a duplicate absorbed.
+      await options.startOperation(record);
+    } else {
+      options.metrics.duplicatesAbsorbed.inc(labels);
+    }
     if (record.status === 'succeeded' || record.status === 'failed') {
       note(request, record, RequestOutcome.Replayed);
       return answerFinished(record, reply, { replayed: true });
-    }
-    if (record.status === 'reserved' && options.clock() - record.updatedAt.getTime() > STALE_RESERVATION_MS) {
-      // Self-healing: the first request never confirmed its start.
-      await options.startOperation(record);
     }
     if (waitSeconds > 0) {
       const finished = await waitForFinish(record, waitSeconds);
@@ -247,6 +266,15 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
 /** A row that still binds its key: not expired, and not a failure that released it. */
 function isLive(record: OperationRecord, nowMs: number): boolean {
   return record.expiresAt.getTime() > nowMs && !(record.status === 'failed' && record.released);
+}
+
+/** The outcome of an answer the handler never reached, by its status; undefined for statuses not counted (401 has no tenant). */
+function outcomeOfStatus(status: number): RequestOutcome | undefined {
+  if (status === 400 || status === 413 || status === 415) return RequestOutcome.InvalidRequest;
+  if (status === 429) return RequestOutcome.RateLimited;
+  if (status === 503) return RequestOutcome.Unavailable;
+  if (status >= 500) return RequestOutcome.Error;
+  return undefined;
 }
 
 function unknownType(type: string): ProblemError {
