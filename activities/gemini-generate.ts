@@ -8,6 +8,7 @@ import type { GeminiClient, GenerateResponse } from '../src/integrations/gemini/
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
 import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { estimateCostMicros } from '../src/operations/pricing';
+import { whileHeartbeating } from './heartbeat';
 
 export interface GenerateWithGeminiInput {
   operationId: string;
@@ -54,7 +55,7 @@ export interface GeminiActivityDeps {
  */
 export function createGenerateWithGemini(deps: GeminiActivityDeps) {
   const clock = deps.clock ?? Date.now;
-  return async function generateWithGemini(input: GenerateWithGeminiInput): Promise<GenerateResponse> {
+  return (input: GenerateWithGeminiInput): Promise<GenerateResponse> => whileHeartbeating(async (signal) => {
     const { attempt } = Context.current().info;
     const key = { operationId: input.operationId, step: `gemini:${input.model}`, workflowId: input.workflowId };
     const stored = await findEffect<GenerateResponse>(deps.pool, key);
@@ -69,13 +70,15 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
     const startedMs = clock();
     let response: GenerateResponse;
     try {
-      response = await deps.gemini.generate({ ...input.request, model: input.model });
+      response = await deps.gemini.generate({ ...input.request, model: input.model, signal });
     } catch (error) {
       const failure = classifyGeminiError(error);
       const outcome = outcomeOf[failure.type];
       deps.geminiMetrics.calls.inc({ model: input.model, outcome });
       deps.logger?.warn({ ...logContext(input, attempt), outcome, durationMs: clock() - startedMs, error: failure.message }, 'gemini call failed');
       await recordAttempt(deps.pool, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message });
+      // Temporal cancelled this attempt or timed it out: report the cancellation, not a Gemini failure.
+      if (signal.aborted) throw signal.reason;
       throw ApplicationFailure.create({
         type: failure.type,
         message: `${input.model}: ${failure.message}`,
@@ -109,7 +112,7 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
       deps.geminiMetrics.costMicros.inc({ model: input.model }, estimateCostMicros({ model: input.model, ...response.usage }));
     }
     return result;
-  };
+  });
 }
 
 /** Correlation fields of every log line about a call; never the prompt or the answer. */

@@ -6,6 +6,7 @@ import type { GeminiClient, InteractionState } from '../src/integrations/gemini/
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
 import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { jitteredBackoffMs, outcomeOf, recordAttempt } from './gemini-generate';
+import { whileHeartbeating } from './heartbeat';
 
 export interface SubmitInteractionInput {
   operationId: string;
@@ -74,7 +75,7 @@ const stepOf = (model: string) => `interaction:${model}`;
  */
 export function createSubmitInteraction(deps: InteractionActivityDeps) {
   const clock = deps.clock ?? Date.now;
-  return async function submitInteraction(input: SubmitInteractionInput): Promise<SubmitInteractionResult> {
+  return (input: SubmitInteractionInput): Promise<SubmitInteractionResult> => whileHeartbeating(async (signal) => {
     const { attempt } = Context.current().info;
     const step = stepOf(input.model);
     const client = await deps.pool.connect();
@@ -115,7 +116,7 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
         const startedMs = clock();
         let state: InteractionState;
         try {
-          state = await deps.gemini.submitInteraction({ model: input.model, ...input.request });
+          state = await deps.gemini.submitInteraction({ model: input.model, ...input.request, signal });
         } catch (error) {
           const failure = classifyGeminiError(error);
           const outcome = outcomeOf[failure.type];
@@ -131,6 +132,8 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
           deps.geminiMetrics.calls.inc({ model: input.model, outcome });
           await recordAttempt(client, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message });
           deps.logger?.warn({ ...logContext(input, attempt), outcome, error: failure.message }, 'interaction submission failed');
+          // Temporal cancelled this attempt or timed it out: report the cancellation, not a Gemini failure.
+          if (signal.aborted) throw signal.reason;
           throw ApplicationFailure.create({
             type: failure.type,
             message: `${input.model}: ${failure.message}`,
@@ -154,12 +157,12 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
         });
       }
     } catch (error) {
-      if (error instanceof ApplicationFailure) throw error;
+      if (error instanceof ApplicationFailure || error === signal.reason) throw error;
       throw ApplicationFailure.create({ type: FailureType.DatabaseUnavailable, message: `submission ledger: ${(error as Error).message}`, cause: error as Error });
     } finally {
       client.release(broken);
     }
-  };
+  });
 }
 
 /**
@@ -168,11 +171,12 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
  * worker slot. When the read shows the end, the ledger row records it once.
  */
 export function createPollInteraction(deps: InteractionActivityDeps) {
-  return async function pollInteraction(input: PollInteractionInput): Promise<InteractionState> {
+  return (input: PollInteractionInput): Promise<InteractionState> => whileHeartbeating(async (signal) => {
     let state: InteractionState;
     try {
-      state = await deps.gemini.getInteraction(input.interactionId);
+      state = await deps.gemini.getInteraction(input.interactionId, { signal });
     } catch (error) {
+      if (signal.aborted) throw signal.reason;
       const failure = classifyGeminiError(error);
       throw ApplicationFailure.create({
         type: failure.type,
@@ -197,7 +201,7 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
       }
     }
     return state;
-  };
+  });
 }
 
 /** The report's model chain (requested first) and how it waits. */

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import { maxGeminiRequestTimeoutMs } from '../workflows/activity-options';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -100,8 +101,14 @@ export const envSchema = z.object({
   GEMINI_BASE_URL: optionalString,
   /** Model fallback chain for generate-content, first is primary. Default `gemini-2.5-flash,gemini-2.5-flash-lite`. */
   GEMINI_MODELS: modelList.default(['gemini-2.5-flash', 'gemini-2.5-flash-lite']),
-  /** Timeout of one Gemini call, in ms; a hung call fails and is retried. Default 30000. */
-  GEMINI_REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
+  /**
+   * Timeout of one Gemini call, in ms; a hung call fails and is retried. At most
+   * maxGeminiRequestTimeoutMs (workflows/activity-options.ts), so we cut a hung
+   * call before Temporal's startToClose retries it while it still runs (both paid). Default 30000.
+   */
+  GEMINI_REQUEST_TIMEOUT_MS: positiveInt
+    .max(maxGeminiRequestTimeoutMs, `must be at most ${maxGeminiRequestTimeoutMs}: a hung call must be cut before the geminiCall startToCloseTimeout retries it while it still runs`)
+    .default(30_000),
   /** Local run only: offline model server port. Default 8788. */
   GEMINI_OFFLINE_PORT: port.default(8788),
   /** Outbox deliveries per relay claim. Default 50. */

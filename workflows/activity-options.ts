@@ -13,6 +13,25 @@ import { nonRetryableFailureTypes } from './failure-types';
  */
 export const geminiBackoff = { initialMs: 1_000, maxMs: 20_000, coefficient: 2 } as const;
 
+/** startToCloseTimeout of one Gemini call attempt (geminiCall), in ms. */
+export const geminiCallStartToCloseMs = 120_000;
+
+/**
+ * The largest GEMINI_REQUEST_TIMEOUT_MS that config accepts: the SDK must cut
+ * a hung call, and the attempt record its outcome, before startToClose ends the
+ * attempt. Otherwise Temporal starts the retry (a second paid call) while the
+ * first call still runs, and both are paid.
+ */
+export const maxGeminiRequestTimeoutMs = geminiCallStartToCloseMs - 20_000;
+
+/**
+ * How soon Temporal gives up on a Gemini activity attempt whose worker stopped
+ * heartbeating (SIGKILL, lost host), instead of waiting out startToClose.
+ * Long enough that a busy event loop does not miss it (the activity beats
+ * every third of it; the SDK sends at most one beat per 80 % of it).
+ */
+const geminiHeartbeatTimeout = '15 seconds';
+
 export const activityOptions = {
   /** A maintenance pass (reconcile or purge) works in bounded batches; retried a little, then the next scheduled pass takes over. */
   maintenance: {
@@ -41,13 +60,15 @@ export const activityOptions = {
   },
   /**
    * One paid Gemini call. Three attempts per model, then the workflow falls
-   * back to the next model. The SDK's own timeout (GEMINI_REQUEST_TIMEOUT_MS)
-   * ends a hung call first; startToClose is the backstop if the worker hangs,
-   * so a hung call is always retried. 400/401/403/404 and safety blocks are
-   * final (nonRetryableErrorTypes).
+   * back to the next model. The SDK's own timeout (GEMINI_REQUEST_TIMEOUT_MS,
+   * checked below maxGeminiRequestTimeoutMs) ends a hung call first;
+   * startToClose is the backstop if the worker hangs, so a hung call is always
+   * retried; a dead worker is noticed by its missing heartbeats. 400/401/403/404
+   * and safety blocks are final (nonRetryableErrorTypes).
    */
   geminiCall: {
-    startToCloseTimeout: '2 minutes',
+    startToCloseTimeout: geminiCallStartToCloseMs,
+    heartbeatTimeout: geminiHeartbeatTimeout,
     retry: {
       initialInterval: `${geminiBackoff.initialMs} milliseconds`,
       backoffCoefficient: geminiBackoff.coefficient,
@@ -59,10 +80,12 @@ export const activityOptions = {
   /**
    * One free read of a background interaction (generate-report). Short and
    * retried briefly: if Gemini stays unreachable the workflow's next poll timer
-   * tries again, so a long outage costs timers, not activity slots.
+   * tries again, so a long outage costs timers, not activity slots. Heartbeats,
+   * so a poll lost with its worker is retried in seconds, not after a minute.
    */
   interactionPoll: {
     startToCloseTimeout: '1 minute',
+    heartbeatTimeout: geminiHeartbeatTimeout,
     retry: {
       initialInterval: '1 second',
       backoffCoefficient: 2,

@@ -7,6 +7,8 @@ export interface GenerateRequest {
   system?: string;
   temperature?: number;
   maxOutputTokens?: number;
+  /** Aborts the HTTP call: the activity's cancellation signal, so an attempt Temporal cancelled or timed out stops waiting for its answer. */
+  signal?: AbortSignal;
 }
 
 export interface GenerateResponse {
@@ -20,6 +22,8 @@ export interface InteractionRequest {
   model: string;
   prompt: string;
   system?: string;
+  /** Aborts the create call (see GenerateRequest.signal). */
+  signal?: AbortSignal;
 }
 
 /** A background interaction as Onceflow needs it: terminal or not, and its answer once done. */
@@ -41,7 +45,7 @@ export interface GeminiClient {
   /** One paid call: creates a background interaction (`background: true`) and returns at once. */
   submitInteraction(request: InteractionRequest): Promise<InteractionState>;
   /** A free read of an interaction's state. */
-  getInteraction(id: string): Promise<InteractionState>;
+  getInteraction(id: string, options?: { signal?: AbortSignal }): Promise<InteractionState>;
 }
 
 const TERMINAL_INTERACTION_STATUSES = new Set(['completed', 'failed', 'cancelled', 'incomplete', 'budget_exceeded']);
@@ -73,6 +77,7 @@ export function createGeminiClient(options: CreateGeminiClientOptions): GeminiCl
           ...(request.system ? { systemInstruction: request.system } : {}),
           ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
           ...(request.maxOutputTokens !== undefined ? { maxOutputTokens: request.maxOutputTokens } : {}),
+          ...(request.signal ? { abortSignal: request.signal } : {}),
         },
       });
       const blockReason = response.promptFeedback?.blockReason;
@@ -100,13 +105,13 @@ export function createGeminiClient(options: CreateGeminiClientOptions): GeminiCl
         // The interactions client retries 429/5xx/connection errors four times by
         // default: each retry could be another paid submission behind the
         // ledger's back. One HTTP call per activity attempt, like generate().
-        { maxRetries: 0, timeout: options.timeoutMs },
+        { maxRetries: 0, timeout: options.timeoutMs, ...(request.signal ? { signal: request.signal } : {}) },
       );
       return interactionState(interaction, request.model);
     },
-    async getInteraction(id) {
+    async getInteraction(id, { signal } = {}) {
       // A read is free and idempotent; the SDK's own retries are harmless here.
-      return interactionState(await ai.interactions.get(id, {}, { timeout: options.timeoutMs }), '');
+      return interactionState(await ai.interactions.get(id, {}, { timeout: options.timeoutMs, ...(signal ? { signal } : {}) }), '');
     },
   };
 }
