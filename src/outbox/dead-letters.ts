@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { DisabledReason } from './subscriptions';
 
 export interface DeadLetter {
   eventId: string;
@@ -46,7 +47,10 @@ export async function listDeadLetters(db: Pick<pg.Pool, 'query'>, filter: DeadLe
 /**
  * Puts dead letters back in the queue with a fresh attempt budget; the
  * subscriber receives them with their original `webhook-id`. A subscription
- * disabled by 410 is re-enabled: replaying is the operator saying it is back.
+ * the relay disabled because its subscriber answered 410 is re-enabled:
+ * replaying is the operator saying it is back. One the tenant paused through
+ * the API stays paused: the replayed deliveries wait as pending until the
+ * tenant re-enables it (a replay must not override the tenant's own switch).
  */
 export async function replayDeadLetters(db: Pick<pg.Pool, 'query'>, filter: DeadLetterFilter = {}): Promise<number> {
   const { sql, params } = where(filter);
@@ -61,8 +65,8 @@ export async function replayDeadLetters(db: Pick<pg.Pool, 'query'>, filter: Dead
   if (subscriptions.length > 0) {
     await db.query(
       `UPDATE subscriptions SET status = 'active', disabled_reason = NULL, updated_at = now()
-        WHERE subscription_id = ANY($1) AND status = 'disabled'`,
-      [subscriptions],
+        WHERE subscription_id = ANY($1) AND status = 'disabled' AND disabled_reason = $2`,
+      [subscriptions, DisabledReason.Gone],
     );
     await db.query("SELECT pg_notify('onceflow_outbox', 'replay')");
   }

@@ -5,6 +5,7 @@ import type { SecretBox } from '../crypto/secret-box';
 import type { Logger } from '../observability/logger';
 import { OUTBOX_CHANNEL } from './enqueue';
 import type { RelayMetrics } from './metrics';
+import { DisabledReason } from './subscriptions';
 
 export interface OutboxRelayOptions {
   pool: pg.Pool;
@@ -269,7 +270,11 @@ export class OutboxRelay {
     }
     if (outcome.status === 410) {
       // 410 Gone: the subscriber asks us to stop. Disable the subscription; its deliveries stay for a replay.
-      await pool.query(`UPDATE subscriptions SET status = 'disabled', disabled_reason = 'subscriber answered 410 Gone', updated_at = now() WHERE subscription_id = $1`, [delivery.subscription_id]);
+      // Only an active one: a tenant's pause that raced this delivery keeps its reason, so a replay leaves it paused.
+      await pool.query(
+        `UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now() WHERE subscription_id = $1 AND status = 'active'`,
+        [delivery.subscription_id, DisabledReason.Gone],
+      );
       await pool.query(`UPDATE deliveries SET status = 'dead', last_error = $4, locked_until = NULL ${where}`, [...ids, 'HTTP 410: subscription disabled']);
       metrics.deadLettered.inc({ reason: 'gone' });
       return;

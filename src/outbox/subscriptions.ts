@@ -2,6 +2,17 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { generateWebhookSecret, type SecretBox } from '../crypto/secret-box';
 
+/**
+ * Why a subscription is disabled, as stored in `disabled_reason`. A dead-letter
+ * replay re-enables only `Gone` (the relay's doing); `Api` is the tenant's own
+ * pause and stays until the tenant lifts it.
+ */
+export const DisabledReason = {
+  Gone: 'subscriber answered 410 Gone',
+  Api: 'disabled through the API',
+} as const;
+export type DisabledReason = (typeof DisabledReason)[keyof typeof DisabledReason];
+
 export interface Subscription {
   id: string;
   url: string;
@@ -81,11 +92,11 @@ export async function updateSubscription(
             status = COALESCE($5, status),
             disabled_reason = CASE WHEN $5::text IS NULL THEN disabled_reason
                                    WHEN $5 = 'active' THEN NULL
-                                   ELSE 'disabled through the API' END,
+                                   ELSE $6 END,
             updated_at = now()
       WHERE tenant_id = $1 AND subscription_id = $2
       RETURNING *`,
-    [tenantId, id, changes.url ?? null, changes.eventTypes ?? null, changes.status ?? null],
+    [tenantId, id, changes.url ?? null, changes.eventTypes ?? null, changes.status ?? null, DisabledReason.Api],
   );
   return rows[0] ? toSubscription(rows[0]) : undefined;
 }
