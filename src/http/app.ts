@@ -24,6 +24,7 @@ import { IdempotencyStoreError } from '../idempotency/errors';
 import { checkIdempotencyKey, rawHeaderValues } from '../idempotency/key';
 import { PostgresIdempotencyStore, type IdempotencyStore } from '../idempotency/store';
 import type { Logger } from '../observability/logger';
+import type { Tracing } from '../observability/tracing';
 import { CompletionWaiter } from '../operations/completion-waiter';
 import { createOperationStarter, WorkflowStartError } from '../operations/starter';
 import { createAuthHook } from './auth';
@@ -49,6 +50,8 @@ export interface AppDeps {
   clock?: () => number;
   /** Default: the PostgreSQL store on `pool`. */
   store?: IdempotencyStore;
+  /** Present when ONCEFLOW_TRACING is on: every request gets a server span continuing the caller's traceparent. */
+  tracing?: Pick<Tracing, 'fastify'>;
 }
 
 /** Retry-After for 503: PostgreSQL or Temporal are usually back within seconds. */
@@ -72,6 +75,8 @@ export async function buildApp(deps: AppDeps) {
     clientErrorHandler: answerMalformedRequest,
     genReqId: () => crypto.randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
+  // First, so that it wraps every route and hook registered after it.
+  if (deps.tracing) await app.register(deps.tracing.fastify.plugin());
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -44,7 +44,7 @@ runEntrypoint('api', async ({ onShutdown, stopped }) => {
   );
   const metricsRegistry = new Registry();
   collectDefaultMetrics({ register: metricsRegistry, prefix: 'onceflow_api_' });
-  const app = await buildApp({ config: { ...config, DATABASE_URL: databaseUrl }, pool, temporal, logger, metricsRegistry });
+  const app = await buildApp({ config: { ...config, DATABASE_URL: databaseUrl }, pool, temporal, logger, metricsRegistry, tracing });
   onShutdown(() => app.close());
   await app.listen({ host: config.HOST, port: config.PORT });
   logger.info({ url: `http://${config.HOST}:${config.PORT}`, temporal: config.TEMPORAL_ADDRESS }, 'api listening');

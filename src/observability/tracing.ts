@@ -4,10 +4,14 @@
  * standard variables itself (OTEL_EXPORTER_OTLP_ENDPOINT,
  * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, …).
  *
- * Temporal's own OpenTelemetryPlugin carries the trace context through
- * workflow start headers into workflow and activity spans, so one trace runs
- * from the HTTP request to the Gemini call and the outbox write.
+ * The facade's request span comes from @fastify/otel (the Fastify team's
+ * instrumentation): it continues a caller's W3C `traceparent` and runs the
+ * request inside that span, so the Temporal client's StartWorkflow span is its
+ * child. Temporal's own OpenTelemetryPlugin then carries the context through
+ * workflow start headers into workflow and activity spans: one trace runs from
+ * the caller's HTTP request to the Gemini call and the outbox write.
  */
+import { FastifyOtelInstrumentation } from '@fastify/otel';
 import { trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { Resource } from '@opentelemetry/resources';
@@ -18,6 +22,8 @@ import { OpenTelemetryPlugin } from '@temporalio/interceptors-opentelemetry';
 export interface Tracing {
   /** Give to Worker.create, bundleWorkflowCode and the Temporal Client (`plugins`). */
   plugin: OpenTelemetryPlugin;
+  /** Register on the Fastify app before any route (buildApp does): one server span per request. */
+  fastify: FastifyOtelInstrumentation;
   /** Flushes pending spans; call on shutdown. */
   shutdown(): Promise<void>;
 }
@@ -36,8 +42,11 @@ export function createTracing(options: CreateTracingOptions): Tracing {
   provider.addSpanProcessor(spanProcessor);
   // The client and activity interceptors use the global tracer provider.
   provider.register();
+  const fastify = new FastifyOtelInstrumentation();
+  fastify.setTracerProvider(provider);
   return {
     plugin: new OpenTelemetryPlugin({ resource, spanProcessor }),
+    fastify,
     shutdown: async () => {
       await provider.shutdown();
       trace.disable();

@@ -3,7 +3,7 @@ import type { Client } from '@temporalio/client';
 import { Registry } from 'prom-client';
 import { loadConfig, type Config } from '../../src/config';
 import type { Pool } from '../../src/db/pool';
-import { buildApp, type OnceflowApp } from '../../src/http/app';
+import { buildApp, type AppDeps, type OnceflowApp } from '../../src/http/app';
 import { createLogger } from '../../src/observability/logger';
 import { provisionTenants } from '../../src/tenants/api-keys';
 import { testInfra } from './infra';
@@ -22,6 +22,8 @@ export interface StartTestApiOptions {
   clock?: () => number;
   /** Overrides of the parsed configuration (rate limit, body limit, …). */
   config?: Partial<Config>;
+  /** The tracing of the test, when it checks spans. */
+  tracing?: AppDeps['tracing'];
 }
 
 /** The real facade (buildApp) on a free port, against the run's PostgreSQL and Temporal. */
@@ -44,6 +46,7 @@ export async function startTestApi(options: StartTestApiOptions): Promise<TestAp
     logger: createLogger({ service: 'test-api', level: process.env.LOG_LEVEL ?? 'warn' }),
     metricsRegistry,
     clock: options.clock,
+    tracing: options.tracing,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

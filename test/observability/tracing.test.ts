@@ -17,7 +17,11 @@ import { uniqueTaskQueue } from '../helpers/temporal';
 
 interface ExportedSpan {
   traceId: string;
+  spanId: string;
+  parentSpanId?: string;
   name: string;
+  /** OTLP SpanKind: 2 = SERVER, 3 = CLIENT. */
+  kind: number;
 }
 
 /** A stand-in OTLP/HTTP collector: the exporter is configured only by the standard OTEL_* variable. */
@@ -77,7 +81,7 @@ describe('OpenTelemetry tracing (ONCEFLOW_TRACING=true)', () => {
       namespace: testInfra().temporalNamespace,
       plugins: [tracing.plugin],
     });
-    api = await startTestApi({ pool, temporal, taskQueue });
+    api = await startTestApi({ pool, temporal, taskQueue, tracing });
   });
   afterAll(async () => {
     await api.close();
@@ -90,19 +94,33 @@ describe('OpenTelemetry tracing (ONCEFLOW_TRACING=true)', () => {
     await pool.end();
   });
 
-  it('exports one trace from the facade’s workflow start through the workflow to the Gemini and finishing activities', async () => {
+  it('continues the caller’s traceparent from the facade’s request span through the workflow to the Gemini and finishing activities', async () => {
     const tenant = await createApiTenant(pool);
-    const response = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key: randomUUID(), headers: { prefer: 'wait=30' } });
+    // The caller's own trace (W3C Trace Context), as a gateway or client SDK would send it.
+    const callerTraceId = randomUUID().replace(/-/g, '');
+    const callerSpanId = randomUUID().replace(/-/g, '').slice(0, 16);
+    const response = await postOperation(api.baseUrl, {
+      apiKey: tenant.apiKey,
+      key: randomUUID(),
+      headers: { prefer: 'wait=30', traceparent: `00-${callerTraceId}-${callerSpanId}-01` },
+    });
     expect(response.status).toBe(200);
     await tracing.shutdown(); // flushes the batch processor
-    const names = collector.spans.map((s) => s.name);
-    // client (facade) → workflow (StartActivity, from inside the sandbox) → activities (RunActivity, on the worker)
-    for (const expected of ['StartWorkflow:generateContentWorkflow', 'StartActivity:generateWithGemini', 'RunActivity:generateWithGemini', 'RunActivity:completeOperation']) {
-      expect(names).toContain(expected);
+    const hex = (id: string) => (/^[0-9a-f]+$/.test(id) ? id : Buffer.from(id, 'base64').toString('hex'));
+    const spans = collector.spans.map((s) => ({ ...s, traceId: hex(s.traceId), spanId: hex(s.spanId), parentSpanId: s.parentSpanId ? hex(s.parentSpanId) : undefined }));
+    const named = (name: string) => spans.find((s) => s.name === name);
+    // HTTP request (facade) → client (StartWorkflow) → workflow (StartActivity, inside the sandbox) → activities (RunActivity, on the worker)
+    for (const expected of ['request', 'StartWorkflow:generateContentWorkflow', 'StartActivity:generateWithGemini', 'RunActivity:generateWithGemini', 'RunActivity:completeOperation']) {
+      expect({ expected, traceId: named(expected)?.traceId }).toEqual({ expected, traceId: callerTraceId });
     }
-    const traceOf = (name: string) => collector.spans.find((s) => s.name === name)!.traceId;
-    expect(traceOf('StartActivity:generateWithGemini')).toBe(traceOf('StartWorkflow:generateContentWorkflow'));
-    expect(traceOf('RunActivity:generateWithGemini')).toBe(traceOf('StartWorkflow:generateContentWorkflow'));
-    expect(traceOf('RunActivity:completeOperation')).toBe(traceOf('StartWorkflow:generateContentWorkflow'));
+    const request = named('request')!;
+    expect(request.kind).toBe(2);
+    expect(request.parentSpanId).toBe(callerSpanId);
+    // The workflow start happened inside the request's span, not beside it.
+    const ancestors = (span: (typeof spans)[number]): string[] => {
+      const parent = spans.find((s) => s.spanId === span.parentSpanId);
+      return parent ? [parent.spanId, ...ancestors(parent)] : [];
+    };
+    expect(ancestors(named('StartWorkflow:generateContentWorkflow')!)).toContain(request.spanId);
   });
 });
