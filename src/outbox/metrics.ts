@@ -1,7 +1,12 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type pg from 'pg';
 
-/** Gauges read from the deliveries table at scrape time; registered by the relay and the API alike. */
+/**
+ * Gauges read from the deliveries table at scrape time; registered by the relay and the API alike.
+ * When PostgreSQL cannot be read, each keeps its last value: reading 0 would
+ * report an empty backlog exactly while nothing can be delivered, hiding the
+ * outage behind a healthy-looking graph (a scrape must not fail either).
+ */
 export function registerOutboxBacklogGauges(registry: Registry, db: Pick<pg.Pool, 'query'>): void {
   const read = async () => {
     const { rows } = await db.query<{ pending: number; oldest_age: number | null }>(
@@ -12,18 +17,26 @@ export function registerOutboxBacklogGauges(registry: Registry, db: Pick<pg.Pool
   };
   new Gauge({
     name: 'onceflow_outbox_pending',
-    help: 'Deliveries waiting to be delivered (including those waiting for a retry)',
+    help: 'Deliveries waiting to be delivered (including those waiting for a retry); the last value read while PostgreSQL is unreachable',
     registers: [registry],
     async collect() {
-      this.set((await read().catch(() => ({ pending: 0 }))).pending);
+      try {
+        this.set((await read()).pending);
+      } catch {
+        // keep the last value (see above)
+      }
     },
   });
   new Gauge({
     name: 'onceflow_outbox_oldest_pending_age_seconds',
-    help: 'Age of the oldest pending delivery (0 when none)',
+    help: 'Age of the oldest pending delivery (0 when none); the last value read while PostgreSQL is unreachable',
     registers: [registry],
     async collect() {
-      this.set((await read().catch(() => ({ oldest_age: 0 }))).oldest_age ?? 0);
+      try {
+        this.set((await read()).oldest_age ?? 0);
+      } catch {
+        // keep the last value (see above)
+      }
     },
   });
 }

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,10 +12,11 @@ import { findFreePort } from '../../src/dev/ports';
 import { createLogger } from '../../src/observability/logger';
 import { listDeadLetters } from '../../src/outbox/dead-letters';
 import { enqueueEvent } from '../../src/outbox/enqueue';
-import { createRelayMetrics } from '../../src/outbox/metrics';
+import { createRelayMetrics, registerOutboxBacklogGauges } from '../../src/outbox/metrics';
 import { OutboxRelay } from '../../src/outbox/relay';
 import { createSubscription } from '../../src/outbox/subscriptions';
 import { createTestPool, createTestTenant } from '../helpers/db';
+import { startRestartablePostgres, type RestartablePostgres } from './fixtures/private-postgres';
 import { testInfra } from '../helpers/infra';
 import { startProcess, type RunningProcess } from '../helpers/processes';
 
@@ -44,60 +44,6 @@ async function emit(pool: Pool, tenantId: string, aggregates: number, perAggrega
     }
   });
   return ids;
-}
-
-/** PostgreSQL in a child process we can stop and start (see fixtures/restartable-postgres.ts). */
-interface RestartablePostgres {
-  connectionString: string;
-  stop(): Promise<void>;
-  start(): Promise<void>;
-  exit(): Promise<void>;
-}
-
-async function startRestartablePostgres(dir: string, port: number): Promise<RestartablePostgres> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'fixtures/restartable-postgres.ts'), dir, String(port)], {
-    cwd: path.resolve(__dirname, '../..'),
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const waiters: { word: string; resolve: (line: string) => void }[] = [];
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const onData = (chunk: Buffer) => {
-    output += chunk.toString();
-    for (const line of output.split('\n').slice(0, -1)) {
-      const waiter = waiters.find((w) => line.startsWith(w.word));
-      if (waiter) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve(line);
-      }
-    }
-    output = output.slice(output.lastIndexOf('\n') + 1);
-  };
-  child.stdout!.on('data', onData);
-  let errors = '';
-  child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
-  const next = (word: string) =>
-    Promise.race([
-      new Promise<string>((resolve) => waiters.push({ word, resolve })),
-      exited.then(() => {
-        throw new Error(`restartable PostgreSQL exited before "${word}": ${errors}`);
-      }),
-    ]);
-  const command = async (line: string, word: string) => {
-    const answer = next(word);
-    child.stdin!.write(`${line}\n`);
-    await answer;
-  };
-  const connectionString = (await next('ready ')).slice('ready '.length);
-  return {
-    connectionString,
-    stop: () => command('stop', 'stopped'),
-    start: () => command('start', 'started'),
-    exit: async () => {
-      child.stdin!.end('exit\n');
-      await exited;
-    },
-  };
 }
 
 /** Groups received webhook ids by aggregate, in arrival order. */
@@ -201,6 +147,28 @@ describe('the outbox relay under faults', () => {
       );
       expect((await relayDb.query('SELECT count(*)::int AS n FROM deliveries')).rows[0].n).toBe(expected.size);
       expect(relay.child.exitCode).toBeNull();
+    });
+
+    it('keeps the backlog gauges at their last reading while PostgreSQL is unreachable, instead of reporting an empty backlog', async () => {
+      const registry = new Registry();
+      registerOutboxBacklogGauges(registry, relayDb);
+      const gauge = async (name: string) => (await registry.getSingleMetric(name)!.get()).values[0]?.value;
+      // No relay runs against this database now: the three stay pending.
+      const { tenantId, subscriptionId } = await subscriber(relayDb);
+      await emit(relayDb, tenantId, 3, 1);
+      expect(await gauge('onceflow_outbox_pending')).toBe(3);
+      const age = await gauge('onceflow_outbox_oldest_pending_age_seconds');
+      expect(age).toBeGreaterThan(0);
+
+      await postgres.stop();
+      try {
+        expect(await gauge('onceflow_outbox_pending')).toBe(3);
+        expect(await gauge('onceflow_outbox_oldest_pending_age_seconds')).toBe(age);
+      } finally {
+        await postgres.start();
+      }
+      await relayDb.query('DELETE FROM subscriptions WHERE subscription_id = $1', [subscriptionId]);
+      expect(await gauge('onceflow_outbox_pending')).toBe(0);
     });
   });
 
