@@ -10,7 +10,12 @@ export interface KeyScope {
   idempotencyKey: string;
 }
 
-export interface OperationRecord extends KeyScope {
+/**
+ * An operation as the repeat path reads it: everything but the request body,
+ * which can be up to the body limit (1 MiB by default) and which a replay, a
+ * 409 or a 422 never needs. Only a record with its input can be started.
+ */
+export interface OperationState extends KeyScope {
   operationId: string;
   fingerprint: string;
   workflowId: string;
@@ -18,7 +23,6 @@ export interface OperationRecord extends KeyScope {
   /** Run of the operation this key was bound to before it expired or was released. */
   previousRunId: string | null;
   status: OperationStatus;
-  input: unknown;
   result: unknown;
   error: OperationError | null;
   errorStatus: number | null;
@@ -28,6 +32,11 @@ export interface OperationRecord extends KeyScope {
   updatedAt: Date;
   completedAt: Date | null;
   expiresAt: Date;
+}
+
+/** An operation with the validated request body it runs with. */
+export interface OperationRecord extends OperationState {
+  input: unknown;
 }
 
 export interface Reservation extends KeyScope {
@@ -42,15 +51,15 @@ export interface Reservation extends KeyScope {
 
 /** The idempotency store behind the facade; PostgresIdempotencyStore is the implementation. */
 export interface IdempotencyStore {
-  /** One primary-key read: the fast path for repeats. */
-  find(scope: KeyScope): Promise<OperationRecord | undefined>;
+  /** One primary-key read, without the input: the fast path for repeats. */
+  find(scope: KeyScope): Promise<OperationState | undefined>;
   findById(operationId: string): Promise<OperationRecord | undefined>;
   /**
    * Takes the key in one statement. `reserved` is true when this call took it
    * (new key, expired key, or a failure that released it); otherwise `record`
    * is the existing operation.
    */
-  reserve(reservation: Reservation): Promise<{ record: OperationRecord; reserved: boolean }>;
+  reserve(reservation: Reservation): Promise<{ record: OperationRecord; reserved: true } | { record: OperationState; reserved: false }>;
   /** Records the run once the workflow start succeeded; never moves a finished row back. */
   markStarted(operationId: string, runId: string): Promise<void>;
   /** Rows whose workflow start was never confirmed, reserved before `olderThanMs`. */
@@ -59,17 +68,25 @@ export interface IdempotencyStore {
   purgeExpired(options: { nowMs: number; limit: number }): Promise<number>;
 }
 
-const COLUMNS = `tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id, run_id, previous_run_id, status,
-  input, result, error, error_status, released, first_seen_ms, created_at, updated_at, completed_at, expires_at`;
+const STATE_COLUMNS = `tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id, run_id, previous_run_id, status,
+  result, error, error_status, released, first_seen_ms, created_at, updated_at, completed_at, expires_at`;
+const COLUMNS = `${STATE_COLUMNS}, input`;
 
-interface Row {
+interface StateRow {
   tenant_id: string; operation_type: string; idempotency_key: string; operation_id: string; fingerprint: string;
-  workflow_id: string; run_id: string | null; previous_run_id: string | null; status: OperationStatus; input: unknown; result: unknown;
+  workflow_id: string; run_id: string | null; previous_run_id: string | null; status: OperationStatus; result: unknown;
   error: OperationError | null; error_status: number | null; released: boolean; first_seen_ms: number;
   created_at: Date; updated_at: Date; completed_at: Date | null; expires_at: Date;
 }
+interface Row extends StateRow {
+  input: unknown;
+}
 
 function toRecord(row: Row): OperationRecord {
+  return { ...toState(row), input: row.input };
+}
+
+function toState(row: StateRow): OperationState {
   return {
     tenantId: row.tenant_id,
     operationType: row.operation_type,
@@ -80,7 +97,6 @@ function toRecord(row: Row): OperationRecord {
     runId: row.run_id,
     previousRunId: row.previous_run_id,
     status: row.status,
-    input: row.input,
     result: row.result,
     error: row.error,
     errorStatus: row.error_status,
@@ -96,21 +112,28 @@ function toRecord(row: Row): OperationRecord {
 export class PostgresIdempotencyStore implements IdempotencyStore {
   constructor(private readonly db: Pick<pg.Pool, 'query'>) {}
 
+  /**
+   * Each statement is a named prepared statement (one name per operation):
+   * PostgreSQL parses and plans it once per connection instead of on every
+   * request, which matters on the repeat path. Behind a pooler in transaction
+   * mode this needs prepared-statement support (PgBouncer ≥ 1.21,
+   * max_prepared_statements > 0).
+   */
   private async run<T extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[]): Promise<pg.QueryResult<T>> {
     try {
-      return await this.db.query<T>(sql, params);
+      return await this.db.query<T>({ name: `onceflow-store-${operation}`, text: sql, values: params });
     } catch (cause) {
       throw new IdempotencyStoreError(operation, { cause });
     }
   }
 
-  async find(scope: KeyScope): Promise<OperationRecord | undefined> {
-    const { rows } = await this.run<Row>(
+  async find(scope: KeyScope): Promise<OperationState | undefined> {
+    const { rows } = await this.run<StateRow>(
       'find',
-      `SELECT ${COLUMNS} FROM operations WHERE tenant_id = $1 AND operation_type = $2 AND idempotency_key = $3`,
+      `SELECT ${STATE_COLUMNS} FROM operations WHERE tenant_id = $1 AND operation_type = $2 AND idempotency_key = $3`,
       [scope.tenantId, scope.operationType, scope.idempotencyKey],
     );
-    return rows[0] ? toRecord(rows[0]) : undefined;
+    return rows[0] ? toState(rows[0]) : undefined;
   }
 
   async findById(operationId: string): Promise<OperationRecord | undefined> {
@@ -118,13 +141,13 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
-  async reserve(r: Reservation): Promise<{ record: OperationRecord; reserved: boolean }> {
+  async reserve(r: Reservation): Promise<{ record: OperationRecord; reserved: true } | { record: OperationState; reserved: false }> {
     // A reservation's times come from the request's clock (not PostgreSQL's
     // now()), so the facade's stale-reservation check compares one clock.
     // One statement decides: a concurrent twin blocks on the primary key until
     // this commits, then takes the DO UPDATE branch, whose WHERE is false for a
     // live row, so it gets no row back and reads the winner below.
-    const { rows } = await this.run<Row>(
+    const { rows } = await this.run<StateRow>(
       'reserve',
       `INSERT INTO operations (tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id,
                                status, input, first_seen_ms, created_at, updated_at, expires_at)
@@ -137,11 +160,12 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
               updated_at = EXCLUDED.updated_at, completed_at = NULL, expires_at = EXCLUDED.expires_at
         WHERE operations.expires_at <= to_timestamp($8::bigint / 1000.0)
            OR (operations.status = 'failed' AND operations.released)
-       RETURNING ${COLUMNS}`,
+       RETURNING ${STATE_COLUMNS}`,
       [r.tenantId, r.operationType, r.idempotencyKey, r.operationId, r.fingerprint, r.workflowId,
         JSON.stringify(r.input), r.nowMs, r.expiresAtMs],
     );
-    if (rows[0]) return { record: toRecord(rows[0]), reserved: true };
+    // The input is the one just written: no need to have PostgreSQL send it back.
+    if (rows[0]) return { record: { ...toState(rows[0]), input: r.input }, reserved: true };
     const existing = await this.find(r);
     if (!existing) {
       // Purged between the two statements: the key is free again.

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { OperationRecord } from '../idempotency/store';
+import type { OperationState } from '../idempotency/store';
 import { temporalUiLink } from '../temporal/client';
 import { publicStatuses } from './status';
 
@@ -22,7 +22,7 @@ export function operationPath(operationType: string, idempotencyKey: string): st
   return `/v1/operations/${encodeURIComponent(operationType)}/${encodeURIComponent(idempotencyKey)}`;
 }
 
-export function toOperationResource(record: OperationRecord, ui: { baseUrl: string; namespace: string }): OperationResource {
+export function toOperationResource(record: OperationState, ui: { baseUrl: string; namespace: string }): OperationResource {
   return {
     operationType: record.operationType,
     idempotencyKey: record.idempotencyKey,

@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { fingerprint } from '../../idempotency/fingerprint';
 import { checkIdempotencyKey, rawHeaderValues } from '../../idempotency/key';
-import type { IdempotencyStore, OperationRecord } from '../../idempotency/store';
+import type { IdempotencyStore, OperationState } from '../../idempotency/store';
 import { operationWorkflowId } from '../../idempotency/workflow-id';
 import type { CompletionWaiter } from '../../operations/completion-waiter';
 import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
@@ -170,7 +170,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
    * uses for this operation (its operation id), next to the request id, key,
    * workflow and run: one grep follows a request from HTTP to Gemini to the outbox.
    */
-  function note(request: FastifyRequest, record: OperationRecord, outcome: RequestOutcome): void {
+  function note(request: FastifyRequest, record: OperationState, outcome: RequestOutcome): void {
     outcomes.set(request, outcome);
     request.log.info(
       {
@@ -186,7 +186,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     );
   }
 
-  async function answerRepeat(request: FastifyRequest, record: OperationRecord, payloadFingerprint: string, waitSeconds: number, reply: FastifyReply) {
+  async function answerRepeat(request: FastifyRequest, record: OperationState, payloadFingerprint: string, waitSeconds: number, reply: FastifyReply) {
     const labels = { tenant: record.tenantId, operation_type: record.operationType };
     if (record.fingerprint !== payloadFingerprint) {
       note(request, record, RequestOutcome.FingerprintConflict);
@@ -200,8 +200,10 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     }
     if (record.status === 'reserved' && options.clock() - record.updatedAt.getTime() > STALE_RESERVATION_MS) {
       // Self-healing: the first request never confirmed its start. This repeat
-      // does start work, so it is not counted as a duplicate absorbed.
-      await options.startOperation(record);
+      // does start work, so it is not counted as a duplicate absorbed. The
+      // repeat path reads no input; starting needs it (a rare second read).
+      const full = await options.store.findById(record.operationId);
+      if (full?.status === 'reserved') await options.startOperation(full);
     } else {
       options.metrics.duplicatesAbsorbed.inc(labels);
     }
@@ -231,7 +233,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     });
   }
 
-  function answerFinished(record: OperationRecord, reply: FastifyReply, { replayed }: { replayed: boolean }) {
+  function answerFinished(record: OperationState, reply: FastifyReply, { replayed }: { replayed: boolean }) {
     if (replayed) {
       reply.header('Idempotent-Replayed', 'true').header('Idempotency-First-Seen', String(record.firstSeenMs));
     }
@@ -255,7 +257,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       );
   }
 
-  function waitForFinish(record: OperationRecord, waitSeconds: number): Promise<OperationRecord | undefined> {
+  function waitForFinish(record: OperationState, waitSeconds: number): Promise<OperationState | undefined> {
     return options.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
       const current = await options.store.findById(record.operationId);
       return current && (current.status === 'succeeded' || current.status === 'failed') ? current : undefined;
@@ -264,7 +266,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
 };
 
 /** A row that still binds its key: not expired, and not a failure that released it. */
-function isLive(record: OperationRecord, nowMs: number): boolean {
+function isLive(record: OperationState, nowMs: number): boolean {
   return record.expiresAt.getTime() > nowMs && !(record.status === 'failed' && record.released);
 }
 
