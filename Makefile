@@ -20,6 +20,8 @@ browser:
 start: install
 	node --import tsx src/cli/main.ts start
 
-## make test: type-check, lint, then every test tier against real Temporal and PostgreSQL
+## make test: type-check, lint, every jest tier against real Temporal and PostgreSQL,
+## then the short fault suite (real SIGKILLs and restarts; faults/README.md)
 test: install browser
 	npm test
+	npm run faults:ci

@@ -1,7 +1,7 @@
 /**
- * Types of the client's public surface. Inputs are derived from the server's
- * own zod schemas (src/operations/registry.ts): a schema change there breaks
- * callers' types here.
+ * Types of the client's public surface. Inputs and results are derived from
+ * the server's own zod schemas (src/operations/registry.ts): a schema change
+ * there breaks callers' types here.
  */
 import type { z } from 'zod';
 import type { OperationResource as ServerOperationResource } from '../operations/resource';
@@ -12,20 +12,9 @@ export type { OperationTypeName };
 /** What a caller may send for an operation type (`z.input`: before defaults and transforms). */
 export type OperationInput<T extends OperationTypeName> = z.input<(typeof operationTypes)[T]['inputSchema']>;
 
-/** The `result` of a succeeded generate-content operation (CONTRACT.md, "Operation types shipped"). */
-export interface GenerateContentResult {
-  text: string;
-  model: string;
-  usage: { promptTokens: number; outputTokens: number; totalTokens: number };
-  attempts: { model: string; outcome: string; durationMs: number; error?: string }[];
-}
-
-/** Result types per operation type; types not listed here give `unknown`. */
-export interface OperationResults {
-  'generate-content': GenerateContentResult;
-}
-
-export type OperationResultOf<T extends OperationTypeName> = T extends keyof OperationResults ? OperationResults[T] : unknown;
+/** The `result` of a succeeded operation of type T, from the type's `resultSchema` in the registry. */
+export type OperationResultOf<T extends OperationTypeName> = z.output<(typeof operationTypes)[T]['resultSchema']>;
+export type { GenerateContentResult, GenerateReportResult } from '../operations/registry';
 
 /** The operation resource of the contract, with `result` typed for the operation type. */
 export type OperationResource<T extends OperationTypeName = OperationTypeName> = Omit<ServerOperationResource, 'result' | 'operationType'> & {

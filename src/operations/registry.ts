@@ -4,11 +4,17 @@
  */
 import { z } from 'zod';
 
-export interface OperationTypeDefinition<TSchema extends z.ZodType = z.ZodType> {
+export interface OperationTypeDefinition<TSchema extends z.ZodType = z.ZodType, TResult extends z.ZodType = z.ZodType> {
   /** URL segment and `operationType` in every resource. */
   name: string;
   /** Validates the request body; the validated value is what runs and what is fingerprinted. */
   inputSchema: TSchema;
+  /**
+   * The `result` of a succeeded operation: documented in OpenAPI, checked when
+   * a resource is serialised, and the client's result type. Objects are loose,
+   * so a field added later never breaks the replay of an older result.
+   */
+  resultSchema: TResult;
   /** Dotted paths dropped before fingerprinting: changing them never makes a request "different". */
   nonEssentialFields: readonly string[];
   /** How long a key stays bound to its operation. Default ONCEFLOW_DEFAULT_RETENTION_HOURS (24). */
@@ -47,7 +53,32 @@ export const generateReportInput = z
   .strict();
 export type GenerateReportInput = z.infer<typeof generateReportInput>;
 
-function define<TSchema extends z.ZodType>(definition: OperationTypeDefinition<TSchema>): OperationTypeDefinition<TSchema> {
+const usage = z.looseObject({ promptTokens: z.number(), outputTokens: z.number(), totalTokens: z.number() });
+/** One Gemini call of the operation, as recorded in gemini_attempts. */
+const geminiAttempt = z.looseObject({
+  model: z.string(),
+  outcome: z.string().describe('succeeded, rate_limited, unavailable, rejected, safety_blocked, …'),
+  durationMs: z.number(),
+  promptTokens: z.number().optional(),
+  outputTokens: z.number().optional(),
+  error: z.string().optional(),
+});
+
+export const generateContentResult = z.looseObject({
+  text: z.string(),
+  model: z.string().describe('the model that answered (a fallback when the primary failed)'),
+  usage,
+  attempts: z.array(geminiAttempt).describe('every Gemini call made for this operation, oldest first'),
+});
+export type GenerateContentResult = z.infer<typeof generateContentResult>;
+
+export const generateReportResult = generateContentResult.extend({
+  interactionId: z.string(),
+  completedBy: z.enum(['webhook', 'poll']).describe('which of the two completion paths saw the end first'),
+});
+export type GenerateReportResult = z.infer<typeof generateReportResult>;
+
+function define<TSchema extends z.ZodType, TResult extends z.ZodType>(definition: OperationTypeDefinition<TSchema, TResult>): OperationTypeDefinition<TSchema, TResult> {
   return definition;
 }
 
@@ -55,6 +86,7 @@ export const operationTypes = {
   'generate-content': define({
     name: 'generate-content',
     inputSchema: generateContentInput,
+    resultSchema: generateContentResult,
     nonEssentialFields: ['metadata'],
     releaseKeyOnExhaustedFailure: true,
     workflowType: 'generateContentWorkflow',
@@ -63,6 +95,7 @@ export const operationTypes = {
   'generate-report': define({
     name: 'generate-report',
     inputSchema: generateReportInput,
+    resultSchema: generateReportResult,
     nonEssentialFields: ['metadata'],
     releaseKeyOnExhaustedFailure: true,
     workflowType: 'generateReportWorkflow',

@@ -3,20 +3,27 @@ import type { OperationState } from '../idempotency/store';
 import { temporalUiLink } from '../temporal/client';
 import { publicStatuses } from './status';
 
-/** The operation resource of the contract; also the OpenAPI response schema. */
-export const operationResourceSchema = z.object({
-  operationType: z.string(),
-  idempotencyKey: z.string(),
-  status: z.enum(publicStatuses),
-  createdAt: z.string(),
-  completedAt: z.string().nullable(),
-  workflowId: z.string(),
-  runId: z.string().nullable(),
-  result: z.unknown(),
-  error: z.unknown(),
-  links: z.object({ self: z.string(), temporalUi: z.string() }),
-});
-export type OperationResource = z.infer<typeof operationResourceSchema>;
+/** The operation resource of the contract for one type (its `result` typed); also the OpenAPI response schema. */
+export function operationResourceSchemaFor<TResult extends z.ZodType>(operationType: string, result: TResult) {
+  return z.object({
+    operationType: z.literal(operationType),
+    idempotencyKey: z.string(),
+    status: z.enum(publicStatuses),
+    createdAt: z.string(),
+    completedAt: z.string().nullable(),
+    workflowId: z.string(),
+    runId: z.string().nullable(),
+    result: result.nullable().describe('set once the operation succeeded'),
+    error: z.unknown().describe('set once the operation failed: the problem it ended with'),
+    links: z.object({ self: z.string(), temporalUi: z.string() }),
+  });
+}
+
+/** The resource of any type, as the code that builds it sees it. */
+export type OperationResource = Omit<z.infer<ReturnType<typeof operationResourceSchemaFor>>, 'operationType' | 'result'> & {
+  operationType: string;
+  result: unknown;
+};
 
 export function operationPath(operationType: string, idempotencyKey: string): string {
   return `/v1/operations/${encodeURIComponent(operationType)}/${encodeURIComponent(idempotencyKey)}`;

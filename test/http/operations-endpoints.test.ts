@@ -69,7 +69,8 @@ describe('operations endpoints and tenants', () => {
         (await send(counted.baseUrl, { key })).status, // new
         (await send(counted.baseUrl, { key })).status, // in progress
       ];
-      await pool.query(`UPDATE operations SET status = 'succeeded', result = '{"text":"done"}', completed_at = now() WHERE tenant_id = $1 AND idempotency_key = $2`, [tenant.tenantId, key]);
+      const result = { text: 'done', model: 'gemini-2.5-flash', usage: { promptTokens: 1, outputTokens: 1, totalTokens: 2 }, attempts: [] };
+      await pool.query(`UPDATE operations SET status = 'succeeded', result = $3, completed_at = now() WHERE tenant_id = $1 AND idempotency_key = $2`, [tenant.tenantId, key, result]);
       statuses.push(
         (await send(counted.baseUrl, { key })).status, // replayed
         (await send(counted.baseUrl, { key, body: { prompt: 'another prompt' } })).status, // fingerprint conflict
@@ -137,7 +138,15 @@ describe('operations endpoints and tenants', () => {
       expect(post.requestBody.content['application/json'].schema.properties.prompt).toBeDefined();
       expect(Object.keys(post.responses)).toEqual(expect.arrayContaining(['200', '202', '400', '409', '422', '503']));
     }
-    expect(document.paths['/v1/operations/{type}/{key}'].get).toBeDefined();
+    // The result is documented from each type's resultSchema, for POST and GET alike.
+    for (const [type, extra] of [['generate-content', []], ['generate-report', ['interactionId', 'completedBy']]] as const) {
+      for (const response of [document.paths[`/v1/operations/${type}`].post.responses['200'], document.paths[`/v1/operations/${type}/{key}`].get.responses['200']]) {
+        const resource = response.content['application/json'].schema;
+        expect(resource.properties.operationType).toMatchObject({ enum: [type] });
+        const result = resource.properties.result.anyOf.find((s: any) => s.type === 'object');
+        expect(result.required).toEqual(expect.arrayContaining(['text', 'model', 'usage', 'attempts', ...extra]));
+      }
+    }
     // Problems are documented under the media type they are sent with, on every /v1 route
     // (/readyz answers its 503 with the readiness body, not a problem).
     const problemMediaTypes = new Set<string>();

@@ -8,7 +8,7 @@ import type { IdempotencyStore, OperationState } from '../../idempotency/store';
 import { operationWorkflowId } from '../../idempotency/workflow-id';
 import type { CompletionWaiter } from '../../operations/completion-waiter';
 import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
-import { operationPath, operationResourceSchema, toOperationResource } from '../../operations/resource';
+import { operationPath, operationResourceSchemaFor, toOperationResource } from '../../operations/resource';
 import type { StartOperation } from '../../operations/starter';
 import { PROBLEM_BASE, ProblemError } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
@@ -62,6 +62,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
   });
 
   for (const definition of Object.values(operationTypes) as OperationTypeDefinition[]) {
+    const operationResourceSchema = operationResourceSchemaFor(definition.name, definition.resultSchema);
     app.post(
       `/v1/operations/${definition.name}`,
       {
@@ -88,33 +89,39 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     },
   );
 
-  app.get(
-    '/v1/operations/:type/:key',
-    {
-      schema: {
-        summary: 'Read an operation by its idempotency key',
-        tags: ['operations'],
-        params: z.object({ type: z.string(), key: z.string() }),
-        response: { 200: operationResourceSchema, ...problemResponses(400, 401, 404, 429, 503) },
+  app.get('/v1/operations/:type/:key', { schema: { hide: true, params: z.object({ type: z.string(), key: z.string() }) } }, async (request) => {
+    throw unknownType(request.params.type);
+  });
+
+  for (const definition of Object.values(operationTypes) as OperationTypeDefinition[]) {
+    app.get(
+      `/v1/operations/${definition.name}/:key`,
+      {
+        schema: {
+          summary: `Read a ${definition.name} operation by its idempotency key`,
+          tags: ['operations'],
+          params: z.object({ key: z.string() }),
+          response: { 200: operationResourceSchemaFor(definition.name, definition.resultSchema), ...problemResponses(400, 401, 404, 429, 503) },
+        },
       },
-    },
-    async (request) => {
-      const { type, key } = request.params;
-      if (!Object.hasOwn(operationTypes, type)) throw unknownType(type);
-      const record = await options.store.find({ tenantId: request.tenantId!, operationType: type, idempotencyKey: key });
-      // Expired keys and other tenants' keys look exactly like unknown ones.
-      if (!record || record.expiresAt.getTime() <= options.clock()) {
-        throw new ProblemError({
-          status: 404,
-          type: 'operation-not-found',
-          title: 'Operation not found',
-          detail: `no live ${type} operation has this idempotency key`,
-          extensions: { idempotencyKey: key, operationType: type },
-        });
-      }
-      return toOperationResource(record, ui);
-    },
-  );
+      (request) => readOperation(definition.name, request.tenantId!, request.params.key),
+    );
+  }
+
+  async function readOperation(type: string, tenantId: string, key: string) {
+    const record = await options.store.find({ tenantId, operationType: type, idempotencyKey: key });
+    // Expired keys and other tenants' keys look exactly like unknown ones.
+    if (!record || record.expiresAt.getTime() <= options.clock()) {
+      throw new ProblemError({
+        status: 404,
+        type: 'operation-not-found',
+        title: 'Operation not found',
+        detail: `no live ${type} operation has this idempotency key`,
+        extensions: { idempotencyKey: key, operationType: type },
+      });
+    }
+    return toOperationResource(record, ui);
+  }
 
   async function startOrReplay(definition: OperationTypeDefinition, request: FastifyRequest, reply: FastifyReply) {
     const tenantId = request.tenantId!;
