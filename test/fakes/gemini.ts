@@ -15,6 +15,12 @@ export class FakeGeminiControl {
     return filter.paid ? calls.filter((c) => c.operation !== 'interactions.get') : calls;
   }
 
+  /** Sends every answer held by a `hold` behaviour; resolves with how many. */
+  async release(): Promise<number> {
+    const response = await fetch(`${this.url}/__control/release`, { method: 'POST' });
+    return ((await response.json()) as { released: number }).released;
+  }
+
   async reset(): Promise<void> {
     await fetch(`${this.url}/__control/reset`, { method: 'POST' });
   }

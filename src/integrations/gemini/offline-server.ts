@@ -22,6 +22,7 @@
  *        how new interactions behave; `hold` keeps them running until completed by hand
  *   GET  /__control/interactions            every interaction (id, model, status)
  *   POST /__control/interactions/{id}/complete   completes a held interaction (delivers its webhook)
+ *   POST /__control/release   sends every answer held by an `ok` behaviour with `hold`; answers {released: n}
  *   POST /__control/interactions/{id}/deliver {"times": 2, "badSignature": false}
  *        (re)delivers the completion webhook of a finished interaction now
  *   GET  /__control/webhooks   every webhook delivery attempt and the receiver's status
@@ -37,10 +38,12 @@ import { DEV_GEMINI_WEBHOOK_SECRET, signGeminiWebhook } from './webhooks';
 /** What one call does. */
 export type Behaviour =
   /**
-   * Answers, after `delayMs` if set (the call is counted on arrival); an
-   * interaction created so ends with `finalStatus` (default completed).
+   * Answers, after `delayMs` if set, or (`hold`) only when POST
+   * /__control/release says so; the call is counted, and an interaction
+   * created, on arrival. An interaction created so ends with `finalStatus`
+   * (default completed).
    */
-  | { kind: 'ok'; text?: string; finalStatus?: 'completed' | 'failed'; delayMs?: number }
+  | { kind: 'ok'; text?: string; finalStatus?: 'completed' | 'failed'; delayMs?: number; hold?: boolean }
   /** An error body; 429 carries a google.rpc.RetryInfo retryDelay when `retryDelaySeconds` is set. */
   | { kind: 'error'; status: number; retryDelaySeconds?: number; message?: string }
   /** The prompt is blocked for safety (promptFeedback.blockReason). */
@@ -131,6 +134,8 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
   const interactions = new Map<string, StoredInteraction>();
   const deliveries: WebhookDelivery[] = [];
   const timers = new Set<NodeJS.Timeout>();
+  // Answers of `hold` behaviours, sent by POST /__control/release.
+  const heldAnswers: (() => void)[] = [];
 
   const deliverWebhook = async (interaction: StoredInteraction, target: WebhookTarget, badSignature: boolean) => {
     const webhookId = `whevt_${interaction.id}_${interaction.status}`;
@@ -206,6 +211,7 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
           interactionSettings = { ...initialInteractions };
           deliveries.length = 0;
           interactions.clear();
+          heldAnswers.length = 0;
           for (const timer of timers) clearTimeout(timer);
           timers.clear();
           return send(200, { reset: true });
@@ -215,6 +221,11 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
           const key = model ?? '*';
           scripts.set(key, [...(scripts.get(key) ?? []), ...responses]);
           return send(200, { queued: scripts.get(key)!.length });
+        }
+        if (command === 'release' && request.method === 'POST') {
+          const answers = heldAnswers.splice(0);
+          for (const answer of answers) answer();
+          return send(200, { released: answers.length });
         }
         if (command === 'chaos' && request.method === 'POST') {
           chaos = { failureRate: 0, dropRate: 0, ...(input() as Partial<typeof chaos>) };
@@ -322,7 +333,14 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
             if (createBody!.background !== true) {
               return send(400, { error: { code: 400, message: 'offline model server: only background interactions are modelled', status: 'INVALID_ARGUMENT', details: [] } });
             }
-            return send(200, interactionResource(newInteraction(behaviour.finalStatus ?? 'completed', behaviour.text)));
+            const created = newInteraction(behaviour.finalStatus ?? 'completed', behaviour.text);
+            if (behaviour.hold) {
+              // Created now; the answer (its id) is sent as it was at creation.
+              const resource = interactionResource(created);
+              heldAnswers.push(() => send(200, resource));
+              return;
+            }
+            return send(200, interactionResource(created));
           }
           const promptTokens = countPromptTokens(body);
           const text = behaviour.text ?? offlineAnswer(body);
@@ -333,6 +351,10 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
             modelVersion: model,
             responseId: createHash('sha256').update(`${requestHash}:${calls.length}`).digest('hex').slice(0, 24),
           });
+          if (behaviour.hold) {
+            heldAnswers.push(answer);
+            return;
+          }
           if (!behaviour.delayMs) return answer();
           const timer = setTimeout(() => {
             timers.delete(timer);
