@@ -76,7 +76,8 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
       const outcome = outcomeOf[failure.type];
       deps.geminiMetrics.calls.inc({ model: input.model, outcome });
       deps.logger?.warn({ ...logContext(input, attempt), outcome, durationMs: clock() - startedMs, error: failure.message }, 'gemini call failed');
-      await recordAttempt(deps.pool, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message });
+      await bestEffort(deps.logger, logContext(input, attempt), 'record the failed attempt', () =>
+        recordAttempt(deps.pool, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message }));
       // Temporal cancelled this attempt or timed it out: report the cancellation, not a Gemini failure.
       if (signal.aborted) throw signal.reason;
       throw ApplicationFailure.create({
@@ -119,6 +120,20 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
 function logContext(input: GenerateWithGeminiInput, attempt: number) {
   const { workflowExecution } = Context.current().info;
   return { correlationId: input.operationId, workflowId: input.workflowId, runId: workflowExecution?.runId, model: input.model, attempt };
+}
+
+/**
+ * A bookkeeping write after a failed Gemini call (the attempt row, a ledger
+ * counter). Its own failure is logged and swallowed: it must never replace the
+ * call's classified failure, or Temporal would retry a 400 or a safety block
+ * (already paid for) as an ordinary error.
+ */
+export async function bestEffort(logger: Logger | undefined, context: object, what: string, write: () => Promise<unknown>): Promise<void> {
+  try {
+    await write();
+  } catch (error) {
+    logger?.warn({ ...context, err: (error as Error).message }, `could not ${what}; the call's outcome stands`);
+  }
 }
 
 /** One row of gemini_attempts; a retried write of the same attempt is a no-op. */

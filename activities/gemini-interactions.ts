@@ -5,7 +5,7 @@ import { FailureType } from '../workflows/failure-types';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
 import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
-import { jitteredBackoffMs, outcomeOf, recordAttempt } from './gemini-generate';
+import { bestEffort, jitteredBackoffMs, outcomeOf, recordAttempt } from './gemini-generate';
 import { whileHeartbeating } from './heartbeat';
 
 export interface SubmitInteractionInput {
@@ -124,13 +124,14 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
             // Gemini answered with an error: no interaction was started, so this
             // submission cannot have been paid for. A dropped or timed-out call
             // stays counted: it may have started one.
-            await client.query(
+            await bestEffort(deps.logger, logContext(input, attempt), 'take back the submission count', () => client.query(
               'UPDATE gemini_interactions SET submit_attempts = submit_attempts - 1 WHERE operation_id = $1 AND step = $2',
               [input.operationId, step],
-            );
+            ));
           }
           deps.geminiMetrics.calls.inc({ model: input.model, outcome });
-          await recordAttempt(client, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message });
+          await bestEffort(deps.logger, logContext(input, attempt), 'record the failed attempt', () =>
+            recordAttempt(client, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message }));
           deps.logger?.warn({ ...logContext(input, attempt), outcome, error: failure.message }, 'interaction submission failed');
           // Temporal cancelled this attempt or timed it out: report the cancellation, not a Gemini failure.
           if (signal.aborted) throw signal.reason;

@@ -5,6 +5,7 @@ import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/in
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { refuseInserts } from '../fakes/db-faults';
 import { FakeGeminiControl } from '../fakes/gemini';
 
 /**
@@ -93,6 +94,26 @@ describe('generate-content never pays Gemini twice', () => {
     expect(await fake.calls()).toHaveLength(1);
     expect(await bills(key)).toHaveLength(0);
     expect(await events(key)).toEqual(['operation.failed']);
+  });
+
+  it.each([
+    ['a 400', { kind: 'error' as const, status: 400 }, 'prompt-rejected'],
+    ['a safety block', { kind: 'safety' as const }, 'prompt-blocked'],
+  ])('still does not retry %s when PostgreSQL refuses the failed attempt’s row: one call, 422', async (_name, behaviour, problem) => {
+    const marker = `attempt-row-refused-${randomUUID()}`;
+    const restore = await refuseInserts(pool, { table: 'gemini_attempts', marker });
+    try {
+      await fake.script([behaviour], 'gemini-2.5-flash');
+      const key = randomUUID();
+      const response = await run(key, { prompt: `a prompt Gemini refuses (${marker})` });
+      expect(response.status).toBe(422);
+      expect(response.json).toMatchObject({ type: `https://onceflow.dev/problems/${problem}` });
+      expect(await fake.calls()).toHaveLength(1);
+      expect(await bills(key)).toHaveLength(0);
+      expect(await events(key)).toEqual(['operation.failed']);
+    } finally {
+      await restore();
+    }
   });
 
   it('falls back to the next model when the primary exhausts its retries, recording both', async () => {

@@ -7,6 +7,7 @@ import { GEMINI_WEBHOOK_CONSUMER } from '../../src/http/routes/gemini-webhooks';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, type TestWorker } from '../helpers/temporal';
+import { refuseInserts } from '../fakes/db-faults';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 import { startReportWorker } from '../fakes/report-worker';
 
@@ -191,6 +192,23 @@ describe('generate-report completes once, bills once and publishes once', () => 
     expect(await fake.calls({ paid: true })).toHaveLength(1);
     expect(await bills(key)).toHaveLength(0);
     expect(await events(key)).toEqual(['operation.failed']);
+  });
+
+  it('still does not retry a rejected submission when PostgreSQL refuses the failed attempt’s row: one call, 422', async () => {
+    const marker = `attempt-row-refused-${randomUUID()}`;
+    const restore = await refuseInserts(pool, { table: 'gemini_attempts', marker });
+    try {
+      await fake.script([{ kind: 'safety' }], 'gemini-2.5-flash');
+      const key = randomUUID();
+      const response = await run('polling', key, { wait: 60, body: { prompt: `a report Gemini refuses (${marker})` } });
+      expect(response.status).toBe(422);
+      expect(response.json).toMatchObject({ type: 'https://onceflow.dev/problems/prompt-rejected' });
+      expect(await fake.calls({ paid: true })).toHaveLength(1);
+      expect(await bills(key)).toHaveLength(0);
+      expect(await events(key)).toEqual(['operation.failed']);
+    } finally {
+      await restore();
+    }
   });
 
   it('fails with 502 and no bill when the interaction itself fails', async () => {
