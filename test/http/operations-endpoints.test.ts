@@ -137,6 +137,11 @@ describe('operations endpoints and tenants', () => {
       const post = document.paths[`/v1/operations/${type}`].post;
       expect(post.requestBody.content['application/json'].schema.properties.prompt).toBeDefined();
       expect(Object.keys(post.responses)).toEqual(expect.arrayContaining(['200', '202', '400', '409', '422', '503']));
+      // Documented as the contract states it, though the handler (not the schema) enforces it.
+      const keyHeader = post.parameters.find((p: any) => p.in === 'header' && p.name === 'idempotency-key');
+      expect(keyHeader).toMatchObject({ required: true, schema: { type: 'string', minLength: 1, maxLength: 255 } });
+      expect(new RegExp(keyHeader.schema.pattern).test('a'.repeat(255))).toBe(true);
+      expect(new RegExp(keyHeader.schema.pattern).test('a\u00e9')).toBe(false);
     }
     // The result is documented from each type's resultSchema, for POST and GET alike.
     for (const [type, extra] of [['generate-content', []], ['generate-report', ['interactionId', 'completedBy']]] as const) {

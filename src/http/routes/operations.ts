@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { fingerprint } from '../../idempotency/fingerprint';
-import { checkIdempotencyKey, rawHeaderValues } from '../../idempotency/key';
+import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from '../../idempotency/key';
 import type { IdempotencyStore, OperationState } from '../../idempotency/store';
 import { operationWorkflowId } from '../../idempotency/workflow-id';
 import type { CompletionWaiter } from '../../operations/completion-waiter';
@@ -39,10 +39,20 @@ const STALE_RESERVATION_MS = 2_000;
 /** Retry-After for 409 in-progress: operations typically take seconds. */
 const IN_PROGRESS_RETRY_AFTER_SECONDS = 1;
 
-const keyHeaders = z.object({
-  'idempotency-key': z.string().optional().describe('Required. 1 to 255 printable ASCII characters; a UUID is recommended.'),
-  prefer: z.string().optional().describe('RFC 7240, e.g. `wait=10`: hold the response up to N seconds for the final result.'),
-});
+// The key is checked by the handler, not by this schema, so that a missing or
+// malformed key is answered with the contract's own problem types
+// (idempotency-key-missing / -invalid) rather than a generic schema 400. The
+// document still states the rule: `.meta` shapes the OpenAPI output only.
+const keyHeaders = z
+  .object({
+    'idempotency-key': z
+      .string()
+      .optional()
+      .meta({ pattern: `^[\\x20-\\x7E]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}$`, minLength: 1, maxLength: MAX_IDEMPOTENCY_KEY_LENGTH })
+      .describe(`1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters; a UUID is recommended. Reused on every retry of the same request.`),
+    prefer: z.string().optional().describe('RFC 7240, e.g. `wait=10`: hold the response up to N seconds for the final result.'),
+  })
+  .meta({ required: ['idempotency-key'] });
 
 const errorResponses = problemResponses(400, 401, 404, 409, 413, 415, 422, 429, 502, 503);
 
