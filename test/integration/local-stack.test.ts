@@ -3,8 +3,10 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { findFreePort } from '../../src/dev/ports';
+import pg from 'pg';
+import { assertPortFree, findFreePort } from '../../src/dev/ports';
 import { testInfra } from '../helpers/infra';
+import { descendantsOf, survivors, waitUntilGone, type ProcessEntry } from './process-tree';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PLANTED_API_KEY = `planted-api-key-${Math.random().toString(36).slice(2)}`;
@@ -16,18 +18,37 @@ interface Stack {
   exited: Promise<number | null>;
 }
 
-/** `onceflow start` as a user runs it (make start), on free ports and a scratch state directory. */
+/**
+ * `onceflow start` as a user runs it (make start), on free ports and a scratch
+ * state directory. It gets a process group of its own, as a shell gives each
+ * job, so `ctrlC` can do what a terminal does: signal the whole group.
+ */
 function startStack(env: NodeJS.ProcessEnv): Stack {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, output: () => output, exited };
+}
+
+/** What a terminal does on Ctrl-C: SIGINT to every process of the foreground group, not only to its leader. */
+function ctrlC(stack: Stack): void {
+  process.kill(-stack.child.pid!, 'SIGINT');
+}
+
+/** Everything the stack started, checked to hold the parts whose survival we test. */
+function processesOf(stack: Stack): ProcessEntry[] {
+  const tree = descendantsOf(stack.child.pid!);
+  const names = new Set(tree.map((p) => p.comm));
+  // a snapshot without these would make "nothing survived" prove nothing
+  for (const name of ['postgres', 'temporal', 'node']) expect(names).toContain(name);
+  return tree;
 }
 
 async function waitFor(stack: Stack, pattern: RegExp, timeoutMs = 90_000): Promise<void> {
@@ -66,16 +87,20 @@ describe('make start: the whole local system', () => {
     };
   });
   const stacks: Stack[] = [];
+  const started: ProcessEntry[] = [];
   afterEach(async () => {
     // a failed assertion must not leave a stack holding the ports
     for (const stack of stacks.splice(0)) {
-      if (stack.child.exitCode === null) stack.child.kill('SIGINT');
+      if (stack.child.exitCode === null && stack.child.signalCode === null) ctrlC(stack);
+      const timer = setTimeout(() => process.kill(-stack.child.pid!, 'SIGKILL'), 60_000);
       await stack.exited;
+      clearTimeout(timer);
     }
+    for (const entry of survivors(started.splice(0))) process.kill(entry.pid, 'SIGKILL');
   });
   afterAll(() => rm(stateDir, { recursive: true, force: true }));
 
-  it('starts every part, says where each listens, stops on Ctrl-C, finds the first run’s data on a second start, and never logs a key or a prompt', async () => {
+  it('starts every part, says where each listens, stops on Ctrl-C to its process group in order (api first, database last) leaving no process behind, finds the first run’s data on a second start, and never logs a key or a prompt', async () => {
     const api = `http://127.0.0.1:${env.PORT}`;
     const first = startStack(env);
     stacks.push(first);
@@ -97,9 +122,52 @@ describe('make start: the whole local system', () => {
     const resource = (await created.json()) as { status: string; result: { text: string } };
     expect(resource.result.text).toContain('[offline model]');
 
-    first.child.kill('SIGINT');
+    const firstTree = processesOf(first);
+    started.push(...firstTree);
+    // Watch the order from outside: a connection of our own to the stack's
+    // PostgreSQL, the Temporal UI (served by the dev server), and the roles' pids.
+    const db = new pg.Client({ connectionString: `postgres://onceflow:onceflow@127.0.0.1:${env.ONCEFLOW_EMBEDDED_PG_PORT}/onceflow` });
+    await db.connect();
+    let databaseLostAt = Infinity;
+    const lost = () => (databaseLostAt = Math.min(databaseLostAt, Date.now()));
+    db.on('error', lost).on('end', lost);
+    let temporalAnsweredAt = 0;
+    const temporalWatch = (async () => {
+      while (first.child.exitCode === null) {
+        const answered = await fetch(`http://127.0.0.1:${env.TEMPORAL_UI_PORT}/`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+        if (answered) temporalAnsweredAt = Date.now();
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    })();
+    const goneAt = async (script: string) => {
+      const role = firstTree.filter((p) => p.args.includes(script));
+      expect(role).toHaveLength(1);
+      while (survivors(role).length > 0) await new Promise((r) => setTimeout(r, 25));
+      return Date.now();
+    };
+    ctrlC(first);
+    const [apiGoneAt, workerGoneAt, relayGoneAt] = await Promise.all(['src/http/server.ts', 'src/worker/main.ts', 'src/relay/main.ts'].map(goneAt));
     expect(await first.exited).toBe(0);
+    await temporalWatch;
     expect(first.output()).toContain('stopped.');
+    // The Ctrl-C reached the supervisor, not the servers: Temporal still
+    // answered after the api had gone, and PostgreSQL kept our connection
+    // until worker and relay had drained.
+    expect(temporalAnsweredAt).toBeGreaterThan(apiGoneAt!);
+    expect(databaseLostAt).toBeGreaterThan(Math.max(workerGoneAt!, relayGoneAt!));
+    expect(databaseLostAt).toBeLessThan(Infinity);
+    // Every part drained cleanly (a database gone under the worker made it
+    // exit 1), and in order: api, worker and relay, the model, Temporal, PostgreSQL.
+    const stopLines = first.output().match(/^ {2}stopped .*$/gm) ?? [];
+    expect(stopLines.map((line) => line.trim())).toEqual([
+      'stopped api (exit 0)',
+      expect.stringMatching(/^stopped (worker|relay) \(exit 0\)$/),
+      expect.stringMatching(/^stopped (worker|relay) \(exit 0\)$/),
+      'stopped gemini-offline (exit 0)',
+      'stopped temporal (exit 0)',
+      'stopped postgres (exit 0)',
+    ]);
+    expect(survivors(firstTree)).toEqual([]);
 
     const second = startStack(env);
     stacks.push(second);
@@ -113,7 +181,7 @@ describe('make start: the whole local system', () => {
       const ui = await fetch(`http://127.0.0.1:${env.TEMPORAL_UI_PORT}/api/v1/namespaces/default/workflows/${encodeURIComponent(workflowId)}`);
       expect(ui.status).toBe(200);
     } finally {
-      second.child.kill('SIGINT');
+      ctrlC(second);
       expect(await second.exited).toBe(0);
     }
     // Every process logged at debug level through a full run, and still:
@@ -121,19 +189,38 @@ describe('make start: the whole local system', () => {
     expect(logs).toContain('"correlationId"');
     expect(logs).not.toContain(PLANTED_API_KEY);
     expect(logs).not.toContain(PLANTED_PROMPT);
-  });
+  }, 400_000);
 
-  it('refuses a taken port with one line naming the variable, and leaves nothing running', async () => {
+  it('leaves no PostgreSQL, Temporal or Node process behind when the supervisor itself is SIGKILLed', async () => {
+    const stack = startStack(env);
+    stacks.push(stack);
+    await waitFor(stack, /onceflow is up/);
+    const tree = processesOf(stack);
+    started.push(...tree);
+    stack.child.kill('SIGKILL');
+    await stack.exited;
+    // Bounded: the roles notice within a second or two, drain, and the keepers stop their servers after them.
+    expect(await waitUntilGone(tree, 90_000)).toEqual([]);
+  }, 300_000);
+
+  // WORKER_SDK_METRICS_PORT is bound inside the worker by Temporal's Core; unchecked, a taken
+  // one surfaced only after everything had started, as the worker dying.
+  it.each(['PORT', 'WORKER_SDK_METRICS_PORT'])('refuses a taken %s with one line naming the variable, and leaves nothing running', async (variable) => {
+    const port = Number(env[variable]);
     const blocker = net.createServer();
-    await new Promise<void>((resolve) => blocker.listen(Number(env.PORT), '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
     try {
       const stack = startStack({ ...env, LOG_LEVEL: 'info' }); // debug would add the stack trace on purpose
       stacks.push(stack);
       expect(await stack.exited).toBe(1);
-      expect(stack.output()).toMatch(new RegExp(`onceflow start: port ${env.PORT} is already in use .* — stop whatever listens there, or set PORT to a free port`));
+      expect(stack.output()).toMatch(new RegExp(`onceflow start: port ${port} is already in use .* — stop whatever listens there, or set ${variable} to a free port`));
       expect(stack.output()).not.toMatch(/\n\s+at /);
+      // refused before anything started: the database and Temporal ports were never taken
+      await assertPortFree(Number(env.ONCEFLOW_EMBEDDED_PG_PORT), 'ONCEFLOW_EMBEDDED_PG_PORT');
+      await assertPortFree(Number(env.TEMPORAL_DEV_PORT), 'TEMPORAL_DEV_PORT');
+      expect(stack.output()).not.toContain('postgres:');
     } finally {
       await new Promise((resolve) => blocker.close(resolve));
     }
-  });
+  }, 120_000);
 });
