@@ -1,7 +1,7 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { allSearchAttributes } from '../../workflows/definitions';
 import { LocalStackError } from './errors';
-import type { TemporalBinary } from './temporal-binary';
+import { noTemporalBinaryError, type TemporalBinary } from './temporal-binary';
 
 export interface LocalTemporal {
   address: string;
@@ -51,6 +51,8 @@ export async function startLocalTemporal(options: StartLocalTemporalOptions): Pr
       stop: () => env.teardown(),
     };
   } catch (cause) {
+    // No binary and no download: a port hint here would send the user the wrong way.
+    if (!options.binary.path && /failed to download/i.test((cause as Error)?.message ?? '')) throw noTemporalBinaryError(options.binary, cause);
     throw new LocalStackError(
       `the Temporal dev server did not start on port ${options.port}: ${(cause as Error).message.split('\n')[0]}`,
       'check that TEMPORAL_DEV_PORT and TEMPORAL_UI_PORT are free, or set TEMPORAL_CLI_PATH to a working `temporal` binary',

