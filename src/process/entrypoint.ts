@@ -24,13 +24,38 @@ export function requireDatabaseUrl(config: Config): string {
   return config.DATABASE_URL;
 }
 
+/**
+ * Error codes that mean "this DATABASE_URL leads nowhere usable": refused,
+ * unknown host, no route, timed out, bad password (28P01), no such database
+ * (3D000), no pg_hba entry (28000).
+ */
+const POSTGRES_UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', '28P01', '3D000', '28000']);
+/**
+ * pg and pg-pool raise these without a code. A blackholed address (a firewall
+ * that drops, a host that is down) never refuses: the pool gives up after its
+ * connectionTimeoutMillis with the first or second message, and a port where
+ * something that is not PostgreSQL hangs up gives the third.
+ */
+const POSTGRES_UNREACHABLE_MESSAGE = /timeout exceeded when trying to connect|Connection terminated due to connection timeout|Connection terminated unexpectedly/i;
+
+/** The host:port of a connection string, never its password. */
+function databaseTarget(url: string | undefined): string {
+  try {
+    const parsed = new URL(url ?? '');
+    return ` at ${parsed.hostname}:${parsed.port || '5432'}`;
+  } catch {
+    return '';
+  }
+}
+
 /** One line for the user: what is wrong and how to fix it, never a stack trace. */
 export function describeStartupError(error: unknown, env: NodeJS.ProcessEnv = process.env): string {
   if (error instanceof ConfigError) return `${error.message} — fix the variable(s) named above; README.md lists every variable`;
   if (error instanceof LocalStackError || error instanceof StartupError) return `${error.message} — ${error.hint}`;
   const e = error as { code?: string; message?: string; address?: string; port?: number; name?: string };
-  if (e?.code === 'ECONNREFUSED' || e?.code === 'ENOTFOUND' || e?.code === '28P01' || e?.code === '3D000' || /connect/i.test(e?.message ?? '') && /postgres|pg/i.test(e?.name ?? '')) {
-    return `cannot reach PostgreSQL (${e.code ?? 'error'}: ${firstLine(e.message)}) — start PostgreSQL or fix DATABASE_URL${env.DATABASE_URL ? '' : ' (unset)'}`;
+  if (POSTGRES_UNREACHABLE_CODES.has(e?.code ?? '') || POSTGRES_UNREACHABLE_MESSAGE.test(e?.message ?? '')) {
+    const kind = e.code ?? (/timeout/i.test(e.message ?? '') ? 'timeout' : 'error');
+    return `cannot reach PostgreSQL${databaseTarget(env.DATABASE_URL)} (${kind}: ${firstLine(e.message)}) — start PostgreSQL or fix DATABASE_URL${env.DATABASE_URL ? '' : ' (unset)'}`;
   }
   if (/TransportError|Failed to connect|tcp connect error|connection refused/i.test(`${e?.name} ${e?.message}`)) {
     return `cannot reach Temporal at ${env.TEMPORAL_ADDRESS ?? 'localhost:7233'} (${firstLine(e?.message)}) — start the Temporal server or fix TEMPORAL_ADDRESS`;

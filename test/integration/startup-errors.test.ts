@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import { assertPortFree, findFreePort } from '../../src/dev/ports';
 import { testInfra } from '../helpers/infra';
 import { startProcess } from '../helpers/processes';
@@ -23,6 +25,29 @@ describe('startup failures are one clear line', () => {
     expect(worker.output()).not.toMatch(/\n\s+at /);
   });
 
+  it('says PostgreSQL is unreachable, and to fix DATABASE_URL, when its address never answers (a connect timeout)', async () => {
+    const blackhole = spawn('python3', [path.join(__dirname, 'fixtures/tcp-blackhole.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        blackhole.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+        blackhole.once('exit', (code) => reject(new Error(`tcp-blackhole exited (${code})`)));
+      });
+      const startedAt = Date.now();
+      const worker = startProcess('worker', { DATABASE_URL: `postgres://x:secret@127.0.0.1:${port}/none` });
+      // bounded: the pool's connect timeout is a few seconds; a hang fails here, not at jest's timeout
+      const timer = setTimeout(() => worker.kill('SIGKILL'), 60_000);
+      const code = await worker.exited;
+      clearTimeout(timer);
+      expect(code).toBe(1);
+      expect(Date.now() - startedAt).toBeLessThan(60_000);
+      expect(worker.output()).toMatch(new RegExp(`cannot reach PostgreSQL at 127\\.0\\.0\\.1:${port} \\(timeout: [^)]*\\) — start PostgreSQL or fix DATABASE_URL\n`));
+      expect(worker.output()).not.toContain('secret');
+      expect(worker.output()).not.toMatch(/\n\s+at /);
+    } finally {
+      blackhole.kill();
+    }
+  }, 90_000);
+
   it('says Temporal is unreachable when TEMPORAL_ADDRESS points nowhere', async () => {
     const port = await findFreePort();
     const worker = startProcess('worker', {
@@ -41,7 +66,6 @@ describe('startup failures are one clear line', () => {
   });
 
   it('names TEMPORAL_CLI_PATH when it points at no binary, and starts nothing', async () => {
-    const { spawn } = await import('node:child_process');
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
       cwd: `${__dirname}/../..`,
       env: {
