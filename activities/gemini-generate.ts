@@ -1,9 +1,10 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Logger } from '../src/observability/logger';
-import { geminiBackoff } from '../workflows/activity-options';
+import { geminiBackoff, geminiStoreRetryMs } from '../workflows/activity-options';
 import { FailureType } from '../workflows/failure-types';
-import { findEffect, runEffect } from '../src/effects/guard';
+import { GuardDatabaseError } from '../src/effects/errors';
+import { guardForeignCall, type GuardedCall } from '../src/effects/guard';
 import type { GeminiClient, GenerateResponse } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
 import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
@@ -47,72 +48,92 @@ export interface GeminiActivityDeps {
 }
 
 /**
- * One paid Gemini call per logical attempt, guarded by PostgreSQL.
+ * One paid Gemini call per logical attempt, through the side-effect guard
+ * (guardForeignCall, src/effects/guard.ts, where the crash windows that can
+ * still cost a second call are listed).
  *
- * Before calling, the stored response of (operation, `gemini:<model>`) is
- * looked up and returned if present: a retried activity, a replayed workflow
- * or a second worker never pays again once the response is committed.
+ * The stored response of (operation, `gemini:<model>`) is returned if present:
+ * a retried activity, a replayed workflow or a second worker never pays again
+ * once the response is committed. The response is stored with its attempt row
+ * in one transaction; while PostgreSQL is away that store is retried for
+ * geminiStoreRetryMs, so a database blip does not cost a second call.
  */
 export function createGenerateWithGemini(deps: GeminiActivityDeps) {
   const clock = deps.clock ?? Date.now;
   return (input: GenerateWithGeminiInput): Promise<GenerateResponse> => whileHeartbeating(async (signal) => {
     const { attempt } = Context.current().info;
     const key = { operationId: input.operationId, step: `gemini:${input.model}`, workflowId: input.workflowId };
-    const stored = await findEffect<GenerateResponse>(deps.pool, key);
-    if (stored) {
-      deps.geminiMetrics.callsAvoided.inc({ model: input.model });
-      deps.logger?.info({ ...logContext(input, attempt), geminiResponseId: stored.responseId }, 'gemini call avoided: stored response reused');
-      return stored;
-    }
-    if (attempt > 1) deps.geminiMetrics.retries.inc({ model: input.model });
-    else if (input.fallbackFrom) deps.geminiMetrics.fallbacks.inc({ from_model: input.fallbackFrom, to_model: input.model });
-
     const startedMs = clock();
-    let response: GenerateResponse;
+    let guarded: GuardedCall<GenerateResponse>;
     try {
-      response = await deps.gemini.generate({ ...input.request, model: input.model, signal });
+      guarded = await guardForeignCall<GenerateResponse>(deps.pool, key, {
+        call: () => {
+          if (attempt > 1) deps.geminiMetrics.retries.inc({ model: input.model });
+          else if (input.fallbackFrom) deps.geminiMetrics.fallbacks.inc({ from_model: input.fallbackFrom, to_model: input.model });
+          return deps.gemini.generate({ ...input.request, model: input.model, signal });
+        },
+        record: (tx, response) => recordAttempt(tx, input, attempt, {
+          model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs,
+          promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens,
+        }),
+        failed: (db, error) => {
+          const failure = classifyGeminiError(error);
+          return recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+        },
+      }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
-      const failure = classifyGeminiError(error);
-      const outcome = outcomeOf[failure.type];
-      deps.geminiMetrics.calls.inc({ model: input.model, outcome });
-      deps.logger?.warn({ ...logContext(input, attempt), outcome, durationMs: clock() - startedMs, error: failure.message }, 'gemini call failed');
-      await bestEffort(deps.logger, logContext(input, attempt), 'record the failed attempt', () =>
-        recordAttempt(deps.pool, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message }));
-      // Temporal cancelled this attempt or timed it out: report the cancellation, not a Gemini failure.
-      if (signal.aborted) throw signal.reason;
-      throw ApplicationFailure.create({
-        type: failure.type,
-        message: `${input.model}: ${failure.message}`,
-        nonRetryable: failure.nonRetryable,
-        // The server's delay for a 429; otherwise full-jitter backoff (see geminiBackoff).
-        nextRetryDelay: failure.nonRetryable ? undefined : failure.retryDelayMs ?? jitteredBackoffMs(attempt),
-        details: [{ status: failure.status ?? null, model: input.model }],
-      });
+      throw activityFailure(error, { signal, model: input.model, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
     }
-    // CRASH WINDOW: Gemini has answered, and billed us, but nothing is
-    // committed yet. If the worker dies before the COMMIT below, the retried
-    // attempt calls Gemini again. generateContent takes no idempotency key and
-    // offers no lookup of an earlier answer, so no request we could send closes
-    // this window; it lasts one short INSERT transaction.
-    const attemptRecord: GeminiAttempt = {
-      model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs,
-      promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens,
-    };
-    const { result, replayed } = await runEffect(deps.pool, key, async (tx) => {
-      await recordAttempt(tx, input, attempt, attemptRecord);
+    const response = guarded.result;
+    if (guarded.kind === 'reused') {
+      deps.geminiMetrics.callsAvoided.inc({ model: input.model });
+      deps.logger?.info({ ...logContext(input, attempt), geminiResponseId: response.responseId }, 'gemini call avoided: stored response reused');
       return response;
-    });
+    }
     deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded' });
     deps.logger?.info(
-      { ...logContext(input, attempt), outcome: 'succeeded', durationMs: attemptRecord.durationMs, geminiResponseId: response.responseId, promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens },
+      { ...logContext(input, attempt), outcome: 'succeeded', durationMs: clock() - startedMs, geminiResponseId: response.responseId, promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens },
       'gemini call succeeded',
     );
-    if (!replayed) {
+    if (guarded.kind === 'called') {
       deps.geminiMetrics.tokens.inc({ model: input.model, kind: 'prompt' }, response.usage.promptTokens);
       deps.geminiMetrics.tokens.inc({ model: input.model, kind: 'output' }, response.usage.outputTokens);
       deps.geminiMetrics.costMicros.inc({ model: input.model }, estimateCostMicros({ model: input.model, ...response.usage }));
     }
-    return result;
+    return response;
+  });
+}
+
+/**
+ * The activity's edge: what the guard threw, as the failure the workflow
+ * branches on. A cancelled attempt reports its cancellation; PostgreSQL trouble
+ * is DatabaseUnavailable (retried); anything else came from the Gemini call and
+ * is classified (a 400 or a safety block is final, whatever the bookkeeping did).
+ */
+export function activityFailure(
+  error: unknown,
+  context: { signal: AbortSignal; model: string; attempt: number; metrics: GeminiMetrics; logger?: Logger; log: object; durationMs: number },
+): unknown {
+  if (context.signal.aborted) return context.signal.reason;
+  if (error instanceof GuardDatabaseError) {
+    if (error.phase === 'storing') {
+      // The call was made and paid for; its answer could not be stored, so the retry pays again.
+      context.metrics.calls.inc({ model: context.model, outcome: 'succeeded' });
+      context.logger?.error({ ...context.log, err: error.message }, 'gemini answered but the answer could not be stored; the retry calls again');
+    }
+    return ApplicationFailure.create({ type: FailureType.DatabaseUnavailable, message: error.message, cause: error });
+  }
+  const failure = classifyGeminiError(error);
+  const outcome = outcomeOf[failure.type];
+  context.metrics.calls.inc({ model: context.model, outcome });
+  context.logger?.warn({ ...context.log, outcome, durationMs: context.durationMs, error: failure.message }, 'gemini call failed');
+  return ApplicationFailure.create({
+    type: failure.type,
+    message: `${context.model}: ${failure.message}`,
+    nonRetryable: failure.nonRetryable,
+    // The server's delay for a 429; otherwise full-jitter backoff (see geminiBackoff).
+    nextRetryDelay: failure.nonRetryable ? undefined : failure.retryDelayMs ?? jitteredBackoffMs(context.attempt),
+    details: [{ status: failure.status ?? null, model: context.model }],
   });
 }
 

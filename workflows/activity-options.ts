@@ -17,12 +17,20 @@ export const geminiBackoff = { initialMs: 1_000, maxMs: 20_000, coefficient: 2 }
 export const geminiCallStartToCloseMs = 120_000;
 
 /**
- * The largest GEMINI_REQUEST_TIMEOUT_MS that config accepts: the SDK must cut
- * a hung call, and the attempt record its outcome, before startToClose ends the
- * attempt. Otherwise Temporal starts the retry (a second paid call) while the
- * first call still runs, and both are paid.
+ * How long the paid-call guard keeps trying to store a paid Gemini answer while
+ * PostgreSQL is unreachable, before the attempt fails and its retry pays again:
+ * long enough to ride out a restart or a failover.
  */
-export const maxGeminiRequestTimeoutMs = geminiCallStartToCloseMs - 20_000;
+export const geminiStoreRetryMs = 30_000;
+
+/**
+ * The largest GEMINI_REQUEST_TIMEOUT_MS that config accepts: the SDK must cut
+ * a hung call, and the attempt store its outcome (geminiStoreRetryMs, plus 10 s
+ * for the rest of its PostgreSQL work), before startToClose ends the attempt.
+ * Otherwise Temporal starts the retry (a second paid call) while the first
+ * call still runs, and both are paid.
+ */
+export const maxGeminiRequestTimeoutMs = geminiCallStartToCloseMs - geminiStoreRetryMs - 10_000;
 
 /**
  * How soon Temporal gives up on a Gemini activity attempt whose worker stopped

@@ -1,0 +1,18 @@
+import type { EffectKey } from './guard';
+
+/**
+ * Thrown by guardForeignCall when PostgreSQL failed around the foreign call.
+ * `phase` says whether money may have been spent: `before` the call (nothing
+ * was called; a retry is free) or while `storing` its answer (the call was
+ * made and paid for, and its answer is lost: a retry calls again).
+ */
+export class GuardDatabaseError extends Error {
+  override readonly name = 'GuardDatabaseError';
+  constructor(
+    readonly key: EffectKey,
+    readonly phase: 'before' | 'storing',
+    options: { cause: unknown },
+  ) {
+    super(`${phase === 'before' ? 'before calling' : 'storing the answer of'} ${key.step}: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+  }
+}

@@ -1,0 +1,89 @@
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { migrate } from '../../src/db/migrate';
+import { createPool, type Pool } from '../../src/db/pool';
+import { findFreePort } from '../../src/dev/ports';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
+import { testInfra } from '../helpers/infra';
+import { startProcess, type RunningProcess } from '../helpers/processes';
+import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import { startOwnPostgres, type OwnPostgres } from '../fakes/own-postgres';
+
+/**
+ * The paid-call guard when PostgreSQL is briefly unreachable (stopped for
+ * real, not a crash of ours) just as Gemini answers: the worker keeps the paid
+ * answer and stores it once PostgreSQL is back, instead of failing the attempt
+ * and paying for the same answer again on the retry.
+ *
+ * Everything runs on a PostgreSQL of this test's own, so stopping it touches no
+ * other test file.
+ */
+describe('a paid Gemini answer that arrives while PostgreSQL is down', () => {
+  let postgres: OwnPostgres;
+  let pool: Pool;
+  let temporal: Client;
+  let gemini: OfflineGeminiServer;
+  let fake: FakeGeminiControl;
+  let api: TestApi;
+  let tenant: { tenantId: string; apiKey: string };
+  let worker: RunningProcess | undefined;
+  const taskQueue = uniqueTaskQueue('store-retry');
+
+  beforeAll(async () => {
+    postgres = await startOwnPostgres();
+    pool = createPool({ connectionString: postgres.connectionString, max: 3, applicationName: 'onceflow-test-store-retry' });
+    await migrate(pool);
+    temporal = await connectTestClient();
+    gemini = await startOfflineGeminiServer();
+    fake = new FakeGeminiControl(gemini.url);
+    api = await startTestApi({ pool, temporal, taskQueue, config: { DATABASE_URL: postgres.connectionString } });
+    tenant = await createApiTenant(pool);
+  });
+  afterAll(async () => {
+    worker?.kill('SIGKILL');
+    await api.close();
+    await gemini.close();
+    await temporal.connection.close();
+    await pool.end();
+    await postgres.close();
+  });
+
+  it('is stored once PostgreSQL is back: one paid call, one bill, one event', async () => {
+    const infra = testInfra();
+    worker = startProcess('worker', {
+      DATABASE_URL: postgres.connectionString,
+      TEMPORAL_ADDRESS: infra.temporalAddress,
+      TEMPORAL_NAMESPACE: infra.temporalNamespace,
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      GEMINI_BASE_URL: gemini.url,
+      GEMINI_API_KEY: '',
+      WORKER_METRICS_PORT: String(await findFreePort()),
+      WORKER_SDK_METRICS_PORT: String(await findFreePort()),
+      LOG_LEVEL: 'info',
+    });
+    await worker.waitForOutput(/worker polling/, 120_000);
+
+    await fake.script([{ kind: 'ok', hold: true }], 'gemini-2.5-flash');
+    const key = randomUUID();
+    const body = { prompt: 'an answer worth keeping' };
+    expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body })).status).toBe(202);
+    await eventually('the paid call at the fake Gemini', async () => (await fake.calls({ paid: true })).length === 1);
+
+    await postgres.stop();
+    expect(await fake.release()).toBe(1);
+    // The worker has the answer and has found PostgreSQL gone (whatever it then does about it).
+    await worker.waitForOutput(/ECONNREFUSED/, 60_000);
+    await postgres.start();
+
+    await eventually('the operation to finish', async () =>
+      (await pool.query('SELECT status FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0]?.status !== 'running', 120_000);
+    const operation = (await pool.query('SELECT operation_id, status FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];
+    expect(operation.status).toBe('succeeded');
+    expect(await fake.calls({ paid: true })).toHaveLength(1);
+    expect((await pool.query('SELECT 1 FROM usage_ledger WHERE operation_id = $1', [operation.operation_id])).rows).toHaveLength(1);
+    expect((await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operation.operation_id])).rows.map((r) => r.event_type)).toEqual(['operation.succeeded']);
+    expect((await pool.query('SELECT model, outcome FROM gemini_attempts WHERE operation_id = $1', [operation.operation_id])).rows).toEqual([{ model: 'gemini-2.5-flash', outcome: 'succeeded' }]);
+  }, 300_000);
+});
