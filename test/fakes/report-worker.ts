@@ -20,6 +20,10 @@ export async function startReportWorker(options: {
   geminiBaseUrl: string;
   reportPolling: Partial<ReportPolling>;
   modelChain?: string[];
+  /** Default: a queue of its own. */
+  taskQueue?: string;
+  /** Per-call timeout of the Gemini client; default 5000 ms. */
+  geminiTimeoutMs?: number;
 }): Promise<TestWorker> {
   try {
     Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -27,7 +31,7 @@ export async function startReportWorker(options: {
     // installed already by another helper in this file
   }
   const infra = testInfra();
-  const taskQueue = uniqueTaskQueue('report');
+  const taskQueue = options.taskQueue ?? uniqueTaskQueue('report');
   const registry = new Registry();
   const connection = await NativeConnection.connect({ address: infra.temporalAddress });
   const worker = await createOnceflowWorker({
@@ -37,7 +41,7 @@ export async function startReportWorker(options: {
     activityDeps: {
       pool: options.pool,
       logger: createLogger({ service: 'test-report-worker', level: process.env.LOG_LEVEL ?? 'warn' }),
-      gemini: createGeminiClient({ apiKey: 'test-key', baseUrl: options.geminiBaseUrl, timeoutMs: 5_000 }),
+      gemini: createGeminiClient({ apiKey: 'test-key', baseUrl: options.geminiBaseUrl, timeoutMs: options.geminiTimeoutMs ?? 5_000 }),
       geminiMetrics: createGeminiMetrics(registry),
       modelChain: options.modelChain ?? ['gemini-2.5-flash', 'gemini-2.5-flash-lite'],
       reportPolling: options.reportPolling,

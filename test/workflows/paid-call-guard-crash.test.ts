@@ -12,57 +12,55 @@ import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } 
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 import { metricValue } from '../fakes/metrics';
 import { parseAddress, startPartitionProxy, type PartitionProxy } from '../fakes/partition-proxy';
+import { startReportWorker } from '../fakes/report-worker';
 
 /**
- * The paid-call guard's reuse of a stored Gemini response
- * (activities/gemini-generate.ts), under a real SIGKILL at the one point
- * where only the guard can save the money: the response is committed in
- * PostgreSQL, but Temporal never heard that the activity completed, so it
- * runs the activity again.
+ * The guards of both paid Gemini calls under a real SIGKILL at the one point
+ * where only the guard can save the money: the answer (a generated response,
+ * an interaction id) is committed in PostgreSQL, but Temporal never heard that
+ * the activity completed, so it runs the activity again.
  *
  * To stop the completion exactly there, the worker process reaches Temporal
  * through a proxy the test partitions while the fake Gemini holds its answer;
- * then the answer is released, the worker commits the response (PostgreSQL is
- * reached directly) and its completion goes nowhere. The kill follows; Temporal
- * notices the dead attempt by its missing heartbeats and retries it on a new worker.
+ * then the answer is released, the worker commits it (PostgreSQL is reached
+ * directly) and its completion goes nowhere. The kill follows; Temporal
+ * notices the dead attempt by its missing heartbeats and retries it on a new
+ * worker, connected directly.
  */
-describe('the paid-call guard after a worker dies between storing the answer and reporting it', () => {
+describe('the paid-call guards after a worker dies between storing the answer and reporting it', () => {
   let pool: Pool;
   let temporal: Client;
   let gemini: OfflineGeminiServer;
   let fake: FakeGeminiControl;
-  let api: TestApi;
   let tenant: { tenantId: string; apiKey: string };
-  let proxy: PartitionProxy;
-  let child: RunningProcess | undefined;
-  let replacement: TestWorker | undefined;
-  const taskQueue = uniqueTaskQueue('guard-crash');
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
 
   beforeAll(async () => {
     pool = createTestPool();
     temporal = await connectTestClient();
     gemini = await startOfflineGeminiServer();
     fake = new FakeGeminiControl(gemini.url);
-    api = await startTestApi({ pool, temporal, taskQueue });
     tenant = await createApiTenant(pool);
-    proxy = await startPartitionProxy(parseAddress(testInfra().temporalAddress));
+  });
+  beforeEach(() => fake.reset());
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
   afterAll(async () => {
-    child?.kill('SIGKILL');
-    await replacement?.stop();
-    await proxy.close();
-    await api.close();
     await gemini.close();
     await temporal.connection.close();
     await pool.end();
   });
 
-  const pendingActivity = async (workflowId: string) =>
-    (await temporal.workflow.getHandle(workflowId).describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'generateWithGemini');
-
-  it('reuses the stored response on the retry: one paid call, one bill, one event, and the avoided call is counted', async () => {
+  /** A facade, and a real worker process that reaches Temporal only through a partitionable proxy, on a queue of their own. */
+  async function workerBehindProxy(): Promise<{ taskQueue: string; api: TestApi; proxy: PartitionProxy; child: RunningProcess }> {
     const infra = testInfra();
-    child = startProcess('worker', {
+    const taskQueue = uniqueTaskQueue('guard-crash');
+    const api = await startTestApi({ pool, temporal, taskQueue });
+    cleanups.push(() => api.close());
+    const proxy = await startPartitionProxy(parseAddress(infra.temporalAddress));
+    cleanups.push(() => proxy.close());
+    const child = startProcess('worker', {
       DATABASE_URL: infra.databaseUrl,
       TEMPORAL_ADDRESS: proxy.address,
       TEMPORAL_NAMESPACE: infra.temporalNamespace,
@@ -73,46 +71,98 @@ describe('the paid-call guard after a worker dies between storing the answer and
       WORKER_SDK_METRICS_PORT: String(await findFreePort()),
       LOG_LEVEL: 'info',
     });
+    cleanups.push(() => child.kill('SIGKILL'));
     await child.waitForOutput(/worker polling/, 120_000);
+    return { taskQueue, api, proxy, child };
+  }
 
+  const pendingActivity = async (workflowId: string, activityType: string) =>
+    (await temporal.workflow.getHandle(workflowId).describe()).raw.pendingActivities?.find((a) => a.activityType?.name === activityType);
+
+  /**
+   * Partitions the worker from Temporal once the fake has the paid call, lets
+   * the answer go, waits for `committed`, checks that Temporal still sees the
+   * attempt running, kills the worker, and waits until Temporal has timed the
+   * attempt out by its missing heartbeats (not at the 2-minute start-to-close).
+   */
+  async function killAfterCommit(options: { proxy: PartitionProxy; child: RunningProcess; workflowId: string; activityType: string; committed: () => Promise<boolean> }) {
+    await eventually('the paid call at the fake Gemini', async () => (await fake.calls({ paid: true })).length === 1);
+    options.proxy.partition();
+    expect(await fake.release()).toBe(1);
+    await eventually('the guard to commit the answer', options.committed);
+    expect(await pendingActivity(options.workflowId, options.activityType)).toMatchObject({
+      attempt: 1, state: proto.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+    });
+    options.child.kill('SIGKILL');
+    expect(await options.child.exited).toBe('SIGKILL');
+    const retried = await eventually('Temporal to time out the dead attempt', async () => {
+      const activity = await pendingActivity(options.workflowId, options.activityType);
+      return activity?.lastFailure?.timeoutFailureInfo ? activity : undefined;
+    }, 90_000);
+    expect(retried.lastFailure!.timeoutFailureInfo!.timeoutType).toBe(proto.api.enums.v1.TimeoutType.TIMEOUT_TYPE_HEARTBEAT);
+  }
+
+  const operationIdOf = async (key: string) =>
+    (await pool.query<{ operation_id: string }>('SELECT operation_id FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0]!.operation_id;
+  const statusOf = async (operationId: string) => (await pool.query('SELECT status FROM operations WHERE operation_id = $1', [operationId])).rows[0].status as string;
+  const bills = async (operationId: string) => (await pool.query('SELECT 1 FROM usage_ledger WHERE operation_id = $1', [operationId])).rows;
+  const events = async (operationId: string) =>
+    (await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operationId])).rows.map((r) => r.event_type);
+
+  it('generate-content reuses the stored response on the retry: one paid call, one bill, one event, and the avoided call is counted', async () => {
+    const { taskQueue, api, proxy, child } = await workerBehindProxy();
     await fake.script([{ kind: 'ok', hold: true }], 'gemini-2.5-flash');
     const key = randomUUID();
     const body = { prompt: 'paid once, reported never' };
     const created = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body });
     expect(created.status).toBe(202);
-    const workflowId: string = created.json!.workflowId;
-    const { operation_id: operationId } = (await pool.query<{ operation_id: string }>(
-      'SELECT operation_id FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0]!;
+    const operationId = await operationIdOf(key);
 
-    // Gemini has the call; from now on nothing the worker says reaches Temporal.
-    await eventually('the paid call at the fake Gemini', async () => (await fake.calls({ paid: true })).length === 1);
-    proxy.partition();
-    expect(await fake.release()).toBe(1);
-    await eventually('the guard to commit the Gemini response', async () =>
-      (await pool.query(`SELECT 1 FROM effects WHERE operation_id = $1 AND step = 'gemini:gemini-2.5-flash'`, [operationId])).rowCount === 1);
-    // The kill point: the response is stored, the activity is still running as far as Temporal knows.
-    expect(await pendingActivity(workflowId)).toMatchObject({ attempt: 1, state: proto.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED });
-    child.kill('SIGKILL');
-    expect(await child.exited).toBe('SIGKILL');
+    await killAfterCommit({
+      proxy, child, workflowId: created.json!.workflowId, activityType: 'generateWithGemini',
+      committed: async () => (await pool.query(`SELECT 1 FROM effects WHERE operation_id = $1 AND step = 'gemini:gemini-2.5-flash'`, [operationId])).rowCount === 1,
+    });
 
-    // Temporal gives up on the dead attempt because its heartbeats stopped (not at the 2-minute start-to-close).
-    const retried = await eventually('Temporal to time out the dead attempt', async () => {
-      const activity = await pendingActivity(workflowId);
-      return activity?.lastFailure?.timeoutFailureInfo ? activity : undefined;
-    }, 90_000);
-    expect(retried.lastFailure!.timeoutFailureInfo!.timeoutType).toBe(proto.api.enums.v1.TimeoutType.TIMEOUT_TYPE_HEARTBEAT);
-
-    replacement = await startTestWorker({ pool, taskQueue, geminiBaseUrl: gemini.url });
-    await eventually('the operation to succeed on the new worker', async () =>
-      (await pool.query('SELECT status FROM operations WHERE operation_id = $1', [operationId])).rows[0].status === 'succeeded', 120_000);
+    const replacement: TestWorker = await startTestWorker({ pool, taskQueue, geminiBaseUrl: gemini.url });
+    cleanups.push(() => replacement.stop());
+    await eventually('the operation to succeed on the new worker', async () => (await statusOf(operationId)) === 'succeeded', 120_000);
 
     expect(await fake.calls({ paid: true })).toHaveLength(1);
-    expect((await pool.query('SELECT 1 FROM usage_ledger WHERE operation_id = $1', [operationId])).rows).toHaveLength(1);
-    expect((await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operationId])).rows.map((r) => r.event_type)).toEqual(['operation.succeeded']);
+    expect(await bills(operationId)).toHaveLength(1);
+    expect(await events(operationId)).toEqual(['operation.succeeded']);
     expect(await metricValue(replacement.metricsRegistry, 'onceflow_gemini_calls_avoided_total', { model: 'gemini-2.5-flash' })).toBe(1);
     expect(await metricValue(replacement.metricsRegistry, 'onceflow_gemini_calls_total')).toBe(0);
     const final = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body });
     expect(final.status).toBe(200);
     expect(final.json!.result.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['succeeded']);
+  }, 300_000);
+
+  it('generate-report reuses the recorded interaction on the retry: one interactions.create, one bill, one event', async () => {
+    const { taskQueue, api, proxy, child } = await workerBehindProxy();
+    await fake.script([{ kind: 'ok', hold: true }], 'gemini-2.5-flash');
+    const key = randomUUID();
+    const body = { prompt: 'a report submitted once, reported never' };
+    const created = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report', body });
+    expect(created.status).toBe(202);
+    const operationId = await operationIdOf(key);
+
+    await killAfterCommit({
+      proxy, child, workflowId: created.json!.workflowId, activityType: 'submitInteraction',
+      committed: async () => (await pool.query('SELECT 1 FROM gemini_interactions WHERE operation_id = $1 AND interaction_id IS NOT NULL', [operationId])).rowCount === 1,
+    });
+
+    const replacement = await startReportWorker({ pool, taskQueue, geminiBaseUrl: gemini.url, reportPolling: { initialMs: 200, maxMs: 500 } });
+    cleanups.push(() => replacement.stop());
+    await eventually('the report to succeed on the new worker', async () => (await statusOf(operationId)) === 'succeeded', 120_000);
+
+    expect((await fake.calls({ paid: true })).map((c) => c.operation)).toEqual(['interactions.create']);
+    expect(await bills(operationId)).toHaveLength(1);
+    expect(await events(operationId)).toEqual(['operation.succeeded']);
+    expect(await metricValue(replacement.metricsRegistry, 'onceflow_gemini_calls_avoided_total', { model: 'gemini-2.5-flash' })).toBe(1);
+    const ledger = (await pool.query('SELECT submit_attempts, status FROM gemini_interactions WHERE operation_id = $1', [operationId])).rows;
+    expect(ledger).toEqual([{ submit_attempts: 1, status: 'completed' }]);
+    const final = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report', body });
+    expect(final.status).toBe(200);
+    expect(final.json!.result.interactionId).toBe((await fake.listInteractions())[0]!.id);
   }, 300_000);
 });
