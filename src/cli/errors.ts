@@ -1,3 +1,5 @@
+import { CommanderError } from 'commander';
+
 /**
  * Exit codes of the `onceflow` CLI; scripts may rely on them.
  * 0 ok · 1 failure (an error, a failed check, a watched operation that
@@ -22,4 +24,16 @@ export class CliError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * The exit code for an error that ended the program. Commander's own errors
+ * are usage errors (2), except help and --version (0); a CliError carries its
+ * code; anything else is a failure (1), never "usage": a script that sees 2
+ * retries with other arguments, which cannot fix a crash.
+ */
+export function exitCodeFor(error: unknown): ExitCode {
+  if (error instanceof CommanderError) return error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+  if (error instanceof CliError) return error.exitCode;
+  return ExitCode.Failure;
 }

@@ -13,7 +13,7 @@ import { opsCommand } from './commands/ops';
 import { outboxCommand } from './commands/outbox';
 import { migrateCommand, startCommand } from './commands/stack';
 import { tenantsCommand } from './commands/tenants';
-import { CliError, ExitCode } from './errors';
+import { exitCodeFor } from './errors';
 
 export function buildProgram(): Command {
   const program = new Command('onceflow')
@@ -35,11 +35,7 @@ export function buildProgram(): Command {
 buildProgram()
   .parseAsync(process.argv)
   .catch((error: unknown) => {
-    if (error instanceof CommanderError) {
-      // help and --version are not errors; the message was already printed.
-      process.exitCode = error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
-      return;
-    }
-    process.stderr.write(`onceflow: ${(error as Error)?.message ?? String(error)}\n`);
-    process.exitCode = error instanceof CliError ? error.exitCode : ExitCode.Usage;
+    // Commander has already printed its own message (or the help text).
+    if (!(error instanceof CommanderError)) process.stderr.write(`onceflow: ${(error as Error)?.message ?? String(error)}\n`);
+    process.exitCode = exitCodeFor(error);
   });
