@@ -7,7 +7,7 @@ import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
-import { startFaultProxy } from './fault-proxy';
+import { startFaultProxy, startHttpFaultProxy } from './fault-proxy';
 
 /**
  * The client against the real facade (buildApp), real Temporal and real
@@ -60,13 +60,17 @@ describe('OnceflowClient against the running facade', () => {
   }
 
   it('returns the first run’s result when the connection is reset after the server accepted', async () => {
-    const proxy = await startFaultProxy({ upstreamPort: apiPort(), plan: ['reset-after-accept'] });
+    const proxy = await startHttpFaultProxy({ upstreamPort: apiPort(), plan: ['reset-after-accept'] });
     cleanups.push(() => proxy.close());
     const client = new OnceflowClient({ baseUrl: proxy.url, apiKey: tenant.apiKey, retry: { baseDelayMs: 50 } });
 
     const response = await client.operations.generateContent({ prompt: 'Say hello once' }, { wait: 20 });
 
-    expect(proxy.log).toEqual(['reset-after-accept', 'pass']);
+    // the reset really happened, and the retry carried the same key
+    expect(proxy.log.map((r) => [r.fault, r.method, r.path, r.idempotencyKey])).toEqual([
+      ['reset-after-accept', 'POST', '/v1/operations/generate-content', response.idempotencyKey],
+      ['pass', 'POST', '/v1/operations/generate-content', response.idempotencyKey],
+    ]);
     expect(response.attempts).toBe(2);
     // The answer of the second attempt is a replay of the first request's run.
     expect(response.replayed).toBe(true);
@@ -76,8 +80,11 @@ describe('OnceflowClient against the running facade', () => {
     expect(await footprint(response.idempotencyKey)).toEqual({ rows: 1, runs: 1, ledger: 1 });
   });
 
-  it('makes one operation per call when every other connection is reset after acceptance', async () => {
-    const proxy = await startFaultProxy({ upstreamPort: apiPort(), plan: ['reset-after-accept', 'pass', 'reset-after-accept', 'pass', 'reset-after-accept', 'pass'] });
+  it('makes one operation per call when every other request (each call’s first attempt) is reset after acceptance', async () => {
+    // Per request, not per connection: the client keeps its connection alive,
+    // and a per-connection plan let later calls ride one healthy socket.
+    const plan = ['reset-after-accept', 'pass', 'reset-after-accept', 'pass', 'reset-after-accept', 'pass'] as const;
+    const proxy = await startHttpFaultProxy({ upstreamPort: apiPort(), plan: [...plan] });
     cleanups.push(() => proxy.close());
     const client = new OnceflowClient({ baseUrl: proxy.url, apiKey: tenant.apiKey, retry: { baseDelayMs: 50 } });
 
@@ -85,9 +92,14 @@ describe('OnceflowClient against the running facade', () => {
     for (let i = 0; i < 3; i++) {
       const response = await client.operations.generateContent({ prompt: `call ${i}` }, { wait: 20 });
       expect(response.operation.status).toBe('succeeded');
+      expect(response.attempts).toBe(2);
+      expect(response.replayed).toBe(true);
       keys.push(response.idempotencyKey);
     }
     expect(new Set(keys).size).toBe(3);
+    // every planned reset was injected, each on the first attempt of a call, and the retry reused its key
+    expect(proxy.log.map((r) => r.fault)).toEqual([...plan]);
+    expect(proxy.log.map((r) => r.idempotencyKey)).toEqual([keys[0], keys[0], keys[1], keys[1], keys[2], keys[2]]);
     for (const key of keys) expect(await footprint(key)).toEqual({ rows: 1, runs: 1, ledger: 1 });
   });
 
