@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, condition, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, condition, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { GenerateReportInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
@@ -32,11 +32,11 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
     step: 'submitting', model: null, interactionId: null, modelsTried: [], polls: 0, webhookWakeups: 0, lastStatus: null,
   };
   setHandler(generateReportProgressQuery, () => progress);
-  // Ids the webhook route said have ended. Kept as a set: a signal may arrive
-  // before the submission's result is in this workflow's history.
-  const ended = new Set<string>();
+  // Webhook signals per interaction id, counted: a signal may arrive before the
+  // submission's result is in this workflow's history, or while a poll runs.
+  const signalled = new Map<string, number>();
   setHandler(interactionEndedSignal, ({ interactionId }) => {
-    ended.add(interactionId);
+    signalled.set(interactionId, (signalled.get(interactionId) ?? 0) + 1);
   });
 
   const { models, polling } = await reportSettings({ requested: operation.input.model });
@@ -83,8 +83,12 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
   // Time spent waiting, counted in timer lengths (an early wakeup counts in full: an upper bound).
   let waitedMs = 0;
   let delayMs = polling.initialMs;
+  const signals = () => signalled.get(submitted.interactionId) ?? 0;
+  // Signals a poll has answered; the ones after it wake the next poll.
+  let consumed = 0;
   for (;;) {
-    const wokenByWebhook = await condition(() => ended.has(submitted.interactionId), delayMs);
+    const wokenByWebhook = await condition(() => signals() > consumed, delayMs);
+    const signalsBeforePoll = signals();
     waitedMs += delayMs;
     if (wokenByWebhook) progress.webhookWakeups += 1;
     progress.polls += 1;
@@ -129,8 +133,11 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
       }
       // Transient: the next timer polls again.
     }
-    // A webhook for a state the poll did not confirm must not spin the loop.
-    ended.delete(submitted.interactionId);
+    // The signals this poll answered must not spin the loop; one that arrived
+    // while it ran may announce the end the poll just missed, so it wakes the
+    // next poll at once instead of waiting out the timer (up to maxMs). Runs
+    // started before this change consumed every signal here; they keep doing so.
+    consumed = patched('report-poll-consumes-earlier-signals-only') ? signalsBeforePoll : signals();
     if (waitedMs > polling.maxWaitMs) {
       await finish(operation, workflowId, progress, {
         outcome: 'failed',

@@ -35,7 +35,8 @@ describe('generate-report completes once, bills once and publishes once', () => 
     gemini = await startOfflineGeminiServer();
     fake = new FakeGeminiControl(gemini.url);
     for (const [name, initialMs] of [['polling', 500], ['webhooks', 600_000]] as const) {
-      const worker = await startReportWorker({ pool, geminiBaseUrl: gemini.url, reportPolling: { initialMs, maxMs: initialMs } });
+      // A long Gemini timeout: a test may hold a read's answer for a while.
+      const worker = await startReportWorker({ pool, geminiBaseUrl: gemini.url, reportPolling: { initialMs, maxMs: initialMs }, geminiTimeoutMs: 30_000 });
       const api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
       pairs[name] = { worker, api };
     }
@@ -123,6 +124,42 @@ describe('generate-report completes once, bills once and publishes once', () => 
 
     expect(await inboxRows(interaction.id)).toHaveLength(1);
     expect(await ledger(key)).toEqual([expect.objectContaining({ status: 'completed', submit_attempts: 1, webhooks_received: 1, completed_by: 'webhook' })]);
+    expect((await fake.calls({ paid: true })).map((c) => c.operation)).toEqual(['interactions.create']);
+    expect(await bills(key)).toHaveLength(1);
+    expect(await events(key)).toEqual(['operation.succeeded']);
+  });
+
+  it('polls again at once when the completion webhook arrives while a poll is reading the interaction as still running', async () => {
+    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 1 } });
+    const key = randomUUID();
+    const created = await run('webhooks', key);
+    expect(created.status).toBe(202);
+    const interaction = await heldInteraction();
+    await eventually('the interaction id in the ledger', async () => (await ledger(key))[0]?.interaction_id === interaction.id);
+
+    // An early webhook (the interaction still runs) wakes the workflow; its poll reads "in_progress", and the answer is held.
+    await fake.interactions({ holdReads: true });
+    const body = JSON.stringify({ type: 'interaction.completed', timestamp: new Date().toISOString(), data: { id: interaction.id } });
+    const early = await fetch(webhookUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...signGeminiWebhook(DEV_GEMINI_WEBHOOK_SECRET, { id: `early-${randomUUID()}`, at: new Date(), body }) },
+      body,
+    });
+    expect(early.status).toBe(200);
+    await eventually('the poll to read the interaction', async () => (await fake.calls()).some((c) => c.operation === 'interactions.get'));
+    // While that poll runs, the interaction ends and its webhook is accepted (the workflow is signalled before the 200).
+    await fake.complete(interaction.id);
+    await eventually('the completion webhook accepted', async () => (await fake.webhookDeliveries()).some((d) => d.status === 200));
+    await fake.interactions({ holdReads: false });
+    expect(await fake.release()).toBe(1);
+
+    // The next poll timer is ten minutes away: only the signal that came during the poll can finish the report now.
+    const response = await run('webhooks', key, { wait: 60 });
+    expect(response.status).toBe(200);
+    expect(response.json!.result.completedBy).toBe('webhook');
+    const handle = temporal.workflow.getHandle(created.json!.workflowId);
+    await handle.result(); // the operation row commits before the run closes
+    expect(await handle.query('progress')).toMatchObject({ step: 'done', polls: 2, webhookWakeups: 2 });
     expect((await fake.calls({ paid: true })).map((c) => c.operation)).toEqual(['interactions.create']);
     expect(await bills(key)).toHaveLength(1);
     expect(await events(key)).toEqual(['operation.succeeded']);

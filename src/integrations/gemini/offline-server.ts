@@ -17,12 +17,12 @@
  *        queues behaviours for the next paid calls (generateContent or an
  *        interaction create) to that model ("*" for any model); when the queue
  *        is empty, calls succeed.
- *   POST /__control/interactions {"durationMs": 300, "hold": false,
+ *   POST /__control/interactions {"durationMs": 300, "hold": false, "holdReads": false,
  *        "webhook": {"url": "…", "secret": "whsec_…", "deliveries": 1} | null}
  *        how new interactions behave; `hold` keeps them running until completed by hand
  *   GET  /__control/interactions            every interaction (id, model, status)
  *   POST /__control/interactions/{id}/complete   completes a held interaction (delivers its webhook)
- *   POST /__control/release   sends every answer held by an `ok` behaviour with `hold`; answers {released: n}
+ *   POST /__control/release   sends every held answer (`ok` with `hold`, reads under `holdReads`); answers {released: n}
  *   POST /__control/interactions/{id}/deliver {"times": 2, "badSignature": false}
  *        (re)delivers the completion webhook of a finished interaction now
  *   GET  /__control/webhooks   every webhook delivery attempt and the receiver's status
@@ -80,6 +80,8 @@ export interface InteractionSettings {
   durationMs: number;
   /** Keep new interactions running until POST /__control/interactions/{id}/complete. Default false. */
   hold: boolean;
+  /** Hold the answers of interaction reads until POST /__control/release; each answers with the state it read on arrival. Default false. */
+  holdReads: boolean;
   webhook: WebhookTarget | null;
 }
 
@@ -123,7 +125,7 @@ const STATUS_NAMES: Record<number, string> = {
   429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
 };
 
-const DEFAULT_INTERACTIONS: InteractionSettings = { durationMs: 300, hold: false, webhook: null };
+const DEFAULT_INTERACTIONS: InteractionSettings = { durationMs: 300, hold: false, holdReads: false, webhook: null };
 
 export async function startOfflineGeminiServer(options: StartOfflineGeminiServerOptions = {}): Promise<OfflineGeminiServer> {
   const calls: RecordedCall[] = [];
@@ -259,7 +261,12 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
         const interaction = interactions.get(decodeURIComponent(getInteraction[1]!));
         calls.push({ operation: 'interactions.get', model: interaction?.model ?? '', requestHash: '', outcome: 'ok', status: interaction ? 200 : 404, atMs: Date.now() });
         if (!interaction) return send(404, { error: { code: 404, message: 'interaction not found', status: 'NOT_FOUND', details: [] } });
-        return send(200, interactionResource(interaction));
+        const resource = interactionResource(interaction);
+        if (interactionSettings.holdReads) {
+          heldAnswers.push(() => send(200, resource));
+          return;
+        }
+        return send(200, resource);
       }
 
       const generate = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(url.pathname);
