@@ -11,13 +11,18 @@ import { allSearchAttributes } from '../../../workflows/definitions';
  */
 const root = path.resolve(__dirname, '../../..');
 // merge: true resolves the YAML merge keys (<<: *onceflow-env) as Compose does
-const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+const composeText = readFileSync(path.join(root, 'docker-compose.yml'), 'utf8');
+const compose = parse(composeText, { merge: true }) as {
   services: Record<string, {
     image?: string; build?: string; command?: string[]; ports?: string[]; profiles?: string[];
-    environment?: Record<string, string>; healthcheck?: unknown; depends_on?: Record<string, unknown>;
+    environment?: Record<string, string>; healthcheck?: { test?: string[] }; depends_on?: Record<string, { condition?: string }>;
+    deploy?: { replicas?: number };
   }>;
 };
 const services = compose.services;
+const prometheus = parse(readFileSync(path.join(root, 'deploy/prometheus/prometheus.yml'), 'utf8')) as {
+  scrape_configs: { job_name: string; static_configs?: unknown; dns_sd_configs?: { names: string[]; type: string; port: number }[] }[];
+};
 
 describe('docker-compose.yml', () => {
   it('describes postgres, Temporal with its UI, and the three Onceflow roles', () => {
@@ -30,6 +35,14 @@ describe('docker-compose.yml', () => {
     expect(services.temporal!.environment).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'temporal-postgres' });
   });
 
+  it('runs Temporal’s own PostgreSQL with the credentials Temporal uses, and starts Temporal only once it is healthy', () => {
+    const database = services['temporal-postgres']!;
+    expect(database.image).toMatch(/^postgres:\d+/);
+    expect(database.environment).toMatchObject({ POSTGRES_USER: services.temporal!.environment!.POSTGRES_USER, POSTGRES_PASSWORD: services.temporal!.environment!.POSTGRES_PWD });
+    expect(JSON.stringify(database.healthcheck?.test)).toContain(`pg_isready -U ${database.environment!.POSTGRES_USER}`);
+    expect(services.temporal!.depends_on).toMatchObject({ 'temporal-postgres': { condition: 'service_healthy' } });
+  });
+
   it('exposes the API, Temporal frontend and UI ports', () => {
     expect(services.api!.ports).toContain('3000:3000');
     expect(services.temporal!.ports).toContain('7233:7233');
@@ -37,9 +50,36 @@ describe('docker-compose.yml', () => {
   });
 
   it('gives every long-running service a health check', () => {
-    for (const name of ['postgres', 'temporal', 'api', 'worker', 'relay']) {
-      expect({ name, healthcheck: services[name]!.healthcheck }).toEqual({ name, healthcheck: expect.anything() });
+    for (const name of ['postgres', 'temporal-postgres', 'temporal', 'temporal-ui', 'api', 'worker', 'relay']) {
+      expect({ name, healthcheck: services[name]!.healthcheck?.test }).toEqual({ name, healthcheck: expect.any(Array) });
     }
+  });
+
+  it('checks the Temporal UI on its health route, at the port the container publishes', () => {
+    const containerPort = services['temporal-ui']!.ports![0]!.split(':').at(-1);
+    // /healthz: any other path gets the UI's HTML with 200, even when the server behind it is broken
+    expect(services['temporal-ui']!.healthcheck!.test!.join(' ')).toContain(`http://127.0.0.1:${containerPort}/healthz`);
+  });
+
+  it.each(['api', 'worker', 'relay'])('makes the operator set %s’s secrets: no development default slips into production', (name) => {
+    const env = services[name]!.environment!;
+    expect(env.NODE_ENV).toBe('production');
+    for (const secret of ['GEMINI_WEBHOOK_SECRET', 'ONCEFLOW_SECRET_KEY', 'GEMINI_API_KEY']) {
+      expect(Object.keys(env)).toContain(secret);
+      // `${VAR:?message}`: compose refuses to start when it is unset or empty
+      expect(composeText).toMatch(new RegExp(`^\\s+${secret}: \\$\\{${secret}:\\?[^}]+\\}$`, 'm'));
+    }
+  });
+
+  it.each([
+    ['api', 'onceflow-api', 'PORT'],
+    ['worker', 'onceflow-worker', 'WORKER_METRICS_PORT'],
+    ['worker', 'onceflow-worker-sdk', 'WORKER_SDK_METRICS_PORT'],
+    ['relay', 'onceflow-relay', 'RELAY_METRICS_PORT'],
+  ])('lets Prometheus find every %s replica by DNS (%s), on the port the service is given', (service, job, portVariable) => {
+    const config = prometheus.scrape_configs.find((c) => c.job_name === job);
+    expect(config?.static_configs).toBeUndefined();
+    expect(config?.dns_sd_configs).toEqual([{ names: [service], type: 'A', port: Number(services[service]!.environment![portVariable]) }]);
   });
 
   it('registers every search attribute the workflows carry', () => {
