@@ -33,6 +33,8 @@ export const outcomeOf: Record<FailureType, GeminiAttempt['outcome']> = {
   [FailureType.GeminiRateLimited]: 'rate_limited',
   [FailureType.GeminiUnavailable]: 'unavailable',
   [FailureType.GeminiRejected]: 'rejected',
+  // gemini_attempts has no outcome of its own for it yet; the error says 404.
+  [FailureType.GeminiNotFound]: 'rejected',
   [FailureType.GeminiSafetyBlocked]: 'safety_blocked',
   [FailureType.DatabaseUnavailable]: 'unavailable',
   [FailureType.InvalidState]: 'rejected',

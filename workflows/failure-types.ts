@@ -3,8 +3,14 @@
  * (which throw them) and workflows (which branch on them). Written once here.
  */
 export const FailureType = {
-  /** Gemini refused the request itself (400, 401, 403, 404): retrying cannot help. */
+  /** Gemini refused the request itself (400, 401, 403): retrying cannot help, nor can another model. */
   GeminiRejected: 'GeminiRejected',
+  /**
+   * 404: what the call named is unknown to Gemini. For a paid call that is the
+   * model (retired or misspelt), a property of that model alone: never retried,
+   * and the workflow moves on to the next model of the chain.
+   */
+  GeminiNotFound: 'GeminiNotFound',
   /** Gemini blocked the prompt or the answer for safety: retrying cannot help. */
   GeminiSafetyBlocked: 'GeminiSafetyBlocked',
   /** 429: retried after the server's retry delay. */
@@ -21,6 +27,7 @@ export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 /** Failure types that must never be retried by an activity retry policy. */
 export const nonRetryableFailureTypes: FailureType[] = [
   FailureType.GeminiRejected,
+  FailureType.GeminiNotFound,
   FailureType.GeminiSafetyBlocked,
   FailureType.InvalidState,
 ];

@@ -32,8 +32,9 @@ const { resolveModelChain, listGeminiAttempts } = proxyActivities<Activities>(ac
 /**
  * One Gemini text generation. Each model of the chain gets its retry policy
  * (activity-options `geminiCall`); a model that exhausts it hands over to the
- * next. A request Gemini refuses (400-class, safety) ends the operation at
- * once: another model would refuse it too, and each try costs money.
+ * next, and so does a model Gemini does not know (404). A request Gemini
+ * refuses (400, 401, 403, safety) ends the operation at once: another model
+ * would refuse it too, and each try costs money.
  */
 export async function generateContentWorkflow(operation: OperationWorkflowInput<GenerateContentInput>): Promise<GenerateContentRunSummary> {
   const { workflowId } = workflowInfo();
@@ -82,7 +83,8 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
         };
         break;
       }
-      // Retries exhausted on a transient cause: fall back to the next model.
+      // Retries exhausted on a transient cause, or the model is unknown (404,
+      // GeminiNotFound: that model's property, not the request's): fall back to the next model.
       lastError = {
         type: 'provider-failure',
         title: 'Gemini failed',

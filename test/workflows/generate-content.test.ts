@@ -81,8 +81,9 @@ describe('generate-content never pays Gemini twice', () => {
 
   it.each([
     ['a 400', { kind: 'error' as const, status: 400 }, 'prompt-rejected'],
+    ['a 403', { kind: 'error' as const, status: 403 }, 'prompt-rejected'],
     ['a safety block', { kind: 'safety' as const }, 'prompt-blocked'],
-  ])('does not retry %s: one call, 422, replayed to repeats without another call', async (_name, behaviour, problem) => {
+  ])('does not retry %s, nor try another model: one call, 422, replayed to repeats without another call', async (_name, behaviour, problem) => {
     await fake.script([behaviour], 'gemini-2.5-flash');
     const key = randomUUID();
     const response = await run(key);
@@ -130,6 +131,20 @@ describe('generate-content never pays Gemini twice', () => {
       'gemini-2.5-flash:unavailable', 'gemini-2.5-flash:unavailable', 'gemini-2.5-flash:unavailable', 'gemini-2.5-flash-lite:succeeded',
     ]);
     expect(await bills(key)).toHaveLength(1);
+  });
+
+  it('moves on to the next model when the primary is unknown to Gemini (404), without retrying it, recording both', async () => {
+    await fake.script([{ kind: 'error', status: 404, message: 'models/gemini-2.5-flash is not found for API version v1beta' }], 'gemini-2.5-flash');
+    const key = randomUUID();
+    const response = await run(key);
+    expect(response.status).toBe(200);
+    expect(response.json!.result.model).toBe('gemini-2.5-flash-lite');
+    expect((await fake.calls()).map((c) => `${c.model}:${c.status}`)).toEqual(['gemini-2.5-flash:404', 'gemini-2.5-flash-lite:200']);
+    const attempts = response.json!.result.attempts;
+    expect(attempts.map((a: { model: string; outcome: string }) => `${a.model}:${a.outcome}`)).toEqual(['gemini-2.5-flash:rejected', 'gemini-2.5-flash-lite:succeeded']);
+    expect(attempts[0].error).toMatch(/^404 NOT_FOUND: models\/gemini-2.5-flash is not found/);
+    expect(await bills(key)).toHaveLength(1);
+    expect(await events(key)).toEqual(['operation.succeeded']);
   });
 
   it('fails with 502 provider-failure when every model is down, and the failure releases the key', async () => {

@@ -19,9 +19,10 @@ export class GeminiSafetyBlockError extends Error {
 }
 
 /**
- * Maps anything @google/genai throws onto a failure type: 400/401/403/404 and
- * safety blocks are final; 429 waits for the server's retry delay; 5xx,
- * timeouts and dropped connections are retried with backoff.
+ * Maps anything @google/genai throws onto a failure type: 400/401/403 and
+ * safety blocks are final; 404 (an unknown model) is final for that model;
+ * 429 waits for the server's retry delay; 5xx, timeouts and dropped
+ * connections are retried with backoff.
  */
 export function classifyGeminiError(error: unknown): GeminiErrorClass {
   if (error instanceof GeminiSafetyBlockError) {
@@ -35,7 +36,8 @@ export function classifyGeminiError(error: unknown): GeminiErrorClass {
   const message = summarise(raw ?? String(error));
   if (typeof e?.status === 'number' && e.status >= 400) {
     if (e.status === 429) return { type: FailureType.GeminiRateLimited, nonRetryable: false, retryDelayMs: retryDelayMs(raw), status: 429, message };
-    if ([400, 401, 403, 404].includes(e.status)) return { type: FailureType.GeminiRejected, nonRetryable: true, status: e.status, message };
+    if (e.status === 404) return { type: FailureType.GeminiNotFound, nonRetryable: true, status: 404, message };
+    if ([400, 401, 403].includes(e.status)) return { type: FailureType.GeminiRejected, nonRetryable: true, status: e.status, message };
     return { type: FailureType.GeminiUnavailable, nonRetryable: false, status: e.status, message };
   }
   // fetch failures (connection reset, dropped answer) and aborts (our timeout)
