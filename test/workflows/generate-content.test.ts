@@ -66,14 +66,16 @@ describe('generate-content never pays Gemini twice', () => {
   });
 
   it('retries 429 with the server’s delay: three calls, one bill, three attempts in the result', async () => {
-    await fake.script([{ kind: 'error', status: 429, retryDelaySeconds: 1 }, { kind: 'error', status: 429, retryDelaySeconds: 1 }], 'gemini-2.5-flash');
+    await fake.script([{ kind: 'error', status: 429, retryDelaySeconds: 3 }, { kind: 'error', status: 429, retryDelaySeconds: 3 }], 'gemini-2.5-flash');
     const key = randomUUID();
     const response = await run(key);
     expect(response.status).toBe(200);
     const calls = await fake.calls();
     expect(calls.map((c) => c.status)).toEqual([429, 429, 200]);
-    // honoured the 1 s RetryInfo delay between calls
-    expect(calls[1]!.atMs - calls[0]!.atMs).toBeGreaterThanOrEqual(900);
+    // Honoured the 3 s RetryInfo delay before each retry. Our own backoff
+    // would have waited at most 1 s, then 2 s (geminiBackoff), so it cannot pass this.
+    expect(calls[1]!.atMs - calls[0]!.atMs).toBeGreaterThanOrEqual(2_950);
+    expect(calls[2]!.atMs - calls[1]!.atMs).toBeGreaterThanOrEqual(2_950);
     expect(await bills(key)).toHaveLength(1);
     expect(response.json!.result.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['rate_limited', 'rate_limited', 'succeeded']);
     expect(response.json!.result.attempts.every((a: { model: string }) => a.model === 'gemini-2.5-flash')).toBe(true);
