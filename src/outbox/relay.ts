@@ -20,7 +20,7 @@ export interface OutboxRelayOptions {
   pollIntervalMs?: number;
   /** Attempts before a delivery is dead-lettered. Default 12. */
   maxAttempts?: number;
-  /** Subscriber request timeout. Default 10000 ms. */
+  /** Subscriber request timeout, from the claim to the answer. Default 10000 ms. */
   deliveryTimeoutMs?: number;
   /** First retry delay; doubles each attempt, full jitter. Default 1000 ms. */
   retryBaseMs?: number;
@@ -34,6 +34,19 @@ export interface OutboxRelayOptions {
    */
   deadLetterAfterMs?: number;
 }
+
+/**
+ * How long a relay keeps trying to record an outcome while PostgreSQL is away
+ * (restarting, failing over), after the delivery timeout. Part of the lease:
+ * see `leaseMs`.
+ */
+const RECORD_WINDOW_MS = 12_000;
+/**
+ * Lease time that nothing in the relay spends on purpose: the claim's own
+ * round trip, event-loop stalls and GC pauses, timers firing late on a busy
+ * machine. Keeps the relay's last record attempt clear of the lease's end.
+ */
+const LEASE_SLACK_MS = 2_000;
 
 interface ClaimedDelivery {
   event_id: string;
@@ -58,13 +71,16 @@ interface ClaimedDelivery {
  * locked in a transaction across the HTTP call because a slow subscriber
  * (up to the delivery timeout) would then pin one connection and one open
  * transaction per batch, and a PostgreSQL restart would abort that
- * transaction and unlock every row the subscribers had already received. The
- * price: if a relay dies after the subscriber received an event but before it
- * marked it delivered, the event waits for the lease to run out
- * (2 × delivery timeout + 5 s) and then goes out again with the same
- * `webhook-id`; the subscriber's inbox drops the repeat. Outcomes are written
- * only while `locked_by` is still ours, so a relay that outlived its lease
- * cannot overwrite the outcome of the relay that took over.
+ * transaction and unlock every row the subscribers had already received.
+ * The lease covers everything a claimed delivery can take (`leaseMs`): the
+ * delivery itself, then the recording of its outcome, retried while
+ * PostgreSQL is away; the relay gives up recording just before the lease
+ * runs out. If a relay dies after the subscriber received an event but
+ * before it recorded it, or cannot record it within the lease, the event
+ * goes out again with the same `webhook-id` once the lease has run out; the
+ * subscriber's inbox drops the repeat. Outcomes are written only while
+ * `locked_by` is still ours, so a relay that outlived its lease cannot
+ * overwrite the outcome of the relay that took over.
  *
  * Ordering (promised): per subscription, the events of one aggregate
  * (operation) go out in the order they were written (`seq`): a delivery is not
@@ -80,15 +96,29 @@ interface ClaimedDelivery {
 export class OutboxRelay {
   private readonly relayId = `relay-${randomUUID().slice(0, 8)}`;
   private running = false;
+  /**
+   * Set by anything that may have made deliveries due that the claim running
+   * now cannot see (a NOTIFY, the LISTEN connection lost, stop): the next
+   * sleep returns at once instead of waiting a poll interval. Cleared just
+   * before each claim, whose snapshot then includes the cause.
+   */
+  private signalled = false;
   private wake: (() => void) | undefined;
   private listener: pg.Client | undefined;
   private loop: Promise<void> | undefined;
 
   constructor(private readonly options: OutboxRelayOptions) {}
 
-  private get leaseMs(): number {
-    // long enough for one batch of deliveries, each bounded by its timeout
-    return (this.options.deliveryTimeoutMs ?? 10_000) * 2 + 5_000;
+  /**
+   * Everything a claimed delivery can take before its outcome is recorded:
+   * the delivery (its timeout runs from the claim), then up to
+   * RECORD_WINDOW_MS of retrying the record while PostgreSQL is away, plus
+   * LEASE_SLACK_MS. The old lease, 2 × timeout + 5 s, was shorter than the
+   * recording retries alone for timeouts under ~1 s, so another relay
+   * redelivered while this one was still recording.
+   */
+  get leaseMs(): number {
+    return (this.options.deliveryTimeoutMs ?? 10_000) + RECORD_WINDOW_MS + LEASE_SLACK_MS;
   }
 
   start(): void {
@@ -99,7 +129,7 @@ export class OutboxRelay {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.signal();
     await this.loop;
     await this.listener?.end().catch(() => undefined);
     this.listener = undefined;
@@ -107,8 +137,12 @@ export class OutboxRelay {
 
   /** Claims and delivers one batch; returns how many deliveries it handled (tests and benchmarks drive this). */
   async deliverBatch(): Promise<number> {
+    // Taken before the claim is sent, so it is never later than the lease's
+    // start by PostgreSQL's clock: deadlines derived from it are safe.
+    const claimedAtMs = performance.now();
+    this.signalled = false;
     const claimed = await this.claim();
-    await Promise.all(claimed.map((delivery) => this.deliver(delivery)));
+    await Promise.all(claimed.map((delivery) => this.deliver(delivery, claimedAtMs)));
     return claimed.length;
   }
 
@@ -136,27 +170,40 @@ export class OutboxRelay {
     }
   }
 
+  /** Waits `ms`, or less if signalled since the last claim began. */
   private sleep(ms: number): Promise<void> {
+    if (this.signalled || !this.running) {
+      this.signalled = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
+      const done = () => {
         clearTimeout(timer);
+        this.wake = undefined;
+        this.signalled = false;
         resolve();
       };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
     });
+  }
+
+  private signal(): void {
+    this.signalled = true;
+    this.wake?.();
   }
 
   private async ensureListening(): Promise<void> {
     if (this.listener) return;
     const client = new pg.Client({ connectionString: this.options.connectionString, application_name: 'onceflow-relay-listen' });
-    client.on('notification', () => this.wake?.());
+    client.on('notification', () => this.signal());
     const lost = (reason: string) => {
       if (this.listener !== client) return;
       this.options.logger.warn({ err: reason }, 'relay LISTEN connection lost; polling until it is back');
       this.listener = undefined;
       client.end().catch(() => undefined);
       // Wake the loop so it re-LISTENs now rather than after a long poll interval.
-      this.wake?.();
+      this.signal();
     };
     client.on('error', (error) => lost(error.message));
     // A server shutdown may close the socket without an 'error' event.
@@ -202,7 +249,8 @@ export class OutboxRelay {
     return rows;
   }
 
-  private async deliver(delivery: ClaimedDelivery): Promise<void> {
+  private async deliver(delivery: ClaimedDelivery, claimedAtMs: number): Promise<void> {
+    const deliveryTimeoutMs = this.options.deliveryTimeoutMs ?? 10_000;
     const body = JSON.stringify({ type: delivery.event_type, timestamp: delivery.created_at.toISOString(), data: delivery.payload });
     let outcome: { ok: true } | { ok: false; status?: number; error: string };
     try {
@@ -219,7 +267,7 @@ export class OutboxRelay {
           'user-agent': 'onceflow-relay',
         },
         body,
-        signal: AbortSignal.timeout(this.options.deliveryTimeoutMs ?? 10_000),
+        signal: AbortSignal.timeout(Math.max(1, Math.ceil(claimedAtMs + deliveryTimeoutMs - performance.now()))),
       });
       await response.arrayBuffer().catch(() => undefined);
       outcome = response.ok ? { ok: true } : { ok: false, status: response.status, error: `HTTP ${response.status}` };
@@ -238,22 +286,23 @@ export class OutboxRelay {
       outcome.ok ? 'event delivered' : 'event delivery failed',
     );
     // The subscriber may already have applied the event. If PostgreSQL is away
-    // right now, keep trying to record the outcome for a while: every failed
-    // try widens the window in which the lease expires and the event goes out
-    // again (harmless for an inbox consumer, but a duplicate all the same).
+    // right now, keep trying to record the outcome, but only while the lease
+    // lasts: after that another relay may already be delivering it again.
+    const recordByMs = claimedAtMs + deliveryTimeoutMs + RECORD_WINDOW_MS;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.record(delivery, outcome);
         return;
       } catch (error) {
-        if (attempt >= 6) {
+        const waitMs = Math.min(500, 50 * 2 ** attempt);
+        if (performance.now() + waitMs >= recordByMs) {
           this.options.logger.warn(
             { err: (error as Error).message, eventId: delivery.event_id, subscriptionId: delivery.subscription_id },
             'could not record a delivery outcome; it goes out again when its lease runs out',
           );
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
     }
   }

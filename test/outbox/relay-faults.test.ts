@@ -13,7 +13,7 @@ import { createLogger } from '../../src/observability/logger';
 import { listDeadLetters } from '../../src/outbox/dead-letters';
 import { enqueueEvent } from '../../src/outbox/enqueue';
 import { createRelayMetrics, registerOutboxBacklogGauges } from '../../src/outbox/metrics';
-import { OutboxRelay } from '../../src/outbox/relay';
+import { OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
 import { createSubscription } from '../../src/outbox/subscriptions';
 import { createTestPool, createTestTenant } from '../helpers/db';
 import { startRestartablePostgres, type RestartablePostgres } from './fixtures/private-postgres';
@@ -28,6 +28,11 @@ async function until(condition: () => Promise<boolean> | boolean, what: string, 
     if (Date.now() > deadline) throw new Error(`not met in time: ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Rejects after `timeoutMs`, so a promise nobody settles fails the test instead of hanging the run. */
+function within<T>(promise: Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
+  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not met in time: ${what}`)), timeoutMs).unref())]);
 }
 
 /** Writes `perAggregate` events for each of `aggregates` operations in one transaction; returns the event ids in write order. */
@@ -96,10 +101,37 @@ describe('the outbox relay under faults', () => {
     return child;
   }
 
-  describe('with its own PostgreSQL, restarted while the relay runs', () => {
+  // No other test file's relay reaches this PostgreSQL: what a test sees here is its own relays' doing.
+  describe('with its own PostgreSQL, stopped and started under the relays', () => {
     let dir: string;
     let postgres: RestartablePostgres;
     let relayDb: Pool;
+    const inProcess: { relay: OutboxRelay; pool: Pool }[] = [];
+    afterEach(async () => {
+      for (const { relay, pool: own } of inProcess.splice(0)) {
+        await relay.stop();
+        await own.end();
+      }
+    });
+
+    /** An in-process relay on this PostgreSQL with a pool of its own (named, so pg_stat_activity can tell it apart). */
+    function ownRelay(options: Partial<OutboxRelayOptions> & { applicationName?: string } = {}): OutboxRelay {
+      const { applicationName = 'onceflow-test-own-relay', ...relayOptions } = options;
+      const own = createPool({ connectionString: postgres.connectionString, max: 3, applicationName });
+      const relay = new OutboxRelay({
+        pool: own,
+        connectionString: postgres.connectionString,
+        secretBox,
+        logger: createLogger({ service: 'test-relay', level: 'silent' }),
+        metrics: createRelayMetrics(new Registry()),
+        pollIntervalMs: 50,
+        retryBaseMs: 20,
+        ...relayOptions,
+      });
+      relay.start();
+      inProcess.push({ relay, pool: own });
+      return relay;
+    }
     beforeAll(async () => {
       dir = await mkdtemp(path.join(tmpdir(), 'onceflow-relay-restart-'));
       await chmod(dir, 0o755);
@@ -147,6 +179,67 @@ describe('the outbox relay under faults', () => {
       );
       expect((await relayDb.query('SELECT count(*)::int AS n FROM deliveries')).rows[0].n).toBe(expected.size);
       expect(relay.child.exitCode).toBeNull();
+    });
+
+    it('does not redeliver when PostgreSQL goes away right after a delivery, for longer than recording used to be retried: the lease covers the recording', async () => {
+      const { tenantId, consumer } = await subscriber(relayDb);
+      const held = consumer.holdNext();
+      // Two relays, so a lease that runs out while the first is still trying to
+      // record is taken over by the second, which delivers again. A short
+      // delivery timeout made the old lease (2 × timeout + 5 s) shorter than the
+      // time spent retrying the record.
+      for (const name of ['a', 'b']) ownRelay({ deliveryTimeoutMs: 2_000, applicationName: `onceflow-test-lease-${name}` });
+      const [id] = await emit(relayDb, tenantId, 1, 1);
+      await within(held.arrived, 'the consumer received the event'); // it applied the effect; its answer waits
+      await postgres.stop();
+      held.released(); // the relay has its 200 now and cannot record it
+      // Longer than the old recording retries (~6.2 s) and than the old lease
+      // with this timeout (9 s); well inside the new one (timeout + 14 s).
+      await new Promise((r) => setTimeout(r, 9_000));
+      await postgres.start();
+      await until(
+        async () => (await relayDb.query("SELECT 1 FROM deliveries WHERE event_id = $1 AND status = 'delivered'", [id])).rowCount === 1,
+        'the delivery recorded',
+      );
+      expect(consumer.received.map((r) => [r.webhookId, r.duplicate])).toEqual([[id, false]]);
+    });
+
+    it('wakes at once for a NOTIFY that arrived while a round that found nothing was still running, with a 10-minute poll interval', async () => {
+      const { tenantId, subscriptionId, consumer } = await subscriber(relayDb);
+      // A slow round that finds nothing: many due deliveries, every one row-locked
+      // by another transaction (as another relay's claim does), which the claim
+      // skips one by one.
+      await relayDb.query(
+        `WITH e AS (INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)
+                    SELECT 'locked-' || g, $1, 'locked-' || g, 'operation.succeeded', '{}' FROM generate_series(1, 50000) g
+                    RETURNING event_id, aggregate_id, seq)
+         INSERT INTO deliveries (event_id, subscription_id, aggregate_id, seq) SELECT event_id, $2, aggregate_id, seq FROM e`,
+        [tenantId, subscriptionId],
+      );
+      const locker = await relayDb.connect();
+      try {
+        await locker.query('BEGIN');
+        await locker.query('SELECT 1 FROM deliveries WHERE subscription_id = $1 FOR UPDATE', [subscriptionId]);
+        ownRelay({ pollIntervalMs: 600_000, applicationName: 'onceflow-test-slow-round' });
+        await until(
+          async () =>
+            (await relayDb.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'onceflow-test-slow-round' AND state = 'active' AND query LIKE '%SKIP LOCKED%'"))
+              .rowCount === 1,
+          'the relay is in the middle of a claim',
+          30_000,
+        );
+        // Committed (and notified) after that claim took its snapshot: it cannot see this event.
+        const [id] = await emit(relayDb, tenantId, 1, 1);
+        await until(() => consumer.received.length === 1, 'delivered without waiting for the poll interval', 15_000);
+        expect(consumer.received[0]!.webhookId).toBe(id);
+      } finally {
+        // Stopped first: released, the locked rows would all go out.
+        for (const { relay } of inProcess) await relay.stop();
+        await locker.query('ROLLBACK');
+        locker.release();
+        await relayDb.query('DELETE FROM subscriptions WHERE subscription_id = $1', [subscriptionId]);
+        await relayDb.query("DELETE FROM outbox_events WHERE event_id LIKE 'locked-%'");
+      }
     });
 
     it('keeps the backlog gauges at their last reading while PostgreSQL is unreachable, instead of reporting an empty backlog', async () => {

@@ -76,6 +76,11 @@ describe('the outbox relay', () => {
     }
   }
 
+  /** Rejects after `timeoutMs`, so a promise nobody settles fails the test instead of hanging the run. */
+  function within<T>(promise: Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
+    return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not met in time: ${what}`)), timeoutMs).unref())]);
+  }
+
   it('delivers each event with Standard Webhooks headers the consumer verifies, webhook-id = event id', async () => {
     const { tenantId, consumer } = await subscriber();
     const ids = await emit(tenantId, 5);
@@ -168,11 +173,11 @@ describe('the outbox relay', () => {
       DATABASE_URL: testInfra().databaseUrl,
       RELAY_METRICS_PORT: '0',
       RELAY_POLL_INTERVAL_MS: '100',
-      RELAY_DELIVERY_TIMEOUT_MS: '1000', // lease = 2 × timeout + 5 s
+      RELAY_DELIVERY_TIMEOUT_MS: '1000', // lease = timeout + 14 s (see OutboxRelay.leaseMs)
       LOG_LEVEL: 'warn',
     };
     const first = startProcess('relay', env);
-    await held.arrived; // the consumer applied the effect; the relay waits for the answer
+    await within(held.arrived, 'the consumer received the event'); // it applied the effect; the relay waits for the answer
     first.kill('SIGKILL');
     await first.exited;
     held.released();
