@@ -145,20 +145,6 @@ function logContext(input: GenerateWithGeminiInput, attempt: number) {
   return { correlationId: input.operationId, workflowId: input.workflowId, runId: workflowExecution?.runId, model: input.model, attempt };
 }
 
-/**
- * A bookkeeping write after a failed Gemini call (the attempt row, a ledger
- * counter). Its own failure is logged and swallowed: it must never replace the
- * call's classified failure, or Temporal would retry a 400 or a safety block
- * (already paid for) as an ordinary error.
- */
-export async function bestEffort(logger: Logger | undefined, context: object, what: string, write: () => Promise<unknown>): Promise<void> {
-  try {
-    await write();
-  } catch (error) {
-    logger?.warn({ ...context, err: (error as Error).message }, `could not ${what}; the call's outcome stands`);
-  }
-}
-
 /** One row of gemini_attempts; a retried write of the same attempt is a no-op. */
 export async function recordAttempt(db: Pick<pg.Pool, 'query'>, input: Pick<GenerateWithGeminiInput, 'operationId' | 'workflowId'>, attempt: number, record: GeminiAttempt): Promise<void> {
   await db.query(

@@ -1,11 +1,12 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
+import { guardForeignCall, type GuardedCall } from '../src/effects/guard';
 import type { Logger } from '../src/observability/logger';
-import { FailureType } from '../workflows/failure-types';
+import { geminiStoreRetryMs } from '../workflows/activity-options';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
 import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
-import { bestEffort, jitteredBackoffMs, outcomeOf, recordAttempt } from './gemini-generate';
+import { activityFailure, outcomeOf, recordAttempt } from './gemini-generate';
 import { whileHeartbeating } from './heartbeat';
 
 export interface SubmitInteractionInput {
@@ -57,112 +58,85 @@ const stepOf = (model: string) => `interaction:${model}`;
 
 /**
  * Submits one background interaction per (operation, model), through the
+ * side-effect guard (guardForeignCall, src/effects/guard.ts) and the
  * submission ledger (gemini_interactions):
  *
- * 1. reserve the row (committed before anything is sent);
- * 2. under a session advisory lock on the step (a concurrent attempt of the
- *    same step, e.g. a retry after a timeout while the first still runs, waits
- *    here and then finds the first one's id), return a recorded id if there is one;
- * 3. count the submission (committed), call Gemini, record the id right after.
+ * 1. with the step locked for the whole submission (a concurrent attempt of
+ *    the same step, e.g. a retry after a timeout while the first still runs,
+ *    waits, then reuses the first one's id), reserve the ledger row and count
+ *    the submission, committed before anything is sent;
+ * 2. call Gemini;
+ * 3. store the interaction id: effect row, ledger id and attempt row in one
+ *    transaction, retried for geminiStoreRetryMs while PostgreSQL is away.
+ * Any retry after step 3 reuses the stored id.
  *
- * CRASH WINDOW: between Gemini accepting the create call and the UPDATE that
- * records its id. A worker dying there (or an answer lost on the wire) leaves
- * a row with submit_attempts > 0 and no id; the retry cannot tell whether
- * Gemini started an interaction, and submits again. interactions.create takes
- * no idempotency key and there is no lookup by our own label, so nothing we
- * could send closes this window; it lasts one HTTP answer plus one UPDATE, and
- * the ledger row shows when it happened (submit_attempts > 1).
+ * CRASH WINDOW: between Gemini accepting the create call and that COMMIT. A
+ * worker dying there (or an answer lost on the wire) leaves a row with
+ * submit_attempts > 0 and no id; the retry cannot tell whether Gemini started
+ * an interaction, and submits again. interactions.create takes no idempotency
+ * key and there is no lookup by our own label, so nothing we could send closes
+ * this window; the ledger row shows when it happened (submit_attempts > 1).
  */
 export function createSubmitInteraction(deps: InteractionActivityDeps) {
   const clock = deps.clock ?? Date.now;
   return (input: SubmitInteractionInput): Promise<SubmitInteractionResult> => whileHeartbeating(async (signal) => {
     const { attempt } = Context.current().info;
     const step = stepOf(input.model);
-    const client = await deps.pool.connect();
-    let broken = false;
+    const key = { operationId: input.operationId, step, workflowId: input.workflowId };
+    const where = 'WHERE operation_id = $1 AND step = $2';
+    let startedMs = clock();
+    let guarded: GuardedCall<{ interactionId: string }>;
     try {
-      await client.query(
-        `INSERT INTO gemini_interactions (operation_id, step, workflow_id, model) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (operation_id, step) DO NOTHING`,
-        [input.operationId, step, input.workflowId, input.model],
-      );
-      // Session-level, so it is released when this connection closes: a worker
-      // that dies holding it frees it with its connection.
-      await client.query('SELECT pg_advisory_lock(hashtextextended($1, 1))', [`${input.operationId}:${step}`]);
-      try {
-        const { rows } = await client.query<{ interaction_id: string | null; submit_attempts: number }>(
-          'SELECT interaction_id, submit_attempts FROM gemini_interactions WHERE operation_id = $1 AND step = $2',
-          [input.operationId, step],
-        );
-        const row = rows[0]!;
-        if (row.interaction_id) {
-          deps.geminiMetrics.callsAvoided.inc({ model: input.model });
-          deps.logger?.info({ ...logContext(input, attempt), interactionId: row.interaction_id }, 'interaction submission avoided: recorded id reused');
-          return { interactionId: row.interaction_id, reused: true };
-        }
-        if (row.submit_attempts > 0) {
-          deps.logger?.warn(
-            { ...logContext(input, attempt), previousSubmissions: row.submit_attempts },
-            'an earlier submission got no recorded id (lost answer or crash); submitting again may start a second paid interaction',
+      guarded = await guardForeignCall<{ interactionId: string }>(deps.pool, key, {
+        reserve: async (db) => {
+          await db.query(
+            `INSERT INTO gemini_interactions (operation_id, step, workflow_id, model) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (operation_id, step) DO NOTHING`,
+            [input.operationId, step, input.workflowId, input.model],
           );
-        }
-        if (attempt > 1) deps.geminiMetrics.retries.inc({ model: input.model });
-        else if (input.fallbackFrom) deps.geminiMetrics.fallbacks.inc({ from_model: input.fallbackFrom, to_model: input.model });
-        await client.query(
-          'UPDATE gemini_interactions SET submit_attempts = submit_attempts + 1, submitted_at = now() WHERE operation_id = $1 AND step = $2',
-          [input.operationId, step],
-        );
-
-        const startedMs = clock();
-        let state: InteractionState;
-        try {
-          state = await deps.gemini.submitInteraction({ model: input.model, ...input.request, signal });
-        } catch (error) {
-          const failure = classifyGeminiError(error);
-          const outcome = outcomeOf[failure.type];
-          if (failure.status !== undefined) {
-            // Gemini answered with an error: no interaction was started, so this
-            // submission cannot have been paid for. A dropped or timed-out call
-            // stays counted: it may have started one.
-            await bestEffort(deps.logger, logContext(input, attempt), 'take back the submission count', () => client.query(
-              'UPDATE gemini_interactions SET submit_attempts = submit_attempts - 1 WHERE operation_id = $1 AND step = $2',
-              [input.operationId, step],
-            ));
+          const { rows } = await db.query<{ submit_attempts: number }>(
+            `UPDATE gemini_interactions SET submit_attempts = submit_attempts + 1, submitted_at = now() ${where} RETURNING submit_attempts`,
+            [input.operationId, step],
+          );
+          if (rows[0]!.submit_attempts > 1) {
+            deps.logger?.warn(
+              { ...logContext(input, attempt), previousSubmissions: rows[0]!.submit_attempts - 1 },
+              'an earlier submission got no recorded id (lost answer or crash); submitting again may start a second paid interaction',
+            );
           }
-          deps.geminiMetrics.calls.inc({ model: input.model, outcome });
-          await bestEffort(deps.logger, logContext(input, attempt), 'record the failed attempt', () =>
-            recordAttempt(client, input, attempt, { model: input.model, outcome, durationMs: clock() - startedMs, error: failure.message }));
-          deps.logger?.warn({ ...logContext(input, attempt), outcome, error: failure.message }, 'interaction submission failed');
-          // Temporal cancelled this attempt or timed it out: report the cancellation, not a Gemini failure.
-          if (signal.aborted) throw signal.reason;
-          throw ApplicationFailure.create({
-            type: failure.type,
-            message: `${input.model}: ${failure.message}`,
-            nonRetryable: failure.nonRetryable,
-            nextRetryDelay: failure.nonRetryable ? undefined : failure.retryDelayMs ?? jitteredBackoffMs(attempt),
-            details: [{ status: failure.status ?? null, model: input.model }],
-          });
-        }
-        // The crash window described above ends with this UPDATE.
-        await client.query(
-          `UPDATE gemini_interactions SET interaction_id = $3, status = 'submitted' WHERE operation_id = $1 AND step = $2`,
-          [input.operationId, step, state.id],
-        );
-        deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded' });
-        await recordAttempt(client, input, attempt, { model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs });
-        deps.logger?.info({ ...logContext(input, attempt), interactionId: state.id }, 'interaction submitted');
-        return { interactionId: state.id, reused: false };
-      } finally {
-        await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 1))', [`${input.operationId}:${step}`]).catch(() => {
-          broken = true; // the connection is gone; so is its lock
-        });
-      }
+        },
+        call: async () => {
+          if (attempt > 1) deps.geminiMetrics.retries.inc({ model: input.model });
+          else if (input.fallbackFrom) deps.geminiMetrics.fallbacks.inc({ from_model: input.fallbackFrom, to_model: input.model });
+          startedMs = clock();
+          const state = await deps.gemini.submitInteraction({ model: input.model, ...input.request, signal });
+          return { interactionId: state.id };
+        },
+        record: async (tx, { interactionId }) => {
+          await tx.query(`UPDATE gemini_interactions SET interaction_id = $3, status = 'submitted' ${where}`, [input.operationId, step, interactionId]);
+          await recordAttempt(tx, input, attempt, { model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs });
+        },
+        failed: async (db, error) => {
+          const failure = classifyGeminiError(error);
+          // Gemini answered with an error: no interaction was started, so this
+          // submission cannot have been paid for. A dropped or timed-out call
+          // stays counted: it may have started one.
+          if (failure.status !== undefined) await db.query(`UPDATE gemini_interactions SET submit_attempts = submit_attempts - 1 ${where}`, [input.operationId, step]);
+          await recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+        },
+      }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
-      if (error instanceof ApplicationFailure || error === signal.reason) throw error;
-      throw ApplicationFailure.create({ type: FailureType.DatabaseUnavailable, message: `submission ledger: ${(error as Error).message}`, cause: error as Error });
-    } finally {
-      client.release(broken);
+      throw activityFailure(error, { signal, model: input.model, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
     }
+    const { interactionId } = guarded.result;
+    if (guarded.kind === 'reused') {
+      deps.geminiMetrics.callsAvoided.inc({ model: input.model });
+      deps.logger?.info({ ...logContext(input, attempt), interactionId }, 'interaction submission avoided: recorded id reused');
+      return { interactionId, reused: true };
+    }
+    deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded' });
+    deps.logger?.info({ ...logContext(input, attempt), interactionId }, 'interaction submitted');
+    return { interactionId, reused: false };
   });
 }
 

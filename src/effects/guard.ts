@@ -83,11 +83,10 @@ export interface ForeignCall<T> {
    * on the step until the answer is stored, so a concurrent attempt of the same
    * step waits and then reuses the answer instead of paying for a second call.
    * Its writes commit before the call (e.g. a ledger row counting a call that
-   * may be in flight). It may return an answer recorded where the guard does not
-   * look (then reused, nothing is called). Without it, no connection is held
-   * during the call and concurrent attempts are not serialised.
+   * may be in flight). Without it, no connection is held during the call and
+   * concurrent attempts are not serialised.
    */
-  reserve?: (db: pg.PoolClient) => Promise<T | undefined>;
+  reserve?: (db: pg.PoolClient) => Promise<void>;
   /** The foreign call: made at most once per guardForeignCall. Its error is rethrown unchanged. */
   call: () => Promise<T>;
   /** Rows derived from the answer, written in the transaction that stores it. */
@@ -103,7 +102,7 @@ export interface GuardForeignCallOptions {
 }
 
 export type GuardedCall<T> =
-  /** Stored (or recorded) by an earlier attempt: nothing was called. */
+  /** Stored by an earlier attempt: nothing was called. */
   | { kind: 'reused'; result: T }
   /** Called, and the answer stored now. */
   | { kind: 'called'; result: T }
@@ -147,17 +146,29 @@ export async function guardForeignCall<T>(
   const client = await before(key, () => pool.connect());
   const lockKey = `${key.operationId}:${key.step}`;
   let broken = false;
+  // PostgreSQL ending this connection while we hold it through the call (a
+  // restart) is emitted as 'error' on the client; unheard, it would crash the
+  // worker with the paid answer in hand. The store below then uses a new connection.
+  const onConnectionError = (error: Error) => {
+    broken = true;
+    options.logger?.warn({ step: key.step, correlationId: key.operationId, err: error.message }, 'the connection holding the step lost PostgreSQL');
+  };
+  client.on('error', onConnectionError);
   try {
     // Session-level, so a worker that dies holding it frees it with its connection.
     await before(key, () => client.query('SELECT pg_advisory_lock(hashtextextended($1, 1))', [lockKey]));
-    const recorded = await before(key, async () => (await findEffect<T>(client, key)) ?? (await reserve(client)));
-    if (recorded !== undefined) return { kind: 'reused', result: recorded };
+    const storedMeanwhile = await before(key, () => findEffect<T>(client, key));
+    if (storedMeanwhile !== undefined) return { kind: 'reused', result: storedMeanwhile };
+    await before(key, () => reserve(client));
     const answer = await callOnce(client, key, foreign, options);
     return await storeAnswer(pool, client, key, foreign, answer, options);
   } finally {
-    await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 1))', [lockKey]).catch(() => {
-      broken = true; // the connection is gone, and its lock with it
-    });
+    if (!broken) {
+      await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 1))', [lockKey]).catch(() => {
+        broken = true; // the connection is gone, and its lock with it
+      });
+    }
+    client.off('error', onConnectionError);
     client.release(broken);
   }
 }

@@ -50,7 +50,7 @@ describe('a paid Gemini answer that arrives while PostgreSQL is down', () => {
     await postgres.close();
   });
 
-  it('is stored once PostgreSQL is back: one paid call, one bill, one event', async () => {
+  beforeAll(async () => {
     const infra = testInfra();
     worker = startProcess('worker', {
       DATABASE_URL: postgres.connectionString,
@@ -64,26 +64,46 @@ describe('a paid Gemini answer that arrives while PostgreSQL is down', () => {
       LOG_LEVEL: 'info',
     });
     await worker.waitForOutput(/worker polling/, 120_000);
+  }, 180_000);
+  beforeEach(() => fake.reset());
 
+  /** Starts the operation, stops PostgreSQL while Gemini holds the paid answer, lets it go, starts PostgreSQL again once the worker has met the outage; returns the finished operation. */
+  async function answerDuringOutage(type: 'generate-content' | 'generate-report', body: { prompt: string }) {
     await fake.script([{ kind: 'ok', hold: true }], 'gemini-2.5-flash');
     const key = randomUUID();
-    const body = { prompt: 'an answer worth keeping' };
-    expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body })).status).toBe(202);
+    expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type, body })).status).toBe(202);
     await eventually('the paid call at the fake Gemini', async () => (await fake.calls({ paid: true })).length === 1);
 
+    const outputBefore = worker!.output().length;
     await postgres.stop();
     expect(await fake.release()).toBe(1);
     // The worker has the answer and has found PostgreSQL gone (whatever it then does about it).
-    await worker.waitForOutput(/ECONNREFUSED/, 60_000);
+    await eventually('the worker to meet the outage', async () => worker!.output().slice(outputBefore).includes('ECONNREFUSED'), 60_000);
     await postgres.start();
 
-    await eventually('the operation to finish', async () =>
-      (await pool.query('SELECT status FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0]?.status !== 'running', 120_000);
-    const operation = (await pool.query('SELECT operation_id, status FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];
+    const operation = async () => (await pool.query('SELECT operation_id, status FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];
+    await eventually('the operation to finish', async () => (await operation())?.status !== 'running', 120_000);
+    return (await operation()) as { operation_id: string; status: string };
+  }
+  const bills = async (operationId: string) => (await pool.query('SELECT 1 FROM usage_ledger WHERE operation_id = $1', [operationId])).rows;
+  const events = async (operationId: string) =>
+    (await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operationId])).rows.map((r) => r.event_type);
+
+  it('a generated answer is stored once PostgreSQL is back: one paid call, one bill, one event', async () => {
+    const operation = await answerDuringOutage('generate-content', { prompt: 'an answer worth keeping' });
     expect(operation.status).toBe('succeeded');
     expect(await fake.calls({ paid: true })).toHaveLength(1);
-    expect((await pool.query('SELECT 1 FROM usage_ledger WHERE operation_id = $1', [operation.operation_id])).rows).toHaveLength(1);
-    expect((await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operation.operation_id])).rows.map((r) => r.event_type)).toEqual(['operation.succeeded']);
+    expect(await bills(operation.operation_id)).toHaveLength(1);
+    expect(await events(operation.operation_id)).toEqual(['operation.succeeded']);
     expect((await pool.query('SELECT model, outcome FROM gemini_attempts WHERE operation_id = $1', [operation.operation_id])).rows).toEqual([{ model: 'gemini-2.5-flash', outcome: 'succeeded' }]);
+  }, 300_000);
+
+  it('a submitted interaction id is stored once PostgreSQL is back: one interactions.create, one bill, one event', async () => {
+    const operation = await answerDuringOutage('generate-report', { prompt: 'a report worth keeping' });
+    expect(operation.status).toBe('succeeded');
+    expect((await fake.calls({ paid: true })).map((c) => c.operation)).toEqual(['interactions.create']);
+    expect(await bills(operation.operation_id)).toHaveLength(1);
+    expect(await events(operation.operation_id)).toEqual(['operation.succeeded']);
+    expect((await pool.query('SELECT submit_attempts, status FROM gemini_interactions WHERE operation_id = $1', [operation.operation_id])).rows).toEqual([{ submit_attempts: 1, status: 'completed' }]);
   }, 300_000);
 });
