@@ -111,15 +111,15 @@ export const envSchema = z.object({
     .default(30_000),
   /** Local run only: offline model server port. Default 8788. */
   GEMINI_OFFLINE_PORT: port.default(8788),
-  /** Outbox deliveries per relay claim. Default 50. */
-  RELAY_BATCH_SIZE: positiveInt.max(1000).default(50),
+  /** Outbox deliveries per relay claim; a relay keeps up to twice as many on the wire. Default 200. */
+  RELAY_BATCH_SIZE: positiveInt.max(1000).default(200),
   /** Polling fallback when no NOTIFY arrives, in ms. Default 1000. */
   RELAY_POLL_INTERVAL_MS: positiveInt.default(1000),
   /** Attempts before a delivery is dead-lettered. Default 12. */
   RELAY_MAX_ATTEMPTS: positiveInt.max(100).default(12),
   /** First retry delay of a failed delivery, in ms; doubles per attempt (full jitter, capped at RELAY_RETRY_CAP_MS). Default 1000. */
   RELAY_RETRY_BASE_MS: positiveInt.default(1_000),
-  /** Subscriber request timeout, in ms. Default 10000. */
+  /** Subscriber request timeout, in ms, from the claim to the end of the answer (waiting for a free connection counts). Default 10000. */
   RELAY_DELIVERY_TIMEOUT_MS: positiveInt.default(10_000),
   /** Longest delay between two attempts of a failing delivery, in ms. Default 3600000 (1 h). */
   RELAY_RETRY_CAP_MS: positiveInt.default(3_600_000),

@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger';
 import { OUTBOX_CHANNEL } from './enqueue';
 import type { RelayMetrics } from './metrics';
 import { DisabledReason } from './subscriptions';
+import { WebhookClient, WebhookTimeoutError } from './webhook-client';
 
 export interface OutboxRelayOptions {
   pool: pg.Pool;
@@ -14,13 +15,24 @@ export interface OutboxRelayOptions {
   secretBox: SecretBox;
   logger: Logger;
   metrics: RelayMetrics;
-  /** Deliveries claimed per round. Default 50. */
+  /** Deliveries claimed per statement. Default 200. */
   batchSize?: number;
+  /**
+   * Deliveries claimed and not yet recorded, at most: the relay claims the next
+   * batch while earlier ones are still on the wire. Default 2 × batchSize.
+   */
+  maxInFlight?: number;
+  /**
+   * Connections kept open to one subscriber origin (host and port). Requests
+   * beyond it wait for a free one, and the wait counts against their timeout.
+   * Default 64.
+   */
+  maxConnectionsPerOrigin?: number;
   /** Polling fallback when no NOTIFY arrives. Default 1000 ms. */
   pollIntervalMs?: number;
   /** Attempts before a delivery is dead-lettered. Default 12. */
   maxAttempts?: number;
-  /** Subscriber request timeout, from the claim to the answer. Default 10000 ms. */
+  /** Subscriber request timeout, from the claim to the end of the answer. Default 10000 ms. */
   deliveryTimeoutMs?: number;
   /** First retry delay; doubles each attempt, full jitter. Default 1000 ms. */
   retryBaseMs?: number;
@@ -35,19 +47,6 @@ export interface OutboxRelayOptions {
   deadLetterAfterMs?: number;
 }
 
-/**
- * How long a relay keeps trying to record an outcome while PostgreSQL is away
- * (restarting, failing over), after the delivery timeout. Part of the lease:
- * see `leaseMs`.
- */
-const RECORD_WINDOW_MS = 12_000;
-/**
- * Lease time that nothing in the relay spends on purpose: the claim's own
- * round trip, event-loop stalls and GC pauses, timers firing late on a busy
- * machine. Keeps the relay's last record attempt clear of the lease's end.
- */
-const LEASE_SLACK_MS = 2_000;
-
 interface ClaimedDelivery {
   event_id: string;
   aggregate_id: string;
@@ -61,6 +60,37 @@ interface ClaimedDelivery {
   url: string;
   secret_sealed: string;
 }
+
+/** What one delivery attempt came to, waiting to be written with others in one statement. */
+interface Outcome {
+  delivery: ClaimedDelivery;
+  verdict: 'delivered' | 'retry' | 'dead' | 'gone';
+  /** For `retry`: the backoff before the next attempt. */
+  delayMs: number;
+  /** Stored as `last_error`; null when delivered. */
+  error: string | null;
+  /** For metrics: http_<status> or network. */
+  reason: string;
+  /** From the event's commit to the subscriber's answer, by PostgreSQL's clock plus the relay's elapsed time. */
+  latencyMs: number;
+  /** performance.now() after which this relay stops trying to record it: the lease is about to run out. */
+  recordByMs: number;
+}
+
+/**
+ * How long a relay keeps trying to record outcomes while PostgreSQL is away
+ * (restarting, failing over), after the delivery timeout. Part of the lease:
+ * see `leaseMs`.
+ */
+const RECORD_WINDOW_MS = 12_000;
+/**
+ * Lease time that nothing in the relay spends on purpose: the claim's own
+ * round trip, event-loop stalls and GC pauses, timers firing late on a busy
+ * machine. Keeps the relay's last record attempt clear of the lease's end.
+ */
+const LEASE_SLACK_MS = 2_000;
+/** Outcomes written by one statement, at most (the arrays are bound parameters). */
+const MAX_OUTCOMES_PER_STATEMENT = 1_000;
 
 /**
  * Delivers outbox events to subscribers, at least once, with Standard Webhooks signatures.
@@ -82,43 +112,69 @@ interface ClaimedDelivery {
  * `locked_by` is still ours, so a relay that outlived its lease cannot
  * overwrite the outcome of the relay that took over.
  *
+ * Pipelining: the relay claims the next batch while earlier deliveries are
+ * still on the wire (up to `maxInFlight`), so one slow subscriber holds up
+ * only its own deliveries. Outcomes are written in groups, one statement for
+ * every outcome that arrived while the previous statement ran (group commit).
+ * That widens the redelivery window: a relay that dies after its subscribers
+ * answered but before that statement commits leaves every outcome of the
+ * group unrecorded, so up to one group (at most `maxInFlight` deliveries,
+ * each signed with its stable `webhook-id`) goes out again after the lease,
+ * where one delivery went out again before. The inbox drops them.
+ *
  * Ordering (promised): per subscription, the events of one aggregate
  * (operation) go out in the order they were written (`seq`): a delivery is not
  * claimed while an earlier one of the same aggregate is still pending for that
- * subscription, retries and backoff included, and event N+1 is only claimed
- * after event N was acknowledged. A dead letter counts as done: it no longer
- * holds later events back (otherwise one poisoned event would stall its
- * operation for good), and replaying it delivers it after its successors.
- * "Written" means committed in seq order: events of one operation are written
- * by the workflow's steps one after another, never by two concurrent
- * transactions. Across operations nothing is ordered.
+ * subscription, retries, backoff and deliveries in flight included, and event
+ * N+1 is only claimed after event N was acknowledged and recorded. A dead
+ * letter counts as done: it no longer holds later events back (otherwise one
+ * poisoned event would stall its operation for good), and replaying it
+ * delivers it after its successors. "Written" means committed in seq order:
+ * events of one operation are written by the workflow's steps one after
+ * another, never by two concurrent transactions. Across operations nothing is
+ * ordered.
  */
 export class OutboxRelay {
   private readonly relayId = `relay-${randomUUID().slice(0, 8)}`;
+  private readonly batchSize: number;
+  private readonly maxInFlight: number;
+  private readonly deliveryTimeoutMs: number;
+  private readonly http: WebhookClient;
   private running = false;
   /**
    * Set by anything that may have made deliveries due that the claim running
-   * now cannot see (a NOTIFY, the LISTEN connection lost, stop): the next
-   * sleep returns at once instead of waiting a poll interval. Cleared just
-   * before each claim, whose snapshot then includes the cause.
+   * now cannot see (a NOTIFY, recorded outcomes, the LISTEN connection lost,
+   * stop): the next sleep returns at once instead of waiting a poll interval.
+   * Cleared just before each claim, whose snapshot then includes the cause.
    */
   private signalled = false;
   private wake: (() => void) | undefined;
+  /** Resolved when a delivery finishes while the loop waits for room. */
+  private roomFreed: (() => void) | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly outcomes: Outcome[] = [];
+  private flushing: Promise<void> | undefined;
   private listener: pg.Client | undefined;
   private loop: Promise<void> | undefined;
 
-  constructor(private readonly options: OutboxRelayOptions) {}
+  constructor(private readonly options: OutboxRelayOptions) {
+    this.batchSize = options.batchSize ?? 200;
+    this.maxInFlight = Math.max(options.maxInFlight ?? this.batchSize * 2, this.batchSize);
+    this.deliveryTimeoutMs = options.deliveryTimeoutMs ?? 10_000;
+    this.http = new WebhookClient({ maxConnectionsPerOrigin: options.maxConnectionsPerOrigin ?? 64 });
+  }
 
   /**
    * Everything a claimed delivery can take before its outcome is recorded:
-   * the delivery (its timeout runs from the claim), then up to
-   * RECORD_WINDOW_MS of retrying the record while PostgreSQL is away, plus
-   * LEASE_SLACK_MS. The old lease, 2 × timeout + 5 s, was shorter than the
-   * recording retries alone for timeouts under ~1 s, so another relay
-   * redelivered while this one was still recording.
+   * the delivery (its timeout runs from the claim, so waiting for a
+   * connection counts), then up to RECORD_WINDOW_MS of writing the outcome
+   * (waiting behind the statement before it, retries while PostgreSQL is
+   * away), plus LEASE_SLACK_MS. The old lease, 2 × timeout + 5 s, was shorter
+   * than the recording retries alone for timeouts under ~1 s, so another
+   * relay redelivered while this one was still recording.
    */
   get leaseMs(): number {
-    return (this.options.deliveryTimeoutMs ?? 10_000) + RECORD_WINDOW_MS + LEASE_SLACK_MS;
+    return this.deliveryTimeoutMs + RECORD_WINDOW_MS + LEASE_SLACK_MS;
   }
 
   start(): void {
@@ -127,45 +183,52 @@ export class OutboxRelay {
     this.loop = this.run();
   }
 
+  /** Stops claiming, lets the deliveries in flight finish and records them, then closes. */
   async stop(): Promise<void> {
     this.running = false;
     this.signal();
+    this.roomFreed?.();
     await this.loop;
+    await Promise.all(this.inFlight);
+    await this.flushing;
     await this.listener?.end().catch(() => undefined);
     this.listener = undefined;
-  }
-
-  /** Claims and delivers one batch; returns how many deliveries it handled (tests and benchmarks drive this). */
-  async deliverBatch(): Promise<number> {
-    // Taken before the claim is sent, so it is never later than the lease's
-    // start by PostgreSQL's clock: deadlines derived from it are safe.
-    const claimedAtMs = performance.now();
-    this.signalled = false;
-    const claimed = await this.claim();
-    await Promise.all(claimed.map((delivery) => this.deliver(delivery, claimedAtMs)));
-    return claimed.length;
+    this.http.close();
   }
 
   private async run(): Promise<void> {
     const pollIntervalMs = this.options.pollIntervalMs ?? 1_000;
     let failures = 0;
     while (this.running) {
+      const room = this.maxInFlight - this.inFlight.size;
+      // Claim only once half a batch fits: claiming a row or two per freed
+      // slot would spend a statement per delivery.
+      if (room < Math.ceil(this.batchSize / 2)) {
+        await new Promise<void>((resolve) => (this.roomFreed = resolve));
+        this.roomFreed = undefined;
+        continue;
+      }
+      const limit = Math.min(this.batchSize, room);
+      let claimed: Claimed;
       try {
-        // Re-LISTENs after a lost connection; the round right after it picks up
+        // Re-LISTENs after a lost connection; the claim right after it picks up
         // whatever was notified while nobody listened.
         await this.ensureListening();
-        const handled = await this.deliverBatch();
-        if (failures > 0) this.options.logger.info({ failures }, 'relay reconnected to PostgreSQL; delivering again');
-        failures = 0;
-        if (handled > 0) continue;
+        this.signalled = false;
+        claimed = await this.claim(limit);
       } catch (error) {
         // PostgreSQL restarting, a network blip: the pool reconnects on the next
         // checkout. Retry soon (not after a long poll interval), backing off to it.
         failures++;
         this.options.logger.warn({ err: (error as Error).message, failures }, 'relay round failed; retrying');
-        await this.sleep(Math.min(pollIntervalMs, 100 * 2 ** Math.min(failures, 10)));
+        await this.pause(Math.min(pollIntervalMs, 100 * 2 ** Math.min(failures, 10)));
         continue;
       }
+      if (failures > 0) this.options.logger.info({ failures }, 'relay reconnected to PostgreSQL; delivering again');
+      failures = 0;
+      for (const delivery of claimed.rows) this.dispatch(delivery, claimed);
+      // A full batch: more may be due right now.
+      if (claimed.rows.length === limit) continue;
       await this.sleep(pollIntervalMs);
     }
   }
@@ -185,6 +248,21 @@ export class OutboxRelay {
       };
       const timer = setTimeout(done, ms);
       this.wake = done;
+    });
+  }
+
+  /** Waits `ms` regardless of notifications (after a failure); only stop() cuts it short. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = () => {
+        if (!this.running) done();
+      };
     });
   }
 
@@ -218,7 +296,10 @@ export class OutboxRelay {
     this.listener = client;
   }
 
-  private async claim(): Promise<ClaimedDelivery[]> {
+  private async claim(limit: number): Promise<Claimed> {
+    // Taken before the statement is sent, so it is never later than the
+    // lease's start by PostgreSQL's clock: deadlines derived from it are safe.
+    const startedAtMs = performance.now();
     const { rows } = await this.options.pool.query<ClaimedDelivery>(
       `WITH due AS (
          SELECT d.event_id, d.subscription_id
@@ -244,102 +325,180 @@ export class OutboxRelay {
        RETURNING deliveries.event_id, deliveries.aggregate_id, deliveries.subscription_id, deliveries.attempts,
                  e.event_type, e.payload, e.created_at, s.url, s.secret_sealed,
                  (EXTRACT(EPOCH FROM now() - e.created_at) * 1000)::float8 AS age_ms`,
-      [this.options.batchSize ?? 50, this.leaseMs, this.relayId],
+      [limit, this.leaseMs, this.relayId],
     );
-    return rows;
+    return { rows, startedAtMs, webhooks: new Map() };
   }
 
-  private async deliver(delivery: ClaimedDelivery, claimedAtMs: number): Promise<void> {
-    const deliveryTimeoutMs = this.options.deliveryTimeoutMs ?? 10_000;
+  private dispatch(delivery: ClaimedDelivery, claimed: Claimed): void {
+    const task = this.deliver(delivery, claimed)
+      .then((outcome) => this.enqueue(outcome))
+      .finally(() => {
+        this.inFlight.delete(task);
+        this.roomFreed?.();
+      });
+    this.inFlight.add(task);
+  }
+
+  /** One HTTP attempt; never throws (every failure is an outcome). */
+  private async deliver(delivery: ClaimedDelivery, claimed: Claimed): Promise<Outcome> {
     const body = JSON.stringify({ type: delivery.event_type, timestamp: delivery.created_at.toISOString(), data: delivery.payload });
-    let outcome: { ok: true } | { ok: false; status?: number; error: string };
+    let result: { ok: true } | { ok: false; status?: number; error: string };
     try {
-      const secret = this.options.secretBox.open(delivery.secret_sealed);
+      // Opened (AES-GCM) and decoded once per subscription per claim, not per event.
+      let webhook = claimed.webhooks.get(delivery.secret_sealed);
+      if (!webhook) {
+        webhook = new Webhook(this.options.secretBox.open(delivery.secret_sealed));
+        claimed.webhooks.set(delivery.secret_sealed, webhook);
+      }
       const timestamp = new Date();
-      const signature = new Webhook(secret).sign(delivery.event_id, timestamp, body);
-      const response = await fetch(delivery.url, {
-        method: 'POST',
+      const status = await this.http.post({
+        url: delivery.url,
         headers: {
           'content-type': 'application/json',
           'webhook-id': delivery.event_id,
           'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
-          'webhook-signature': signature,
+          'webhook-signature': webhook.sign(delivery.event_id, timestamp, body),
           'user-agent': 'onceflow-relay',
         },
         body,
-        signal: AbortSignal.timeout(Math.max(1, Math.ceil(claimedAtMs + deliveryTimeoutMs - performance.now()))),
+        timeoutMs: Math.max(1, claimed.startedAtMs + this.deliveryTimeoutMs - performance.now()),
       });
-      await response.arrayBuffer().catch(() => undefined);
-      outcome = response.ok ? { ok: true } : { ok: false, status: response.status, error: `HTTP ${response.status}` };
+      result = status >= 200 && status < 300 ? { ok: true } : { ok: false, status, error: `HTTP ${status}` };
     } catch (error) {
-      const e = error as Error & { cause?: { code?: string } };
-      outcome = { ok: false, error: e.name === 'TimeoutError' ? 'timed out' : `${e.message}${e.cause?.code ? ` (${e.cause.code})` : ''}` };
+      const e = error as NodeJS.ErrnoException;
+      result = {
+        ok: false,
+        error: e instanceof WebhookTimeoutError ? 'timed out' : `${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}`,
+      };
     }
+    const answeredAtMs = performance.now();
     this.options.logger.info(
       {
         correlationId: delivery.aggregate_id,
         eventId: delivery.event_id,
         subscriptionId: delivery.subscription_id,
         attempt: delivery.attempts,
-        ...(outcome.ok ? { outcome: 'delivered' } : { outcome: 'failed', error: outcome.error }),
+        ...(result.ok ? { outcome: 'delivered' } : { outcome: 'failed', error: result.error }),
       },
-      outcome.ok ? 'event delivered' : 'event delivery failed',
+      result.ok ? 'event delivered' : 'event delivery failed',
     );
-    // The subscriber may already have applied the event. If PostgreSQL is away
-    // right now, keep trying to record the outcome, but only while the lease
-    // lasts: after that another relay may already be delivering it again.
-    const recordByMs = claimedAtMs + deliveryTimeoutMs + RECORD_WINDOW_MS;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.record(delivery, outcome);
-        return;
-      } catch (error) {
-        const waitMs = Math.min(500, 50 * 2 ** attempt);
-        if (performance.now() + waitMs >= recordByMs) {
-          this.options.logger.warn(
-            { err: (error as Error).message, eventId: delivery.event_id, subscriptionId: delivery.subscription_id },
-            'could not record a delivery outcome; it goes out again when its lease runs out',
-          );
-          return;
+    const common = {
+      delivery,
+      latencyMs: delivery.age_ms + (answeredAtMs - claimed.startedAtMs),
+      recordByMs: claimed.startedAtMs + this.deliveryTimeoutMs + RECORD_WINDOW_MS,
+      delayMs: 0,
+    };
+    if (result.ok) return { ...common, verdict: 'delivered', error: null, reason: 'delivered' };
+    const reason = result.status ? `http_${result.status}` : 'network';
+    // 410 Gone: the subscriber asks us to stop. The subscription is disabled; its deliveries stay for a replay.
+    if (result.status === 410) return { ...common, verdict: 'gone', error: 'HTTP 410: subscription disabled', reason: 'gone' };
+    if (delivery.attempts >= (this.options.maxAttempts ?? 12) && delivery.age_ms >= (this.options.deadLetterAfterMs ?? 86_400_000)) {
+      return { ...common, verdict: 'dead', error: result.error, reason: 'attempts' };
+    }
+    const delayMs = retryDelayMs(delivery.attempts, this.options.retryBaseMs ?? 1_000, this.options.retryCapMs ?? 3_600_000);
+    return { ...common, verdict: 'retry', delayMs, error: result.error, reason };
+  }
+
+  private enqueue(outcome: Outcome): void {
+    this.outcomes.push(outcome);
+    this.flushing ??= this.flush();
+  }
+
+  /**
+   * Writes buffered outcomes, one statement for all that arrived while the
+   * previous one ran. The subscriber may already have applied these events:
+   * while PostgreSQL is away, keep trying, but only while the lease lasts
+   * (`recordByMs`); after that another relay may already be delivering them
+   * again, and they are left to it.
+   */
+  private async flush(): Promise<void> {
+    let failures = 0;
+    try {
+      while (this.outcomes.length > 0) {
+        const group = this.outcomes.splice(0, MAX_OUTCOMES_PER_STATEMENT);
+        try {
+          await this.record(group);
+          failures = 0;
+          // The next events of these operations may be due now.
+          this.signal();
+        } catch (error) {
+          failures++;
+          const now = performance.now();
+          for (const o of group.filter((o) => o.recordByMs <= now)) {
+            this.options.logger.warn(
+              { err: (error as Error).message, eventId: o.delivery.event_id, subscriptionId: o.delivery.subscription_id },
+              'could not record a delivery outcome; it goes out again when its lease runs out',
+            );
+          }
+          this.outcomes.unshift(...group.filter((o) => o.recordByMs > now));
+          if (this.outcomes.length > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(500, 50 * 2 ** failures)));
         }
-        await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
+    } finally {
+      // In the same turn as the loop's last check: an outcome enqueued after
+      // it finds no flush running and starts one (none is left behind).
+      this.flushing = undefined;
     }
   }
 
-  private async record(delivery: ClaimedDelivery, outcome: { ok: true } | { ok: false; status?: number; error: string }): Promise<void> {
-    const { pool, metrics } = this.options;
-    const where = 'WHERE event_id = $1 AND subscription_id = $2 AND locked_by = $3';
-    const ids = [delivery.event_id, delivery.subscription_id, this.relayId];
-    if (outcome.ok) {
-      await pool.query(`UPDATE deliveries SET status = 'delivered', delivered_at = now(), locked_until = NULL, last_error = NULL ${where}`, ids);
-      metrics.delivered.inc({ event_type: delivery.event_type });
-      metrics.latency.observe((Date.now() - delivery.created_at.getTime()) / 1000);
-      return;
-    }
-    if (outcome.status === 410) {
-      // 410 Gone: the subscriber asks us to stop. Disable the subscription; its deliveries stay for a replay.
-      // Only an active one: a tenant's pause that raced this delivery keeps its reason, so a replay leaves it paused.
-      await pool.query(
-        `UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now() WHERE subscription_id = $1 AND status = 'active'`,
-        [delivery.subscription_id, DisabledReason.Gone],
-      );
-      await pool.query(`UPDATE deliveries SET status = 'dead', last_error = $4, locked_until = NULL ${where}`, [...ids, 'HTTP 410: subscription disabled']);
-      metrics.deadLettered.inc({ reason: 'gone' });
-      return;
-    }
-    if (delivery.attempts >= (this.options.maxAttempts ?? 12) && delivery.age_ms >= (this.options.deadLetterAfterMs ?? 86_400_000)) {
-      await pool.query(`UPDATE deliveries SET status = 'dead', last_error = $4, locked_until = NULL ${where}`, [...ids, outcome.error]);
-      metrics.deadLettered.inc({ reason: 'attempts' });
-      return;
-    }
-    const delayMs = retryDelayMs(delivery.attempts, this.options.retryBaseMs ?? 1_000, this.options.retryCapMs ?? 3_600_000);
-    await pool.query(
-      `UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $4 / 1000.0), last_error = $5, locked_until = NULL ${where}`,
-      [...ids, delayMs, outcome.error],
+  private async record(group: Outcome[]): Promise<void> {
+    const { metrics } = this.options;
+    const { rows } = await this.options.pool.query<{ event_id: string; subscription_id: string }>(
+      `WITH outcome AS (
+         SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::float8[], $6::text[])
+                    AS o (event_id, subscription_id, verdict, delay_ms, error)),
+       gone AS (
+         -- Only an active one: a tenant's pause that raced this delivery keeps its reason, so a replay leaves it paused.
+         UPDATE subscriptions s SET status = 'disabled', disabled_reason = $7, updated_at = now()
+          WHERE s.subscription_id IN (SELECT subscription_id FROM outcome WHERE verdict = 'gone') AND s.status = 'active')
+       UPDATE deliveries d
+          SET status = CASE o.verdict WHEN 'delivered' THEN 'delivered' WHEN 'retry' THEN 'pending' ELSE 'dead' END,
+              delivered_at = CASE WHEN o.verdict = 'delivered' THEN now() ELSE d.delivered_at END,
+              next_attempt_at = CASE WHEN o.verdict = 'retry' THEN now() + make_interval(secs => o.delay_ms / 1000.0) ELSE d.next_attempt_at END,
+              last_error = o.error,
+              locked_until = NULL
+         FROM outcome o
+        WHERE d.event_id = o.event_id AND d.subscription_id = o.subscription_id AND d.locked_by = $1
+       RETURNING d.event_id, d.subscription_id`,
+      [
+        this.relayId,
+        group.map((o) => o.delivery.event_id),
+        group.map((o) => o.delivery.subscription_id),
+        group.map((o) => o.verdict),
+        group.map((o) => o.delayMs),
+        group.map((o) => o.error),
+        DisabledReason.Gone,
+      ],
     );
-    metrics.retried.inc({ reason: outcome.status ? `http_${outcome.status}` : 'network' });
+    // Counted only where our lease still held: another relay's outcome is its to count.
+    const recorded = new Set(rows.map((r) => `${r.event_id} ${r.subscription_id}`));
+    for (const o of group) {
+      if (!recorded.has(`${o.delivery.event_id} ${o.delivery.subscription_id}`)) {
+        this.options.logger.warn(
+          { eventId: o.delivery.event_id, subscriptionId: o.delivery.subscription_id },
+          'delivery outcome not recorded: the lease ran out and another relay took the delivery over',
+        );
+        continue;
+      }
+      if (o.verdict === 'delivered') {
+        metrics.delivered.inc({ event_type: o.delivery.event_type });
+        metrics.latency.observe(o.latencyMs / 1000);
+      } else if (o.verdict === 'retry') {
+        metrics.retried.inc({ reason: o.reason });
+      } else {
+        metrics.deadLettered.inc({ reason: o.reason });
+      }
+    }
   }
+}
+
+interface Claimed {
+  rows: ClaimedDelivery[];
+  /** performance.now() when the claim was sent: the lease's start, or a little before it. */
+  startedAtMs: number;
+  /** Signers opened for this claim, by sealed secret. */
+  webhooks: Map<string, Webhook>;
 }
 
 /** Exponential backoff with full jitter: uniform in [0, min(cap, base·2^(attempt-1))]. */

@@ -242,6 +242,28 @@ describe('the outbox relay under faults', () => {
       }
     });
 
+    it('keeps delivering to other subscribers while one subscriber holds a delivery open: claims do not wait for a batch to finish', async () => {
+      const slow = await subscriber(relayDb);
+      const other = await subscriber(relayDb);
+      const held = slow.consumer.holdNext();
+      // A timeout far beyond the test, so the held delivery stays on the wire throughout.
+      ownRelay({ batchSize: 10, deliveryTimeoutMs: 120_000 });
+      const [slowId] = await emit(relayDb, slow.tenantId, 1, 1);
+      await within(held.arrived, 'the slow subscriber received its event');
+      // Three claims' worth, written after the held one was claimed.
+      const ids = await emit(relayDb, other.tenantId, 30, 1);
+      try {
+        await until(() => other.consumer.received.length === ids.length, 'the other subscriber got everything while one delivery is held');
+        expect(other.consumer.received.map((r) => r.webhookId).sort()).toEqual([...ids].sort());
+      } finally {
+        held.released();
+      }
+      await until(
+        async () => (await relayDb.query("SELECT 1 FROM deliveries WHERE event_id = $1 AND status = 'delivered'", [slowId])).rowCount === 1,
+        'the held delivery recorded once answered',
+      );
+    });
+
     it('keeps the backlog gauges at their last reading while PostgreSQL is unreachable, instead of reporting an empty backlog', async () => {
       const registry = new Registry();
       registerOutboxBacklogGauges(registry, relayDb);
