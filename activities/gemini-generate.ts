@@ -4,14 +4,14 @@ import type { Logger } from '../src/observability/logger';
 import { geminiBackoff, geminiStoreRetryMs } from '../workflows/activity-options';
 import { FailureType } from '../workflows/failure-types';
 import { GuardDatabaseError } from '../src/effects/errors';
-import { guardForeignCall, type GuardedCall } from '../src/effects/guard';
+import { guardForeignCall, type EffectKey, type GuardedCall } from '../src/effects/guard';
 import type { GeminiClient, GenerateResponse } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
-import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { ownerLabels, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { whileHeartbeating } from './heartbeat';
 
-export interface GenerateWithGeminiInput {
+export interface GenerateWithGeminiInput extends GeminiCallOwner {
   operationId: string;
   workflowId: string;
   model: string;
@@ -65,13 +65,14 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
   return (input: GenerateWithGeminiInput): Promise<GenerateResponse> => whileHeartbeating(async (signal) => {
     const { attempt } = Context.current().info;
     const key = { operationId: input.operationId, step: `gemini:${input.model}`, workflowId: input.workflowId };
+    const owner = ownerLabels(input);
     const startedMs = clock();
     let guarded: GuardedCall<GenerateResponse>;
     try {
+      const retry = await reachedGeminiBefore(deps.pool, key, input, attempt);
       guarded = await guardForeignCall<GenerateResponse>(deps.pool, key, {
         call: () => {
-          if (attempt > 1) deps.geminiMetrics.retries.inc({ model: input.model });
-          else if (input.fallbackFrom) deps.geminiMetrics.fallbacks.inc({ from_model: input.fallbackFrom, to_model: input.model });
+          countCallStart(deps.geminiMetrics, input, retry);
           return deps.gemini.generate({ ...input.request, model: input.model, signal });
         },
         record: (tx, response) => recordAttempt(tx, input, attempt, {
@@ -84,26 +85,60 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
         },
       }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
-      throw activityFailure(error, { signal, model: input.model, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
+      throw activityFailure(error, { signal, model: input.model, owner, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
     }
     const response = guarded.result;
     if (guarded.kind === 'reused') {
-      deps.geminiMetrics.callsAvoided.inc({ model: input.model });
+      deps.geminiMetrics.callsAvoided.inc({ model: input.model, ...owner });
       deps.logger?.info({ ...logContext(input, attempt), geminiResponseId: response.responseId }, 'gemini call avoided: stored response reused');
       return response;
     }
-    deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded' });
+    // Paid for, even when a concurrent attempt's answer was stored first (raced): count this call's own tokens.
+    const paid = guarded.kind === 'raced' ? guarded.ownAnswer : response;
+    deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded', ...owner });
+    countTokens(deps.geminiMetrics, { model: input.model, ...owner }, paid.usage);
     deps.logger?.info(
-      { ...logContext(input, attempt), outcome: 'succeeded', durationMs: clock() - startedMs, geminiResponseId: response.responseId, promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens },
-      'gemini call succeeded',
+      { ...logContext(input, attempt), outcome: 'succeeded', durationMs: clock() - startedMs, geminiResponseId: paid.responseId, promptTokens: paid.usage.promptTokens, outputTokens: paid.usage.outputTokens, ...(guarded.kind === 'raced' ? { storedResponseId: response.responseId } : {}) },
+      guarded.kind === 'raced' ? 'gemini call succeeded, but a concurrent attempt stored its answer first; that one is returned' : 'gemini call succeeded',
     );
-    if (guarded.kind === 'called') {
-      deps.geminiMetrics.tokens.inc({ model: input.model, kind: 'prompt' }, response.usage.promptTokens);
-      deps.geminiMetrics.tokens.inc({ model: input.model, kind: 'output' }, response.usage.outputTokens);
-      deps.geminiMetrics.costMicros.inc({ model: input.model }, estimateCostMicros({ model: input.model, ...response.usage }));
-    }
     return response;
   });
+}
+
+/**
+ * Whether an earlier attempt of this step reached Gemini (its attempt row says
+ * so), which makes this call a retry. An earlier attempt that failed before it
+ * reached Gemini (PostgreSQL away) left no row and does not count.
+ */
+export async function reachedGeminiBefore(pool: pg.Pool, key: EffectKey, input: { operationId: string; model: string }, attempt: number): Promise<boolean> {
+  if (attempt === 1) return false;
+  try {
+    const { rowCount } = await pool.query(
+      'SELECT 1 FROM gemini_attempts WHERE operation_id = $1 AND model = $2 AND attempt < $3 LIMIT 1',
+      [input.operationId, input.model, attempt],
+    );
+    return (rowCount ?? 0) > 0;
+  } catch (error) {
+    throw new GuardDatabaseError(key, 'before', { cause: error });
+  }
+}
+
+/** Counted as the call leaves: a retry of this step, or the first call of a fallback model. */
+export function countCallStart(metrics: GeminiMetrics, input: { model: string; fallbackFrom?: string } & GeminiCallOwner, retry: boolean): void {
+  const { operation_type } = ownerLabels(input);
+  if (retry) metrics.retries.inc({ model: input.model, operation_type });
+  else if (input.fallbackFrom) metrics.fallbacks.inc({ from_model: input.fallbackFrom, to_model: input.model, operation_type });
+}
+
+/** Tokens and estimated cost of one paid answer. */
+export function countTokens(
+  metrics: GeminiMetrics,
+  labels: { model: string; tenant: string; operation_type: string },
+  usage: { promptTokens: number; outputTokens: number },
+): void {
+  metrics.tokens.inc({ ...labels, kind: 'prompt' }, usage.promptTokens);
+  metrics.tokens.inc({ ...labels, kind: 'output' }, usage.outputTokens);
+  metrics.costMicros.inc(labels, estimateCostMicros({ model: labels.model, ...usage }));
 }
 
 /**
@@ -114,20 +149,20 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
  */
 export function activityFailure(
   error: unknown,
-  context: { signal: AbortSignal; model: string; attempt: number; metrics: GeminiMetrics; logger?: Logger; log: object; durationMs: number },
+  context: { signal: AbortSignal; model: string; owner: { tenant: string; operation_type: string }; attempt: number; metrics: GeminiMetrics; logger?: Logger; log: object; durationMs: number },
 ): unknown {
   if (context.signal.aborted) return context.signal.reason;
   if (error instanceof GuardDatabaseError) {
     if (error.phase === 'storing') {
       // The call was made and paid for; its answer could not be stored, so the retry pays again.
-      context.metrics.calls.inc({ model: context.model, outcome: 'succeeded' });
+      context.metrics.calls.inc({ model: context.model, outcome: 'succeeded', ...context.owner });
       context.logger?.error({ ...context.log, err: error.message }, 'gemini answered but the answer could not be stored; the retry calls again');
     }
     return ApplicationFailure.create({ type: FailureType.DatabaseUnavailable, message: error.message, cause: error });
   }
   const failure = classifyGeminiError(error);
   const outcome = outcomeOf[failure.type];
-  context.metrics.calls.inc({ model: context.model, outcome });
+  context.metrics.calls.inc({ model: context.model, outcome, ...context.owner });
   context.logger?.warn({ ...context.log, outcome, durationMs: context.durationMs, error: failure.message }, 'gemini call failed');
   return ApplicationFailure.create({
     type: failure.type,

@@ -5,11 +5,11 @@ import type { Logger } from '../src/observability/logger';
 import { geminiStoreRetryMs } from '../workflows/activity-options';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
-import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
-import { activityFailure, outcomeOf, recordAttempt } from './gemini-generate';
+import { ownerLabels, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { activityFailure, countCallStart, countTokens, outcomeOf, reachedGeminiBefore, recordAttempt } from './gemini-generate';
 import { whileHeartbeating } from './heartbeat';
 
-export interface SubmitInteractionInput {
+export interface SubmitInteractionInput extends GeminiCallOwner {
   operationId: string;
   workflowId: string;
   model: string;
@@ -24,7 +24,7 @@ export interface SubmitInteractionResult {
   reused: boolean;
 }
 
-export interface PollInteractionInput {
+export interface PollInteractionInput extends GeminiCallOwner {
   operationId: string;
   workflowId: string;
   interactionId: string;
@@ -84,9 +84,11 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
     const step = stepOf(input.model);
     const key = { operationId: input.operationId, step, workflowId: input.workflowId };
     const where = 'WHERE operation_id = $1 AND step = $2';
+    const owner = ownerLabels(input);
     let startedMs = clock();
     let guarded: GuardedCall<{ interactionId: string }>;
     try {
+      const retry = await reachedGeminiBefore(deps.pool, key, input, attempt);
       guarded = await guardForeignCall<{ interactionId: string }>(deps.pool, key, {
         reserve: async (db) => {
           await db.query(
@@ -106,8 +108,7 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
           }
         },
         call: async () => {
-          if (attempt > 1) deps.geminiMetrics.retries.inc({ model: input.model });
-          else if (input.fallbackFrom) deps.geminiMetrics.fallbacks.inc({ from_model: input.fallbackFrom, to_model: input.model });
+          countCallStart(deps.geminiMetrics, input, retry);
           startedMs = clock();
           const state = await deps.gemini.submitInteraction({ model: input.model, ...input.request, signal });
           return { interactionId: state.id };
@@ -126,15 +127,16 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
         },
       }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
-      throw activityFailure(error, { signal, model: input.model, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
+      throw activityFailure(error, { signal, model: input.model, owner, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
     }
     const { interactionId } = guarded.result;
     if (guarded.kind === 'reused') {
-      deps.geminiMetrics.callsAvoided.inc({ model: input.model });
+      deps.geminiMetrics.callsAvoided.inc({ model: input.model, ...owner });
       deps.logger?.info({ ...logContext(input, attempt), interactionId }, 'interaction submission avoided: recorded id reused');
       return { interactionId, reused: true };
     }
-    deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded' });
+    // Tokens and cost are counted when the report completes (pollInteraction): only then are they known.
+    deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded', ...owner });
     deps.logger?.info({ ...logContext(input, attempt), interactionId }, 'interaction submitted');
     return { interactionId, reused: false };
   });
@@ -161,12 +163,18 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
       });
     }
     if (state.terminal) {
-      await deps.pool.query(
+      const { rows } = await deps.pool.query<{ model: string }>(
         `UPDATE gemini_interactions
             SET status = $2, completed_by = $3, completed_at = now(), error = $4
-          WHERE interaction_id = $1 AND completed_at IS NULL`,
+          WHERE interaction_id = $1 AND completed_at IS NULL
+          RETURNING model`,
         [input.interactionId, state.status === 'completed' ? 'completed' : 'failed', input.trigger, state.error ?? null],
       );
+      // The poll that records the end counts the report's tokens and cost:
+      // once, however many polls (or retried polls) see the completion.
+      if (rows[0] && state.status === 'completed' && state.usage) {
+        countTokens(deps.geminiMetrics, { model: state.model || rows[0].model, ...ownerLabels(input) }, state.usage);
+      }
       if (state.usage) {
         await deps.pool.query(
           `UPDATE gemini_attempts SET prompt_tokens = $3, output_tokens = $4

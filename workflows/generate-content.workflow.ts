@@ -56,6 +56,8 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
       const response = await generateWithGemini({
         operationId: operation.operationId,
         workflowId,
+        tenantId: operation.tenantId,
+        operationType: operation.operationType,
         model,
         ...(index > 0 ? { fallbackFrom: models[index - 1] } : {}),
         request: { prompt, system, temperature, maxOutputTokens },

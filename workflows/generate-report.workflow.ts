@@ -55,6 +55,8 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
       const { interactionId } = await submitInteraction({
         operationId: operation.operationId,
         workflowId,
+        tenantId: operation.tenantId,
+        operationType: operation.operationType,
         model,
         ...(index > 0 ? { fallbackFrom: models[index - 1] } : {}),
         request: { prompt, ...(system !== undefined ? { system } : {}) },
@@ -98,7 +100,8 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
     });
     try {
       const state = await pollInteraction({
-        operationId: operation.operationId, workflowId, interactionId: submitted.interactionId, trigger: wokenByWebhook ? 'webhook' : 'poll',
+        operationId: operation.operationId, workflowId, tenantId: operation.tenantId, operationType: operation.operationType,
+        interactionId: submitted.interactionId, trigger: wokenByWebhook ? 'webhook' : 'poll',
       });
       progress.lastStatus = state.status;
       if (state.terminal) {

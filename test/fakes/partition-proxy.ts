@@ -1,9 +1,11 @@
 import net from 'node:net';
 
 /**
- * A TCP proxy that can be partitioned: after `partition()`, bytes in either
- * direction are dropped (current and new connections alike) while the sockets
- * stay open, as when a network link dies silently. Put it between a worker
+ * A TCP proxy that can be partitioned. After `partition()` the server side is
+ * cut (the server sees the process's connections close, so it stops handing
+ * tasks to its long polls), while the process's side stays open and every byte
+ * it sends, on old connections or new ones, is dropped: as when a worker's
+ * link to Temporal dies and the worker does not know. Put it between a worker
  * process and Temporal to stop exactly what the worker tells Temporal (an
  * activity completion, heartbeats) from a chosen moment on, while the worker
  * keeps running and keeps reaching PostgreSQL and Gemini directly.
@@ -17,24 +19,29 @@ export interface PartitionProxy {
 
 export async function startPartitionProxy(upstream: { host: string; port: number }): Promise<PartitionProxy> {
   let partitioned = false;
-  const sockets = new Set<net.Socket>();
+  const clients = new Set<net.Socket>();
+  const remotes = new Set<net.Socket>();
+  const track = (set: Set<net.Socket>, socket: net.Socket) => {
+    set.add(socket);
+    socket.on('close', () => set.delete(socket));
+    socket.on('error', () => undefined);
+  };
   const server = net.createServer((client) => {
-    const remote = net.connect(upstream.port, upstream.host);
-    for (const socket of [client, remote]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => undefined);
+    track(clients, client);
+    if (partitioned) {
+      client.resume(); // read and drop
+      return;
     }
+    const remote = net.connect(upstream.port, upstream.host);
+    track(remotes, remote);
     client.on('data', (chunk: Buffer) => {
-      if (partitioned) return;
-      remote.write(chunk);
+      if (!partitioned) remote.write(chunk);
     });
     remote.on('data', (chunk: Buffer) => {
       if (!partitioned) client.write(chunk);
     });
-    // The process's side closing (it died) always reaches the server, as the
-    // kernel's reset of a killed process's sockets would: otherwise Temporal
-    // keeps handing tasks to the dead worker's open long polls.
+    // A process that dies closes its side, and the server hears it; the
+    // server's side going away (the partition) is never passed on.
     client.on('close', () => remote.destroy());
     remote.on('close', () => partitioned || client.destroy());
   });
@@ -44,10 +51,11 @@ export async function startPartitionProxy(upstream: { host: string; port: number
     address: `127.0.0.1:${port}`,
     partition: () => {
       partitioned = true;
+      for (const remote of remotes) remote.destroy();
     },
     close: () =>
       new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
+        for (const socket of [...clients, ...remotes]) socket.destroy();
         server.close(() => resolve());
       }),
   };

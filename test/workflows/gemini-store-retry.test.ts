@@ -9,18 +9,20 @@ import { testInfra } from '../helpers/infra';
 import { startProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import { scrapedMetricValue } from '../fakes/metrics';
 import { startOwnPostgres, type OwnPostgres } from '../fakes/own-postgres';
 
 /**
- * The paid-call guard when PostgreSQL is briefly unreachable (stopped for
- * real, not a crash of ours) just as Gemini answers: the worker keeps the paid
+ * The Gemini activities when PostgreSQL fails around a paid call. Stopped for
+ * real (not a crash of ours) just as Gemini answers: the worker keeps the paid
  * answer and stores it once PostgreSQL is back, instead of failing the attempt
- * and paying for the same answer again on the retry.
+ * and paying for the same answer again on the retry. Failing before the call:
+ * the next attempt's call is a first call, not a retry.
  *
- * Everything runs on a PostgreSQL of this test's own, so stopping it touches no
- * other test file.
+ * Everything runs on a PostgreSQL of this test's own, so stopping it (or
+ * hiding a table) touches no other test file.
  */
-describe('a paid Gemini answer that arrives while PostgreSQL is down', () => {
+describe('Gemini activities when PostgreSQL fails around a paid call', () => {
   let postgres: OwnPostgres;
   let pool: Pool;
   let temporal: Client;
@@ -50,8 +52,10 @@ describe('a paid Gemini answer that arrives while PostgreSQL is down', () => {
     await postgres.close();
   });
 
+  let metricsPort: number;
   beforeAll(async () => {
     const infra = testInfra();
+    metricsPort = await findFreePort();
     worker = startProcess('worker', {
       DATABASE_URL: postgres.connectionString,
       TEMPORAL_ADDRESS: infra.temporalAddress,
@@ -59,7 +63,7 @@ describe('a paid Gemini answer that arrives while PostgreSQL is down', () => {
       TEMPORAL_TASK_QUEUE: taskQueue,
       GEMINI_BASE_URL: gemini.url,
       GEMINI_API_KEY: '',
-      WORKER_METRICS_PORT: String(await findFreePort()),
+      WORKER_METRICS_PORT: String(metricsPort),
       WORKER_SDK_METRICS_PORT: String(await findFreePort()),
       LOG_LEVEL: 'info',
     });
@@ -96,6 +100,31 @@ describe('a paid Gemini answer that arrives while PostgreSQL is down', () => {
     expect(await bills(operation.operation_id)).toHaveLength(1);
     expect(await events(operation.operation_id)).toEqual(['operation.succeeded']);
     expect((await pool.query('SELECT model, outcome FROM gemini_attempts WHERE operation_id = $1', [operation.operation_id])).rows).toEqual([{ model: 'gemini-2.5-flash', outcome: 'succeeded' }]);
+  }, 300_000);
+
+  it('does not count a call as a retry when the attempt before it failed without reaching Gemini', async () => {
+    const metric = (name: string, labels: Record<string, string>) => scrapedMetricValue(`http://127.0.0.1:${metricsPort}/metrics`, name, labels);
+    const retries = () => metric('onceflow_gemini_retries_total', { model: 'gemini-2.5-flash', operation_type: 'generate-content' });
+    const retriesBefore = await retries();
+    // The first attempt cannot find the guard's table: it fails before it calls Gemini.
+    await pool.query('ALTER TABLE effects RENAME TO effects_hidden_by_test');
+    try {
+      const key = randomUUID();
+      const created = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'first try, second attempt' } });
+      expect(created.status).toBe(202);
+      await eventually('the first attempt to fail on PostgreSQL', async () => {
+        const { raw } = await temporal.workflow.getHandle(created.json!.workflowId).describe();
+        const activity = raw.pendingActivities?.find((a) => a.activityType?.name === 'generateWithGemini');
+        return activity?.lastFailure?.message?.includes('relation "effects" does not exist');
+      }, 60_000);
+      await pool.query('ALTER TABLE effects_hidden_by_test RENAME TO effects');
+      await eventually('the operation to succeed', async () =>
+        (await pool.query('SELECT status FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0]?.status === 'succeeded', 120_000);
+    } finally {
+      await pool.query('ALTER TABLE IF EXISTS effects_hidden_by_test RENAME TO effects');
+    }
+    expect(await fake.calls({ paid: true })).toHaveLength(1);
+    expect(await retries() - retriesBefore).toBe(0);
   }, 300_000);
 
   it('a submitted interaction id is stored once PostgreSQL is back: one interactions.create, one bill, one event', async () => {

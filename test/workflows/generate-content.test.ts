@@ -7,6 +7,7 @@ import { createTestPool } from '../helpers/db';
 import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
 import { refuseInserts } from '../fakes/db-faults';
 import { FakeGeminiControl } from '../fakes/gemini';
+import { metricValue } from '../fakes/metrics';
 
 /**
  * generate-content end to end: real facade, real Temporal worker, real
@@ -50,6 +51,8 @@ describe('generate-content never pays Gemini twice', () => {
         WHERE o.tenant_id = $1 AND o.idempotency_key = $2`, [tenant.tenantId, key])).rows.map((r) => r.event_type);
   const run = (key: string, body: Record<string, unknown> = { prompt: `prompt for ${key}` }) =>
     postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body, headers: { prefer: 'wait=60' } });
+  /** A counter of the test worker's own registry (tests in a file run one after another, so before/after deltas are this test's). */
+  const metric = (name: string, labels: Record<string, string> = {}) => metricValue(worker.metricsRegistry, name, labels);
 
   it('calls Gemini once, bills once and publishes one event for 50 concurrent duplicate requests', async () => {
     const key = randomUUID();
@@ -65,7 +68,22 @@ describe('generate-content never pays Gemini twice', () => {
     expect(final.json!.result.usage.totalTokens).toBe((await bills(key))[0].total_tokens);
   });
 
+  it('counts the paid call, its tokens and its estimated cost for its tenant and operation type', async () => {
+    const own = await createApiTenant(pool);
+    const labels = { tenant: own.tenantId, operation_type: 'generate-content' };
+    const response = await postOperation(api.baseUrl, { apiKey: own.apiKey, key: randomUUID(), body: { prompt: 'what does this cost?' }, headers: { prefer: 'wait=60' } });
+    expect(response.status).toBe(200);
+    const { promptTokens, outputTokens } = response.json!.result.usage;
+    expect(await metric('onceflow_gemini_calls_total', { ...labels, model: 'gemini-2.5-flash', outcome: 'succeeded' })).toBe(1);
+    expect(await metric('onceflow_gemini_tokens_total', { ...labels, kind: 'prompt' })).toBe(promptTokens);
+    expect(await metric('onceflow_gemini_tokens_total', { ...labels, kind: 'output' })).toBe(outputTokens);
+    // gemini-2.5-flash list prices: $0.30 per million prompt tokens, $2.50 per million output tokens.
+    expect(await metric('onceflow_gemini_estimated_cost_micro_usd_total', labels)).toBe(Math.round(promptTokens * 0.3 + outputTokens * 2.5));
+  });
+
   it('retries 429 with the server’s delay: three calls, one bill, three attempts in the result', async () => {
+    const retriesBefore = await metric('onceflow_gemini_retries_total', { model: 'gemini-2.5-flash', operation_type: 'generate-content' });
+    const rateLimitedBefore = await metric('onceflow_gemini_calls_total', { tenant: tenant.tenantId, outcome: 'rate_limited' });
     await fake.script([{ kind: 'error', status: 429, retryDelaySeconds: 3 }, { kind: 'error', status: 429, retryDelaySeconds: 3 }], 'gemini-2.5-flash');
     const key = randomUUID();
     const response = await run(key);
@@ -79,6 +97,9 @@ describe('generate-content never pays Gemini twice', () => {
     expect(await bills(key)).toHaveLength(1);
     expect(response.json!.result.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['rate_limited', 'rate_limited', 'succeeded']);
     expect(response.json!.result.attempts.every((a: { model: string }) => a.model === 'gemini-2.5-flash')).toBe(true);
+    // Two calls repeated an earlier call of the same step.
+    expect(await metric('onceflow_gemini_retries_total', { model: 'gemini-2.5-flash', operation_type: 'generate-content' }) - retriesBefore).toBe(2);
+    expect(await metric('onceflow_gemini_calls_total', { tenant: tenant.tenantId, outcome: 'rate_limited' }) - rateLimitedBefore).toBe(2);
   });
 
   it.each([
@@ -120,6 +141,8 @@ describe('generate-content never pays Gemini twice', () => {
   });
 
   it('falls back to the next model when the primary exhausts its retries, recording both', async () => {
+    const fallbacks = () => metric('onceflow_gemini_fallbacks_total', { from_model: 'gemini-2.5-flash', to_model: 'gemini-2.5-flash-lite', operation_type: 'generate-content' });
+    const fallbacksBefore = await fallbacks();
     await fake.script(Array.from({ length: 3 }, () => ({ kind: 'error' as const, status: 503 })), 'gemini-2.5-flash');
     const key = randomUUID();
     const response = await run(key);
@@ -133,6 +156,7 @@ describe('generate-content never pays Gemini twice', () => {
       'gemini-2.5-flash:unavailable', 'gemini-2.5-flash:unavailable', 'gemini-2.5-flash:unavailable', 'gemini-2.5-flash-lite:succeeded',
     ]);
     expect(await bills(key)).toHaveLength(1);
+    expect(await fallbacks() - fallbacksBefore).toBe(1);
   });
 
   it('moves on to the next model when the primary is unknown to Gemini (404), without retrying it, recording both', async () => {

@@ -9,6 +9,7 @@ import { createTestPool } from '../helpers/db';
 import { connectTestClient, type TestWorker } from '../helpers/temporal';
 import { refuseInserts } from '../fakes/db-faults';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import { metricValue } from '../fakes/metrics';
 import { startReportWorker } from '../fakes/report-worker';
 
 /**
@@ -81,6 +82,9 @@ describe('generate-report completes once, bills once and publishes once', () => 
   const heldInteraction = () => eventually('the interaction to be submitted', async () => (await fake.listInteractions())[0]);
 
   it('submits one background interaction and completes by polling when no webhook comes', async () => {
+    const labels = { tenant: tenant.tenantId, operation_type: 'generate-report', model: 'gemini-2.5-flash' };
+    const metric = (name: string, extra: Record<string, string> = {}) => metricValue(pairs.polling.worker.metricsRegistry, name, { ...labels, ...extra });
+    const [promptBefore, outputBefore, costBefore] = [await metric('onceflow_gemini_tokens_total', { kind: 'prompt' }), await metric('onceflow_gemini_tokens_total', { kind: 'output' }), await metric('onceflow_gemini_estimated_cost_micro_usd_total')];
     const key = randomUUID();
     const response = await run('polling', key, { wait: 60 });
     expect(response.status).toBe(200);
@@ -90,6 +94,11 @@ describe('generate-report completes once, bills once and publishes once', () => 
     expect(await bills(key)).toEqual([{ total_tokens: response.json!.result.usage.totalTokens }]);
     expect(await events(key)).toEqual(['operation.succeeded']);
     expect(await ledger(key)).toEqual([expect.objectContaining({ status: 'completed', submit_attempts: 1, completed_by: 'poll' })]);
+    // The completed report's tokens and estimated cost, counted for its tenant (flash list prices: $0.30 / $2.50 per million).
+    const { promptTokens, outputTokens } = response.json!.result.usage;
+    expect(await metric('onceflow_gemini_tokens_total', { kind: 'prompt' }) - promptBefore).toBe(promptTokens);
+    expect(await metric('onceflow_gemini_tokens_total', { kind: 'output' }) - outputBefore).toBe(outputTokens);
+    expect(await metric('onceflow_gemini_estimated_cost_micro_usd_total') - costBefore).toBe(Math.round(promptTokens * 0.3 + outputTokens * 2.5));
   });
 
   it('submits one interaction for 50 concurrent duplicate requests, bills once and publishes one event', async () => {

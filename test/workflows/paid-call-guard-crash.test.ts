@@ -10,7 +10,7 @@ import { testInfra } from '../helpers/infra';
 import { startProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
-import { metricValue } from '../fakes/metrics';
+import { metricValue, scrapedMetricValue } from '../fakes/metrics';
 import { parseAddress, startPartitionProxy, type PartitionProxy } from '../fakes/partition-proxy';
 import { startReportWorker } from '../fakes/report-worker';
 
@@ -53,8 +53,9 @@ describe('the paid-call guards after a worker dies between storing the answer an
   });
 
   /** A facade, and a real worker process that reaches Temporal only through a partitionable proxy, on a queue of their own. */
-  async function workerBehindProxy(): Promise<{ taskQueue: string; api: TestApi; proxy: PartitionProxy; child: RunningProcess }> {
+  async function workerBehindProxy(env: Record<string, string> = {}): Promise<{ taskQueue: string; api: TestApi; proxy: PartitionProxy; child: RunningProcess; metricsUrl: string }> {
     const infra = testInfra();
+    const metricsPort = await findFreePort();
     const taskQueue = uniqueTaskQueue('guard-crash');
     const api = await startTestApi({ pool, temporal, taskQueue });
     cleanups.push(() => api.close());
@@ -67,23 +68,32 @@ describe('the paid-call guards after a worker dies between storing the answer an
       TEMPORAL_TASK_QUEUE: taskQueue,
       GEMINI_BASE_URL: gemini.url,
       GEMINI_API_KEY: '',
-      WORKER_METRICS_PORT: String(await findFreePort()),
+      WORKER_METRICS_PORT: String(metricsPort),
       WORKER_SDK_METRICS_PORT: String(await findFreePort()),
       LOG_LEVEL: 'info',
+      ...env,
     });
     cleanups.push(() => child.kill('SIGKILL'));
     await child.waitForOutput(/worker polling/, 120_000);
-    return { taskQueue, api, proxy, child };
+    return { taskQueue, api, proxy, child, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
   }
 
   const pendingActivity = async (workflowId: string, activityType: string) =>
     (await temporal.workflow.getHandle(workflowId).describe()).raw.pendingActivities?.find((a) => a.activityType?.name === activityType);
 
+  /** Waits until Temporal has timed out the first attempt by its missing heartbeats (not at the 2-minute start-to-close). */
+  async function heartbeatTimedOut(workflowId: string, activityType: string) {
+    const retried = await eventually('Temporal to time out the silent attempt', async () => {
+      const activity = await pendingActivity(workflowId, activityType);
+      return activity?.lastFailure?.timeoutFailureInfo ? activity : undefined;
+    }, 90_000);
+    expect(retried.lastFailure!.timeoutFailureInfo!.timeoutType).toBe(proto.api.enums.v1.TimeoutType.TIMEOUT_TYPE_HEARTBEAT);
+  }
+
   /**
    * Partitions the worker from Temporal once the fake has the paid call, lets
    * the answer go, waits for `committed`, checks that Temporal still sees the
-   * attempt running, kills the worker, and waits until Temporal has timed the
-   * attempt out by its missing heartbeats (not at the 2-minute start-to-close).
+   * attempt running, kills the worker, and waits for the heartbeat timeout.
    */
   async function killAfterCommit(options: { proxy: PartitionProxy; child: RunningProcess; workflowId: string; activityType: string; committed: () => Promise<boolean> }) {
     await eventually('the paid call at the fake Gemini', async () => (await fake.calls({ paid: true })).length === 1);
@@ -95,11 +105,7 @@ describe('the paid-call guards after a worker dies between storing the answer an
     });
     options.child.kill('SIGKILL');
     expect(await options.child.exited).toBe('SIGKILL');
-    const retried = await eventually('Temporal to time out the dead attempt', async () => {
-      const activity = await pendingActivity(options.workflowId, options.activityType);
-      return activity?.lastFailure?.timeoutFailureInfo ? activity : undefined;
-    }, 90_000);
-    expect(retried.lastFailure!.timeoutFailureInfo!.timeoutType).toBe(proto.api.enums.v1.TimeoutType.TIMEOUT_TYPE_HEARTBEAT);
+    await heartbeatTimedOut(options.workflowId, options.activityType);
   }
 
   const operationIdOf = async (key: string) =>
@@ -135,6 +141,38 @@ describe('the paid-call guards after a worker dies between storing the answer an
     const final = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body });
     expect(final.status).toBe(200);
     expect(final.json!.result.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['succeeded']);
+  }, 300_000);
+
+  it('counts the tokens and cost of a paid call whose answer lost the store race to its own retry', async () => {
+    // The held call must outlive the heartbeat timeout and the retry: our own timeout may not cut it first.
+    const { taskQueue, api, proxy, child, metricsUrl } = await workerBehindProxy({ GEMINI_REQUEST_TIMEOUT_MS: '80000' });
+    await fake.script([{ kind: 'ok', hold: true }], 'gemini-2.5-flash');
+    const key = randomUUID();
+    const created = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'paid twice, stored once' } });
+    expect(created.status).toBe(202);
+    const operationId = await operationIdOf(key);
+
+    // The first attempt's call is in flight and its worker cut off: Temporal retries it elsewhere while it still runs.
+    await eventually('the paid call at the fake Gemini', async () => (await fake.calls({ paid: true })).length === 1);
+    proxy.partition();
+    await heartbeatTimedOut(created.json!.workflowId, 'generateWithGemini');
+    const replacement = await startTestWorker({ pool, taskQueue, geminiBaseUrl: gemini.url });
+    cleanups.push(() => replacement.stop());
+    await eventually('the retry to finish the operation', async () => (await statusOf(operationId)) === 'succeeded', 120_000);
+
+    // Now the first call's answer arrives: its store finds the retry's answer already there.
+    expect(await fake.release()).toBe(1);
+    await child.waitForOutput(/a concurrent attempt stored its answer first/, 60_000);
+    expect(await fake.calls({ paid: true })).toHaveLength(2); // the window the guard documents: both were paid
+    expect(await bills(operationId)).toHaveLength(1);
+    expect(await events(operationId)).toEqual(['operation.succeeded']);
+    const { promptTokens, outputTokens } = (await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'paid twice, stored once' } })).json!.result.usage;
+    const labels = { tenant: tenant.tenantId, operation_type: 'generate-content', model: 'gemini-2.5-flash' };
+    // The offline model answers a prompt the same way twice, so the losing call's tokens equal the stored ones.
+    expect(await scrapedMetricValue(metricsUrl, 'onceflow_gemini_calls_total', { ...labels, outcome: 'succeeded' })).toBe(1);
+    expect(await scrapedMetricValue(metricsUrl, 'onceflow_gemini_tokens_total', { ...labels, kind: 'prompt' })).toBe(promptTokens);
+    expect(await scrapedMetricValue(metricsUrl, 'onceflow_gemini_tokens_total', { ...labels, kind: 'output' })).toBe(outputTokens);
+    expect(await scrapedMetricValue(metricsUrl, 'onceflow_gemini_estimated_cost_micro_usd_total', labels)).toBe(Math.round(promptTokens * 0.3 + outputTokens * 2.5));
   }, 300_000);
 
   it('generate-report reuses the recorded interaction on the retry: one interactions.create, one bill, one event', async () => {
