@@ -19,7 +19,8 @@ export interface OutboxRelayOptions {
   batchSize?: number;
   /**
    * Deliveries claimed and not yet recorded, at most: the relay claims the next
-   * batch while earlier ones are still on the wire. Default 2 × batchSize.
+   * batch while earlier ones are still on the wire or waiting to be recorded.
+   * Also the most a crash sends again. Default 2 × batchSize.
    */
   maxInFlight?: number;
   /**
@@ -113,14 +114,15 @@ const MAX_OUTCOMES_PER_STATEMENT = 1_000;
  * overwrite the outcome of the relay that took over.
  *
  * Pipelining: the relay claims the next batch while earlier deliveries are
- * still on the wire (up to `maxInFlight`), so one slow subscriber holds up
- * only its own deliveries. Outcomes are written in groups, one statement for
- * every outcome that arrived while the previous statement ran (group commit).
- * That widens the redelivery window: a relay that dies after its subscribers
- * answered but before that statement commits leaves every outcome of the
- * group unrecorded, so up to one group (at most `maxInFlight` deliveries,
- * each signed with its stable `webhook-id`) goes out again after the lease,
- * where one delivery went out again before. The inbox drops them.
+ * still on the wire, so one slow subscriber holds up only its own
+ * deliveries. Outcomes are written in groups, one statement for every
+ * outcome that arrived while the previous statement ran (group commit).
+ * That widens the redelivery window: a relay that dies sends again, after
+ * the lease, every delivery it claimed and had not recorded. With one UPDATE
+ * per answer those were only the deliveries still on the wire; now they
+ * include the answered ones waiting for their group's statement: up to
+ * `maxInFlight` in all (the relay never holds more claimed and unrecorded),
+ * each with its stable `webhook-id`. The inbox drops them.
  *
  * Ordering (promised): per subscription, the events of one aggregate
  * (operation) go out in the order they were written (`seq`): a delivery is not
@@ -149,9 +151,16 @@ export class OutboxRelay {
    */
   private signalled = false;
   private wake: (() => void) | undefined;
-  /** Resolved when a delivery finishes while the loop waits for room. */
+  /** Resolved when outcomes are recorded (or given up) while the loop waits for room. */
   private roomFreed: (() => void) | undefined;
-  private readonly inFlight = new Set<Promise<void>>();
+  /**
+   * Deliveries claimed whose outcome is not recorded yet (on the wire, or
+   * waiting for the statement that records it): what a crash now would send
+   * again after the lease. Bounded by maxInFlight.
+   */
+  private unrecorded = 0;
+  /** Resolved when `unrecorded` reaches 0 while stop() waits for it. */
+  private drained: (() => void) | undefined;
   private readonly outcomes: Outcome[] = [];
   private flushing: Promise<void> | undefined;
   private listener: pg.Client | undefined;
@@ -189,7 +198,8 @@ export class OutboxRelay {
     this.signal();
     this.roomFreed?.();
     await this.loop;
-    await Promise.all(this.inFlight);
+    // Bounded: every delivery times out, and recording gives up at its lease.
+    if (this.unrecorded > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     await this.flushing;
     await this.listener?.end().catch(() => undefined);
     this.listener = undefined;
@@ -200,7 +210,7 @@ export class OutboxRelay {
     const pollIntervalMs = this.options.pollIntervalMs ?? 1_000;
     let failures = 0;
     while (this.running) {
-      const room = this.maxInFlight - this.inFlight.size;
+      const room = this.maxInFlight - this.unrecorded;
       // Claim only once half a batch fits: claiming a row or two per freed
       // slot would spend a statement per delivery.
       if (room < Math.ceil(this.batchSize / 2)) {
@@ -331,13 +341,15 @@ export class OutboxRelay {
   }
 
   private dispatch(delivery: ClaimedDelivery, claimed: Claimed): void {
-    const task = this.deliver(delivery, claimed)
-      .then((outcome) => this.enqueue(outcome))
-      .finally(() => {
-        this.inFlight.delete(task);
-        this.roomFreed?.();
-      });
-    this.inFlight.add(task);
+    this.unrecorded++;
+    this.deliver(delivery, claimed).then(
+      (outcome) => this.enqueue(outcome),
+      (error: unknown) => {
+        // deliver() turns every delivery failure into an outcome; this is a bug in it. The lease brings the delivery back.
+        this.options.logger.error({ err: (error as Error).message, eventId: delivery.event_id }, 'relay could not finish a delivery attempt');
+        this.settle(1);
+      },
+    );
   }
 
   /** One HTTP attempt; never throws (every failure is an outcome). */
@@ -419,18 +431,21 @@ export class OutboxRelay {
         const group = this.outcomes.splice(0, MAX_OUTCOMES_PER_STATEMENT);
         try {
           await this.record(group);
+          this.settle(group.length);
           failures = 0;
           // The next events of these operations may be due now.
           this.signal();
         } catch (error) {
           failures++;
           const now = performance.now();
-          for (const o of group.filter((o) => o.recordByMs <= now)) {
+          const expired = group.filter((o) => o.recordByMs <= now);
+          for (const o of expired) {
             this.options.logger.warn(
               { err: (error as Error).message, eventId: o.delivery.event_id, subscriptionId: o.delivery.subscription_id },
               'could not record a delivery outcome; it goes out again when its lease runs out',
             );
           }
+          this.settle(expired.length);
           this.outcomes.unshift(...group.filter((o) => o.recordByMs > now));
           if (this.outcomes.length > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(500, 50 * 2 ** failures)));
         }
@@ -440,6 +455,14 @@ export class OutboxRelay {
       // it finds no flush running and starts one (none is left behind).
       this.flushing = undefined;
     }
+  }
+
+  /** `n` claimed deliveries are done with: recorded, or left to their lease. */
+  private settle(n: number): void {
+    if (n === 0) return;
+    this.unrecorded -= n;
+    this.roomFreed?.();
+    if (this.unrecorded === 0) this.drained?.();
   }
 
   private async record(group: Outcome[]): Promise<void> {
