@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
 import { DEV_GEMINI_WEBHOOK_SECRET, signGeminiWebhook } from '../../src/integrations/gemini/webhooks';
 import { GEMINI_WEBHOOK_CONSUMER } from '../../src/http/routes/gemini-webhooks';
+import { interactionEndedSignal } from '../../workflows/definitions';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, type TestWorker } from '../helpers/temporal';
@@ -172,6 +173,29 @@ describe('generate-report completes once, bills once and publishes once', () => 
     expect((await fake.calls({ paid: true })).map((c) => c.operation)).toEqual(['interactions.create']);
     expect(await bills(key)).toHaveLength(1);
     expect(await events(key)).toEqual(['operation.succeeded']);
+  });
+
+  it('acknowledges a first-seen webhook that arrives after a timer poll already completed the report: 200, one bill, one event', async () => {
+    await fake.interactions({ webhook: { url: `${pairs.polling.api.baseUrl}/v1/webhooks/gemini`, secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 0 } });
+    const key = randomUUID();
+    const response = await run('polling', key, { wait: 60 });
+    expect(response.status).toBe(200);
+    expect(response.json!.result.completedBy).toBe('poll');
+    const handle = temporal.workflow.getHandle(response.json!.workflowId);
+    await handle.result();
+    const interaction = await heldInteraction();
+    // What the route meets when it signals the closed run (and must answer 200 for, not 5xx).
+    await expect(handle.signal(interactionEndedSignal, { interactionId: interaction.id, eventType: 'interaction.completed', webhookId: 'probe' })).rejects.toThrow(WorkflowNotFoundError);
+
+    await fake.deliver(interaction.id);
+    expect((await fake.webhookDeliveries()).map((d) => d.status)).toEqual([200]);
+    expect(await inboxRows(interaction.id)).toHaveLength(1);
+    expect(await ledger(key)).toEqual([expect.objectContaining({ status: 'completed', webhooks_received: 1, completed_by: 'poll' })]);
+    expect(await bills(key)).toHaveLength(1);
+    expect(await events(key)).toEqual(['operation.succeeded']);
+    const repeat = await run('polling', key);
+    expect(repeat.status).toBe(200);
+    expect(repeat.json!.result).toEqual(response.json!.result);
   });
 
   it('answers a webhook with a bad signature 401 and changes nothing; the good one then completes the report', async () => {
