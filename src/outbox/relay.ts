@@ -90,6 +90,8 @@ const RECORD_WINDOW_MS = 12_000;
  * machine. Keeps the relay's last record attempt clear of the lease's end.
  */
 const LEASE_SLACK_MS = 2_000;
+/** How long outcomes wait for others still on the wire before they are written; adds at most this to the publish lag. */
+const FLUSH_LINGER_MS = 5;
 /** Outcomes written by one statement, at most (the arrays are bound parameters). */
 const MAX_OUTCOMES_PER_STATEMENT = 1_000;
 
@@ -381,7 +383,12 @@ export class OutboxRelay {
       const e = error as NodeJS.ErrnoException;
       result = {
         ok: false,
-        error: e instanceof WebhookTimeoutError ? 'timed out' : `${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}`,
+        error:
+          e instanceof WebhookTimeoutError
+            ? e.sent
+              ? 'timed out'
+              : 'timed out waiting for a free connection to the subscriber (not sent)'
+            : `${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}`,
       };
     }
     const answeredAtMs = performance.now();
@@ -428,6 +435,13 @@ export class OutboxRelay {
     let failures = 0;
     try {
       while (this.outcomes.length > 0) {
+        // Other answers are due any moment: let them join this statement
+        // rather than commit one row at a time (each commit is a WAL flush,
+        // the resource an inbox consumer on the same PostgreSQL needs most).
+        // A lone delivery is written at once.
+        if (this.outcomes.length < this.batchSize && this.unrecorded > this.outcomes.length) {
+          await new Promise((resolve) => setTimeout(resolve, FLUSH_LINGER_MS));
+        }
         const group = this.outcomes.splice(0, MAX_OUTCOMES_PER_STATEMENT);
         try {
           await this.record(group);

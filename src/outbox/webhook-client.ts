@@ -21,8 +21,12 @@ export interface PostOptions {
 /** Thrown when a post did not finish within its timeout. */
 export class WebhookTimeoutError extends Error {
   override readonly name = 'WebhookTimeoutError';
-  constructor(readonly timeoutMs: number) {
-    super(`timed out after ${timeoutMs} ms`);
+  /**
+   * @param sent false when the request was still waiting for a free
+   *   connection: nothing reached the subscriber.
+   */
+  constructor(readonly timeoutMs: number, readonly sent: boolean) {
+    super(sent ? `timed out after ${timeoutMs} ms` : `timed out after ${timeoutMs} ms waiting for a free connection (not sent)`);
   }
 }
 
@@ -73,7 +77,9 @@ export class WebhookClient {
         agent: secure ? this.agents.https : this.agents.http,
         headers: { ...options.headers, 'content-length': String(Buffer.byteLength(options.body)) },
       });
-      const timer = setTimeout(() => request.destroy(new WebhookTimeoutError(options.timeoutMs)), timeoutMs);
+      let sent = false;
+      request.once('socket', () => (sent = true));
+      const timer = setTimeout(() => request.destroy(new WebhookTimeoutError(options.timeoutMs, sent)), timeoutMs);
       const fail = (error: Error) => {
         clearTimeout(timer);
         reject(Object.assign(error, { reusedSocket: request.reusedSocket }));

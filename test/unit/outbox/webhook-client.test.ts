@@ -61,6 +61,23 @@ describe('the relay’s webhook client', () => {
     }
   });
 
+  it('tells a request that timed out waiting for a free connection (nothing reached the subscriber) from one that timed out on the wire', async () => {
+    let arrived = 0;
+    const server = await serve(() => {
+      arrived++; // and never answer
+    });
+    try {
+      const c = new WebhookClient({ maxConnectionsPerOrigin: 1 });
+      clients.push(c);
+      const [onTheWire, queued] = await Promise.allSettled([post(c, server.url('/a'), 400), post(c, server.url('/b'), 200)]);
+      expect(onTheWire).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ name: 'WebhookTimeoutError', sent: true }) });
+      expect(queued).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ name: 'WebhookTimeoutError', sent: false }) });
+      expect(arrived).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('sends again on a fresh connection when a kept-alive connection is dropped under the request, instead of failing the delivery', async () => {
     let requests = 0;
     const server = await serve((request, response, onConnection) => {
