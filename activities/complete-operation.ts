@@ -1,9 +1,11 @@
+import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Logger } from '../src/observability/logger';
 import type { OperationWorkflowInput } from '../workflows/definitions';
 import type { OperationOutcome } from '../workflows/operation-outcome';
 import { runEffect } from '../src/effects/guard';
-import { findOperationType } from '../src/operations/registry';
+import { findOperationType, resultIssues } from '../src/operations/registry';
+import { FailureType } from '../workflows/failure-types';
 import { OPERATION_FINISHED_CHANNEL } from '../src/operations/status';
 import { enqueueEvent } from '../src/outbox/enqueue';
 import { estimateCostMicros } from '../src/operations/pricing';
@@ -27,6 +29,17 @@ export interface CompleteOperationResult {
  */
 export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger }) {
   return async function completeOperation(input: CompleteOperationInput): Promise<CompleteOperationResult> {
+    // A result that breaks its type's declared schema is a bug in the workflow
+    // that built it: refuse it before anything is written (no bill, no event),
+    // loudly and for good, rather than store what every replay would then serve.
+    const issues = input.outcome === 'succeeded' ? resultIssues(input.operationType, input.result) : [];
+    if (issues.length > 0) {
+      throw ApplicationFailure.create({
+        type: FailureType.InvalidState,
+        nonRetryable: true,
+        message: `the ${input.operationType} result does not match its resultSchema: ${issues.join('; ')}`,
+      });
+    }
     const { result } = await runEffect(
       deps.pool,
       { operationId: input.operationId, step: 'complete', workflowId: input.workflowId },

@@ -109,3 +109,15 @@ export const operationTypeNames = Object.keys(operationTypes) as OperationTypeNa
 export function findOperationType(name: string): OperationTypeDefinition | undefined {
   return Object.hasOwn(operationTypes, name) ? operationTypes[name as OperationTypeName] : undefined;
 }
+
+/**
+ * What is wrong with a succeeded result against its type's resultSchema, as
+ * one line per issue; empty when it conforms. Checked once, when the result is
+ * written (completeOperation), so replays can send the stored result as it is.
+ */
+export function resultIssues(operationType: string, result: unknown): string[] {
+  const definition = findOperationType(operationType);
+  if (!definition) return [`operation type ${operationType} is not registered`];
+  const parsed = definition.resultSchema.safeParse(result);
+  return parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join('.') || '(result)'}: ${issue.message}`);
+}

@@ -47,3 +47,14 @@ export function toOperationResource(record: OperationState, ui: { baseUrl: strin
     },
   };
 }
+
+/**
+ * The resource as JSON text, for the replay path: the hot path of a retry
+ * storm, where the route's zod serializer would re-check on every repeat a
+ * resource whose shape TypeScript already guarantees and whose result was
+ * checked against its resultSchema when it was written (completeOperation,
+ * resultIssues). Other answers keep the route's serializer.
+ */
+export function serializeOperationResource(resource: OperationResource): string {
+  return JSON.stringify(resource);
+}

@@ -33,7 +33,7 @@ describe('completeOperation', () => {
       idempotencyKey: `key-${operationId}`,
       workflowId: `wf-${operationId}`,
       outcome: 'succeeded' as const,
-      result: { text: 'hello' },
+      result: { text: 'hello', model: 'gemini-2.5-flash', usage: { promptTokens: 10, outputTokens: 20, totalTokens: 30 }, attempts: [] },
       usage: { model: 'gemini-2.5-flash', promptTokens: 10, outputTokens: 20, totalTokens: 30 },
     };
     await Promise.all([complete(input), complete(input), complete(input)]);
@@ -43,7 +43,7 @@ describe('completeOperation', () => {
     const events = await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operationId]);
     expect(events.rows).toEqual([{ event_type: 'operation.succeeded' }]);
     const op = await pool.query('SELECT status, result FROM operations WHERE operation_id = $1', [operationId]);
-    expect(op.rows).toEqual([{ status: 'succeeded', result: { text: 'hello' } }]);
+    expect(op.rows).toEqual([{ status: 'succeeded', result: expect.objectContaining({ text: 'hello' }) }]);
   });
 
   it('releases the key only for a retryable failure of a type that allows it', async () => {
@@ -67,5 +67,20 @@ describe('completeOperation', () => {
       { operation_id: rejected, released: false, error_status: 422 },
       { operation_id: exhausted, released: true, error_status: 502 },
     ]);
+  });
+
+  it('refuses, for good and before writing anything, a succeeded result that breaks its type’s resultSchema', async () => {
+    const operationId = await reserve();
+    const complete = createCompleteOperation({ pool });
+    const refused = complete({
+      operationId, tenantId, operationType: 'generate-content', idempotencyKey: `key-${operationId}`, workflowId: `wf-${operationId}`,
+      outcome: 'succeeded', result: { text: 'hello', usage: { promptTokens: '10' } },
+      usage: { model: 'gemini-2.5-flash', promptTokens: 10, outputTokens: 20, totalTokens: 30 },
+    });
+    await expect(refused).rejects.toMatchObject({ type: 'InvalidState', nonRetryable: true, message: expect.stringMatching(/model: .*usage\.promptTokens: /) });
+    const count = async (sql: string) => Number((await pool.query(sql, [operationId])).rows[0].n);
+    expect(await count('SELECT count(*) AS n FROM usage_ledger WHERE operation_id = $1')).toBe(0);
+    expect(await count('SELECT count(*) AS n FROM outbox_events WHERE aggregate_id = $1')).toBe(0);
+    expect(await count("SELECT count(*) AS n FROM operations WHERE operation_id = $1 AND status = 'running' AND result IS NULL")).toBe(1);
   });
 });

@@ -8,7 +8,7 @@ import type { IdempotencyStore, OperationState } from '../../idempotency/store';
 import { operationWorkflowId } from '../../idempotency/workflow-id';
 import type { CompletionWaiter } from '../../operations/completion-waiter';
 import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
-import { operationPath, operationResourceSchemaFor, toOperationResource } from '../../operations/resource';
+import { operationPath, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
 import type { StartOperation } from '../../operations/starter';
 import { PROBLEM_BASE, ProblemError } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
@@ -255,7 +255,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       reply.header('Idempotent-Replayed', 'true').header('Idempotency-First-Seen', String(record.firstSeenMs));
     }
     const resource = toOperationResource(record, ui);
-    if (record.status === 'succeeded') return reply.code(200).send(resource);
+    if (record.status === 'succeeded') return reply.code(200).type('application/json; charset=utf-8').send(serializeOperationResource(resource));
     const error = record.error;
     const status = record.errorStatus ?? error?.status ?? 502;
     return reply
