@@ -75,18 +75,21 @@ export function runEntrypoint(name: string, main: (context: EntrypointContext) =
   const cleanups: (() => unknown)[] = [];
   let resolveStopped!: (signal: NodeJS.Signals) => void;
   const stopped = new Promise<NodeJS.Signals>((resolve) => (resolveStopped = resolve));
-  let shuttingDown = false;
-  const shutdown = async (): Promise<void> => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch {
-        // keep closing the rest
+  // One shutdown, however many ask for it: a stop signal starts it and main
+  // (which awaited `stopped`) then asks again before exiting. Every caller waits
+  // for the same run, so process.exit never cuts a cleanup short (a relay's
+  // batch in flight, a worker draining its activities).
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (): Promise<void> =>
+    (shuttingDown ??= (async () => {
+      for (const cleanup of cleanups.reverse()) {
+        try {
+          await cleanup();
+        } catch {
+          // keep closing the rest
+        }
       }
-    }
-  };
+    })());
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       resolveStopped(signal);
