@@ -22,7 +22,7 @@ export interface GenerateWithGeminiInput extends GeminiCallOwner {
 
 export interface GeminiAttempt {
   model: string;
-  outcome: 'succeeded' | 'rate_limited' | 'unavailable' | 'rejected' | 'safety_blocked';
+  outcome: 'succeeded' | 'rate_limited' | 'unavailable' | 'rejected' | 'safety_blocked' | 'model_not_found';
   durationMs: number;
   promptTokens?: number;
   outputTokens?: number;
@@ -34,7 +34,7 @@ export const outcomeOf: Record<FailureType, GeminiAttempt['outcome']> = {
   [FailureType.GeminiUnavailable]: 'unavailable',
   [FailureType.GeminiRejected]: 'rejected',
   // gemini_attempts has no outcome of its own for it yet; the error says 404.
-  [FailureType.GeminiNotFound]: 'rejected',
+  [FailureType.GeminiNotFound]: 'model_not_found',
   [FailureType.GeminiSafetyBlocked]: 'safety_blocked',
   [FailureType.DatabaseUnavailable]: 'unavailable',
   [FailureType.InvalidState]: 'rejected',

@@ -57,7 +57,7 @@ const usage = z.looseObject({ promptTokens: z.number(), outputTokens: z.number()
 /** One Gemini call of the operation, as recorded in gemini_attempts. */
 const geminiAttempt = z.looseObject({
   model: z.string(),
-  outcome: z.string().describe('succeeded, rate_limited, unavailable, rejected, safety_blocked, …'),
+  outcome: z.string().describe('succeeded, rate_limited, unavailable, rejected, safety_blocked, model_not_found, …'),
   durationMs: z.number(),
   promptTokens: z.number().optional(),
   outputTokens: z.number().optional(),

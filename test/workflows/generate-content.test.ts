@@ -167,7 +167,7 @@ describe('generate-content never pays Gemini twice', () => {
     expect(response.json!.result.model).toBe('gemini-2.5-flash-lite');
     expect((await fake.calls()).map((c) => `${c.model}:${c.status}`)).toEqual(['gemini-2.5-flash:404', 'gemini-2.5-flash-lite:200']);
     const attempts = response.json!.result.attempts;
-    expect(attempts.map((a: { model: string; outcome: string }) => `${a.model}:${a.outcome}`)).toEqual(['gemini-2.5-flash:rejected', 'gemini-2.5-flash-lite:succeeded']);
+    expect(attempts.map((a: { model: string; outcome: string }) => `${a.model}:${a.outcome}`)).toEqual(['gemini-2.5-flash:model_not_found', 'gemini-2.5-flash-lite:succeeded']);
     expect(attempts[0].error).toMatch(/^404 NOT_FOUND: models\/gemini-2.5-flash is not found/);
     expect(await bills(key)).toHaveLength(1);
     expect(await events(key)).toEqual(['operation.succeeded']);
