@@ -7,6 +7,7 @@
  *
  * Flags: --quick (1 run of 3 s per arm: checks the harness, not a result),
  *        --only repeat,starts,outbox,peer   --runs N   --seconds S
+ *        --pairs N --pair-seconds S (paired arms: repeat path and starts; default 9 × 3 s)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -35,6 +36,8 @@ function parseArgs(argv: string[]) {
     quick,
     runs: Number(flag('runs') ?? (quick ? 1 : 3)),
     seconds: Number(flag('seconds') ?? (quick ? 3 : 6)),
+    pairs: Number(flag('pairs') ?? (quick ? 1 : 9)),
+    pairSeconds: Number(flag('pair-seconds') ?? 3),
     arms: only ?? (Object.keys(ARMS) as ArmName[]),
   };
 }
@@ -77,7 +80,7 @@ async function main(): Promise<void> {
     await memory.sampleIdle();
     log(`idle RSS: ${JSON.stringify(memory.report())}`);
 
-    const ctx: BenchContext = { infra, log, runs: args.runs, seconds: args.seconds, geminiUrl, apiUrl, processes, figures, raw, memory };
+    const ctx: BenchContext = { infra, log, runs: args.runs, seconds: args.seconds, pairs: args.pairs, pairSeconds: args.pairSeconds, geminiUrl, apiUrl, processes, figures, raw, memory };
     for (const name of args.arms) {
       log(`── ${name} ──`);
       try {
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
 
 function renderTable(result: { finishedAt: string; durationSeconds: number; settings: ReturnType<typeof parseArgs>; machine: ReturnType<typeof machineInfo>; versions: Record<string, string>; figures: Figure[]; failures: Record<string, string> }): string {
   const lines = [
-    `Run ${result.finishedAt} (${result.durationSeconds} s; ${result.settings.runs} measured runs per arm of ${result.settings.seconds} s, median reported).`,
+    `Run ${result.finishedAt} (${result.durationSeconds} s; repeat path and starts: ${result.settings.pairs} alternating pairs of ${result.settings.pairSeconds} s runs, ratio = median of the pair ratios; other arms: ${result.settings.runs} measured runs of ${result.settings.seconds} s, median reported).`,
     `Machine: ${result.machine.nproc} cores (${result.machine.cpuModel}), ${result.machine.memoryGiB} GiB, ${result.machine.platform}; load average at start ${result.machine.loadAverageAtStart.join(' ')}.`,
     `Versions: ${Object.entries(result.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
     '',

@@ -31,7 +31,7 @@ import type { BenchContext } from '../lib/context';
 import { postOperation } from '../lib/facade';
 import { runClosedLoop, type LoadResult } from '../lib/load';
 import { BENCH_TENANT, roleEnv, startRole, waitForHttp } from '../lib/stack';
-import { median, ratio, round } from '../lib/stats';
+import { median, pairedRatio, ratio, round } from '../lib/stats';
 
 const CONCURRENCY = 16;
 const definition = operationTypes['generate-content'];
@@ -93,12 +93,12 @@ export async function newOperations(ctx: BenchContext): Promise<void> {
   const facadeRuns: LoadResult[] = [];
   const bareRuns: LoadResult[] = [];
   let stopSampling = ctx.memory.underLoad();
-  for (let run = 0; run < ctx.runs; run++) {
+  for (let run = 0; run < ctx.pairs; run++) {
     const order = run % 2 === 0 ? (['facade', 'bare'] as const) : (['bare', 'facade'] as const);
     for (const arm of order) {
-      const result = arm === 'facade' ? await facadeStart(ctx.seconds * 1000) : await bareStart(ctx.seconds * 1000);
+      const result = arm === 'facade' ? await facadeStart(ctx.pairSeconds * 1000) : await bareStart(ctx.pairSeconds * 1000);
       (arm === 'facade' ? facadeRuns : bareRuns).push(result);
-      ctx.log(`  starts run ${run + 1}/${ctx.runs} ${arm}: ${round(result.throughput, 0)} starts/s, p50 ${round(result.p50Ms, 1)} ms, p99 ${round(result.p99Ms, 1)} ms, failed ${result.failed}`);
+      ctx.log(`  starts pair ${run + 1}/${ctx.pairs} ${arm}: ${round(result.throughput, 0)} starts/s, p50 ${round(result.p50Ms, 1)} ms, p99 ${round(result.p99Ms, 1)} ms, failed ${result.failed}`);
     }
   }
   stopSampling();
@@ -108,12 +108,13 @@ export async function newOperations(ctx: BenchContext): Promise<void> {
   ctx.raw.starts = { concurrency: CONCURRENCY, facadeRuns: strip(facadeRuns), bareRuns: strip(bareRuns) };
   const f = median(facadeRuns.map((r) => r.throughput));
   const b = median(bareRuns.map((r) => r.throughput));
+  const startsRatio = pairedRatio(facadeRuns.map((r) => r.throughput), bareRuns.map((r) => r.throughput));
   const fp50 = median(facadeRuns.map((r) => r.p50Ms));
   const bp50 = median(bareRuns.map((r) => r.p50Ms));
   const fp99 = median(facadeRuns.map((r) => r.p99Ms));
   const bp99 = median(bareRuns.map((r) => r.p99Ms));
   ctx.figures.push(
-    { benchmark: '2 new operations', metric: 'accepted starts', unit: 'starts/s', onceflow: round(f, 0), reference: round(b, 0), ratio: round(ratio(f, b)), target: '≥ 0.8', met: ratio(f, b) >= 0.8, referenceName: 'bare client.workflow.start' },
+    { benchmark: '2 new operations', metric: 'accepted starts', unit: 'starts/s', onceflow: round(f, 0), reference: round(b, 0), ratio: round(startsRatio), target: '≥ 0.8', met: startsRatio >= 0.8, referenceName: 'bare client.workflow.start', note: `ratio: median of ${ctx.pairs} paired runs` },
     { benchmark: '2 new operations', metric: 'start latency p50', unit: 'ms', onceflow: round(fp50, 1), reference: round(bp50, 1), ratio: round(ratio(fp50, bp50)), target: '', referenceName: 'bare client.workflow.start' },
     { benchmark: '2 new operations', metric: 'start latency p99', unit: 'ms', onceflow: round(fp99, 1), reference: round(bp99, 1), ratio: round(ratio(fp99, bp99)), target: '', referenceName: 'bare client.workflow.start' },
   );

@@ -24,6 +24,14 @@ export interface BenchContext {
   runs: number;
   /** Seconds per measured run of a throughput arm. */
   seconds: number;
+  /**
+   * Paired arms (repeat path, starts): this many back-to-back runs of each arm,
+   * in alternating order, each `pairSeconds` long; the ratio reported is the
+   * median of the per-pair ratios, so a slow drift of the host (CPU steal on a
+   * shared VM) moves both runs of a pair alike and cancels out.
+   */
+  pairs: number;
+  pairSeconds: number;
   geminiUrl: string;
   apiUrl: string;
   processes: Record<string, ManagedProcess>;

@@ -24,6 +24,11 @@ export function ratio(numerator: number, denominator: number): number {
   return denominator > 0 && Number.isFinite(numerator) ? numerator / denominator : Number.NaN;
 }
 
+/** The median of a[i] / b[i] over runs measured back to back in pairs (see BenchContext.pairs). */
+export function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  return median(a.map((value, i) => ratio(value, b[i]!)).filter(Number.isFinite));
+}
+
 export interface MachineInfo {
   nproc: number;
   memoryGiB: number;
