@@ -7,7 +7,7 @@ import type { BenchContext } from '../lib/context';
 import { AUTH, postOperation } from '../lib/facade';
 import { runAutocannon, type LoadResult } from '../lib/load';
 import { startScript, waitForHttp } from '../lib/stack';
-import { median, pairedRatio, ratio, round } from '../lib/stats';
+import { median, pairedRatio, pairSpread, ratio, round } from '../lib/stats';
 
 const CONNECTIONS = 16;
 
@@ -63,7 +63,7 @@ export async function repeatPath(ctx: BenchContext): Promise<void> {
   const r = pairedRatio(facadeRuns.map((x) => x.throughput), bareRuns.map((x) => x.throughput));
   ctx.raw.repeatPath = { connections: CONNECTIONS, facadeRuns, bareRuns, wrongAnswers };
   ctx.figures.push(
-    { benchmark: '1 repeat path', metric: 'throughput', unit: 'req/s', onceflow: round(tput, 0), reference: round(refTput, 0), ratio: round(r), target: '≥ 0.8', met: r >= 0.8, referenceName: 'bare Fastify + 1 PK read', note: `ratio: median of ${ctx.pairs} paired runs${wrongAnswers ? `; ${wrongAnswers} non-200 answers` : ''}` },
+    { benchmark: '1 repeat path', metric: 'throughput', unit: 'req/s', onceflow: round(tput, 0), reference: round(refTput, 0), ratio: round(r), target: '≥ 0.8', met: r >= 0.8, referenceName: 'bare Fastify + 1 PK read', note: `ratio: median of ${ctx.pairs} paired runs (${pairSpread(facadeRuns.map((x) => x.throughput), bareRuns.map((x) => x.throughput))})${wrongAnswers ? `; ${wrongAnswers} non-200 answers` : ''}` },
     { benchmark: '1 repeat path', metric: 'latency p50', unit: 'ms', onceflow: median(facadeRuns.map((x) => x.p50Ms)), reference: median(bareRuns.map((x) => x.p50Ms)), ratio: round(ratio(median(facadeRuns.map((x) => x.p50Ms)), median(bareRuns.map((x) => x.p50Ms)))), target: '', referenceName: 'bare Fastify + 1 PK read' },
     { benchmark: '1 repeat path', metric: 'latency p99', unit: 'ms', onceflow: median(facadeRuns.map((x) => x.p99Ms)), reference: median(bareRuns.map((x) => x.p99Ms)), ratio: round(ratio(median(facadeRuns.map((x) => x.p99Ms)), median(bareRuns.map((x) => x.p99Ms)))), target: '', referenceName: 'bare Fastify + 1 PK read' },
   );

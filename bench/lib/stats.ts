@@ -29,6 +29,13 @@ export function pairedRatio(a: readonly number[], b: readonly number[]): number 
   return median(a.map((value, i) => ratio(value, b[i]!)).filter(Number.isFinite));
 }
 
+/** How far the pair ratios spread: "pair ratios 0.65–1.04, middle half 0.76–0.97". */
+export function pairSpread(a: readonly number[], b: readonly number[]): string {
+  const ratios = a.map((value, i) => ratio(value, b[i]!)).filter(Number.isFinite);
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  return `pair ratios ${r2(Math.min(...ratios))}–${r2(Math.max(...ratios))}, middle half ${r2(percentile(ratios, 25))}–${r2(percentile(ratios, 75))}`;
+}
+
 export interface MachineInfo {
   nproc: number;
   memoryGiB: number;
