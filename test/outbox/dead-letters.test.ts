@@ -1,17 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { Registry } from 'prom-client';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
-import { createLogger } from '../../src/observability/logger';
 import { listDeadLetters, replayDeadLetters } from '../../src/outbox/dead-letters';
 import { enqueueEvent } from '../../src/outbox/enqueue';
-import { createRelayMetrics } from '../../src/outbox/metrics';
-import { OutboxRelay } from '../../src/outbox/relay';
+import { type OutboxRelay } from '../../src/outbox/relay';
 import { createSubscription, getSubscription, updateSubscription } from '../../src/outbox/subscriptions';
 import { createTestPool, createTestTenant } from '../helpers/db';
-import { testInfra } from '../helpers/infra';
+import { startTestRelay } from '../helpers/relay';
 
 const secretBox = secretBoxFromConfig({});
 
@@ -32,17 +29,7 @@ describe('replaying dead letters', () => {
   const consumers: ExampleConsumer[] = [];
   beforeAll(() => {
     pool = createTestPool();
-    relay = new OutboxRelay({
-      pool,
-      connectionString: testInfra().databaseUrl,
-      secretBox,
-      logger: createLogger({ service: 'test-relay', level: 'silent' }),
-      metrics: createRelayMetrics(new Registry()),
-      pollIntervalMs: 100,
-      retryBaseMs: 20,
-      deliveryTimeoutMs: 2_000,
-    });
-    relay.start();
+    relay = startTestRelay({ pool });
   });
   afterEach(async () => {
     await Promise.all(consumers.splice(0).map((c) => c.close()));

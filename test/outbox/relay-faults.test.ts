@@ -9,16 +9,16 @@ import { migrate } from '../../src/db/migrate';
 import { createPool, type Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
 import { findFreePort } from '../../src/dev/ports';
-import { createLogger } from '../../src/observability/logger';
 import { listDeadLetters } from '../../src/outbox/dead-letters';
 import { enqueueEvent } from '../../src/outbox/enqueue';
-import { createRelayMetrics, registerOutboxBacklogGauges } from '../../src/outbox/metrics';
-import { OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
+import { registerOutboxBacklogGauges } from '../../src/outbox/metrics';
+import { type OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
 import { createSubscription } from '../../src/outbox/subscriptions';
 import { createTestPool, createTestTenant } from '../helpers/db';
 import { startRestartablePostgres, type RestartablePostgres } from './fixtures/private-postgres';
 import { testInfra } from '../helpers/infra';
 import { startProcess, type RunningProcess } from '../helpers/processes';
+import { startTestRelay } from '../helpers/relay';
 
 const secretBox = secretBoxFromConfig({});
 
@@ -118,17 +118,7 @@ describe('the outbox relay under faults', () => {
     function ownRelay(options: Partial<OutboxRelayOptions> & { applicationName?: string } = {}): OutboxRelay {
       const { applicationName = 'onceflow-test-own-relay', ...relayOptions } = options;
       const own = createPool({ connectionString: postgres.connectionString, max: 3, applicationName });
-      const relay = new OutboxRelay({
-        pool: own,
-        connectionString: postgres.connectionString,
-        secretBox,
-        logger: createLogger({ service: 'test-relay', level: 'silent' }),
-        metrics: createRelayMetrics(new Registry()),
-        pollIntervalMs: 50,
-        retryBaseMs: 20,
-        ...relayOptions,
-      });
-      relay.start();
+      const relay = startTestRelay({ pool: own, connectionString: postgres.connectionString, pollIntervalMs: 50, deliveryTimeoutMs: 10_000, ...relayOptions });
       inProcess.push({ relay, pool: own });
       return relay;
     }
@@ -294,19 +284,7 @@ describe('the outbox relay under faults', () => {
     consumers.splice(consumers.indexOf(consumer), 1);
     const ids = await emit(pool, tenantId, 3, 2);
     // Compressed timing: the "hour" is many capped retries; maxAttempts alone would have dead-lettered after 3.
-    const relay = new OutboxRelay({
-      pool,
-      connectionString: testInfra().databaseUrl,
-      secretBox,
-      logger: createLogger({ service: 'test-relay', level: 'silent' }),
-      metrics: createRelayMetrics(new Registry()),
-      pollIntervalMs: 50,
-      retryBaseMs: 10,
-      retryCapMs: 100,
-      maxAttempts: 3,
-      deadLetterAfterMs: 10 * 60_000,
-    });
-    relay.start();
+    const relay = startTestRelay({ pool, pollIntervalMs: 50, retryBaseMs: 10, retryCapMs: 100, maxAttempts: 3, deadLetterAfterMs: 10 * 60_000, deliveryTimeoutMs: 10_000 });
     try {
       await until(
         async () =>

@@ -6,13 +6,13 @@ import { withTransaction } from '../../src/db/transaction';
 import { enqueueEvent } from '../../src/outbox/enqueue';
 import { listDeadLetters, replayDeadLetters } from '../../src/outbox/dead-letters';
 import { createRelayMetrics, registerOutboxBacklogGauges } from '../../src/outbox/metrics';
-import { OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
+import { type OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
 import { createSubscription } from '../../src/outbox/subscriptions';
-import { createLogger } from '../../src/observability/logger';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
 import { createTestPool, createTestTenant } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
 import { startProcess } from '../helpers/processes';
+import { startTestRelay } from '../helpers/relay';
 
 const secretBox = secretBoxFromConfig({});
 
@@ -52,18 +52,7 @@ describe('the outbox relay', () => {
   }
 
   function relay(options: Partial<OutboxRelayOptions> = {}): OutboxRelay {
-    const instance = new OutboxRelay({
-      pool,
-      connectionString: testInfra().databaseUrl,
-      secretBox,
-      logger: createLogger({ service: 'test-relay', level: 'silent' }),
-      metrics: createRelayMetrics(new Registry()),
-      pollIntervalMs: 100,
-      retryBaseMs: 20,
-      deliveryTimeoutMs: 1_000,
-      ...options,
-    });
-    instance.start();
+    const instance = startTestRelay({ pool, deliveryTimeoutMs: 1_000, ...options });
     relays.push(instance);
     return instance;
   }

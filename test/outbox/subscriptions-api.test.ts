@@ -1,18 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import { Registry } from 'prom-client';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
-import { createLogger } from '../../src/observability/logger';
 import { enqueueEvent } from '../../src/outbox/enqueue';
-import { createRelayMetrics } from '../../src/outbox/metrics';
-import { OutboxRelay } from '../../src/outbox/relay';
+import { type OutboxRelay } from '../../src/outbox/relay';
 import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
-import { testInfra } from '../helpers/infra';
 import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { startTestRelay } from '../helpers/relay';
 
 interface SubscriptionBody {
   id: string;
@@ -63,19 +60,7 @@ describe('the subscriptions and dead-letters API', () => {
   };
 
   function startRelay(options: { maxAttempts?: number } = {}): void {
-    const relay = new OutboxRelay({
-      pool,
-      connectionString: testInfra().databaseUrl,
-      secretBox: secretBoxFromConfig({}),
-      logger: createLogger({ service: 'test-relay', level: 'silent' }),
-      metrics: createRelayMetrics(new Registry()),
-      pollIntervalMs: 100,
-      retryBaseMs: 20,
-      deliveryTimeoutMs: 2_000,
-      deadLetterAfterMs: 0,
-      ...options,
-    });
-    relay.start();
+    const relay = startTestRelay({ pool, deadLetterAfterMs: 0, ...options });
     relays.push(relay);
   }
 
