@@ -49,11 +49,11 @@ export function toOperationResource(record: OperationState, ui: { baseUrl: strin
 }
 
 /**
- * The resource as JSON text, for the replay path: the hot path of a retry
- * storm, where the route's zod serializer would re-check on every repeat a
- * resource whose shape TypeScript already guarantees and whose result was
- * checked against its resultSchema when it was written (completeOperation,
- * resultIssues). Other answers keep the route's serializer.
+ * The resource as JSON text, for the two hot paths (a replay, and the 202 of a
+ * new operation): the route's zod serializer would re-check on every request a
+ * resource whose shape TypeScript already guarantees and whose result, if
+ * any, was checked against its resultSchema when it was written
+ * (completeOperation, resultIssues). GET keeps the route's serializer.
  */
 export function serializeOperationResource(resource: OperationResource): string {
   return JSON.stringify(resource);

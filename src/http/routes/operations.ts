@@ -179,7 +179,8 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     return reply
       .code(202)
       .header('Location', operationPath(definition.name, idempotencyKey))
-      .send(toOperationResource(started, ui));
+      .type('application/json; charset=utf-8')
+      .send(serializeOperationResource(toOperationResource(started, ui)));
   }
 
   /**
