@@ -17,6 +17,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
+# The worker caches its workflow bundle here (src/worker/workflow-bundle.ts), so a restarted container does not bundle again.
+RUN mkdir -p /app/.onceflow && chown node:node /app/.onceflow
 USER node
 EXPOSE 3000 9464 9465
 # Overridden per service: dist/src/worker/main.js, dist/src/relay/main.js

@@ -1,4 +1,4 @@
-import { type NativeConnection, Worker, type WorkerPlugin, type WorkflowBundle } from '@temporalio/worker';
+import { type NativeConnection, Worker, type WorkerPlugin, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../../activities';
 
 export interface CreateOnceflowWorkerOptions {
@@ -7,8 +7,8 @@ export interface CreateOnceflowWorkerOptions {
   taskQueue: string;
   /** Everything the activities need (database, Gemini client, metrics). */
   activityDeps: ActivityDeps;
-  /** A prebuilt bundle (tests build it once); default: bundle workflows/ at start. */
-  workflowBundle?: WorkflowBundle;
+  /** A prebuilt bundle (the worker entry's cached one, or the tests' built once); default: bundle workflows/ at start. */
+  workflowBundle?: WorkflowBundleOption;
   /** E.g. the OpenTelemetry plugin when tracing is on; default none. A prebuilt bundle must be built with the same plugins. */
   plugins?: WorkerPlugin[];
 }

@@ -3,6 +3,7 @@
  * Starts alone against existing Temporal and PostgreSQL (TEMPORAL_ADDRESS,
  * TEMPORAL_NAMESPACE, DATABASE_URL). SIGTERM/SIGINT drain in-flight tasks.
  */
+import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -14,6 +15,7 @@ import { startMetricsServer } from '../observability/metrics-server';
 import { createTracing } from '../observability/tracing';
 import { runEntrypoint, requireDatabaseUrl } from '../process/entrypoint';
 import { createOnceflowWorker } from './create-worker';
+import { loadWorkflowBundle } from './workflow-bundle';
 import { geminiClientFromConfig } from '../integrations/gemini/from-config';
 import { ensureOutboxPruneSchedule } from '../outbox/prune-schedule';
 import { createGeminiMetrics } from '../integrations/gemini/metrics';
@@ -36,8 +38,11 @@ runEntrypoint('worker', async ({ onShutdown }) => {
   onShutdown(() => connection.close());
   const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'worker' }) : undefined;
   if (tracing) onShutdown(() => tracing.shutdown());
+  const plugins = tracing ? [tracing.plugin] : [];
   const worker = await createOnceflowWorker({
-    plugins: tracing ? [tracing.plugin] : [],
+    plugins,
+    // Cached per version of the workflow code: a restart does not pay for webpack again.
+    workflowBundle: await loadWorkflowBundle({ cacheDir: path.join(config.stateDir, 'cache'), plugins, logger }),
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
