@@ -29,5 +29,15 @@ export function createPool(options: CreatePoolOptions): pg.Pool {
   });
   // Without a listener, an idle client's error (server restart) crashes the process.
   pool.on('error', (error) => options.onIdleError?.(error));
+  // pg-pool listens only while a client is idle. A client checked out but with
+  // no query running (a transaction awaiting other work, a held advisory lock)
+  // that PostgreSQL ends (57P01 on restart, a dropped socket) emits 'error' with
+  // nobody listening, and Node kills the process. The holder learns of the loss
+  // anyway: its next query rejects, and the pool discards the client on release.
+  pool.on('connect', (client) => client.on('error', ignoreLostConnection));
   return pool;
+}
+
+function ignoreLostConnection(): void {
+  // surfaced to the holder by its next query; see createPool
 }
