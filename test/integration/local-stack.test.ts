@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -60,6 +61,33 @@ async function waitFor(stack: Stack, pattern: RegExp, timeoutMs = 90_000): Promi
   }
 }
 
+/** The JSON log lines a role printed (the supervisor prefixes each with `[role]`). */
+function logLinesOf(output: string, role: string): Record<string, unknown>[] {
+  const prefix = `[${role}]`;
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith(prefix))
+    .map((line) => line.slice(prefix.length).trim())
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/**
+ * One grep follows a request: the api's line for the key names the
+ * correlation id next to the request id, tenant, workflow and run; the
+ * worker's Gemini call and the relay's delivery carry the same id, with the
+ * attempt, the model and the outbox event id.
+ */
+function expectOneCorrelationIdAcrossProcesses(output: string, idempotencyKey: string, deliveredEventId: string): void {
+  const request = logLinesOf(output, 'api').find((line) => line.idempotencyKey === idempotencyKey && line.outcome === 'new');
+  expect(request).toMatchObject({ correlationId: expect.any(String), reqId: expect.anything(), tenant: 'demo', workflowId: expect.any(String) });
+  const correlationId = request!.correlationId;
+  const call = logLinesOf(output, 'worker').find((line) => line.correlationId === correlationId && line.outcome === 'succeeded');
+  expect(call).toMatchObject({ workflowId: request!.workflowId, runId: expect.any(String), model: expect.any(String), attempt: 1, geminiResponseId: expect.any(String) });
+  const delivery = logLinesOf(output, 'relay').find((line) => line.correlationId === correlationId);
+  expect(delivery).toMatchObject({ eventId: deliveredEventId, outcome: 'delivered' });
+}
+
 describe('make start: the whole local system', () => {
   let stateDir: string;
   let env: NodeJS.ProcessEnv;
@@ -100,7 +128,7 @@ describe('make start: the whole local system', () => {
   });
   afterAll(() => rm(stateDir, { recursive: true, force: true }));
 
-  it('starts every part, says where each listens, stops on Ctrl-C to its process group in order (api first, database last) leaving no process behind, finds the first run’s data on a second start, and never logs a key or a prompt', async () => {
+  it('starts every part, says where each listens, stops on Ctrl-C to its process group in order (api first, database last) leaving no process behind, finds the first run’s data on a second start, follows one request by one correlation id through api, worker and relay logs, and never logs a key or a prompt', async () => {
     const api = `http://127.0.0.1:${env.PORT}`;
     const first = startStack(env);
     stacks.push(first);
@@ -113,6 +141,22 @@ describe('make start: the whole local system', () => {
     // the Web UI answers
     expect((await fetch(`http://127.0.0.1:${env.TEMPORAL_UI_PORT}/`)).status).toBe(200);
 
+    // A subscriber, so the relay delivers the operation's event and logs it.
+    const received: string[] = [];
+    const subscriber = http.createServer((request, response) => {
+      request.resume().on('end', () => {
+        received.push(String(request.headers['webhook-id']));
+        response.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => subscriber.listen(0, '127.0.0.1', resolve));
+    const subscribed = await fetch(`${api}/v1/subscriptions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${PLANTED_API_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ url: `http://127.0.0.1:${(subscriber.address() as net.AddressInfo).port}/hooks`, eventTypes: ['operation.succeeded'] }),
+    });
+    expect(subscribed.status).toBe(201);
+
     const created = await fetch(`${api}/v1/operations/generate-content`, {
       method: 'POST',
       headers: { authorization: `Bearer ${PLANTED_API_KEY}`, 'idempotency-key': 'survives-restart', 'content-type': 'application/json', prefer: 'wait=30' },
@@ -121,6 +165,21 @@ describe('make start: the whole local system', () => {
     expect(created.status).toBe(200);
     const resource = (await created.json()) as { status: string; result: { text: string } };
     expect(resource.result.text).toContain('[offline model]');
+    const deadline = Date.now() + 30_000;
+    while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    subscriber.close();
+    expect(received).toHaveLength(1);
+    // The worker's second metrics port is the SDK's own telemetry (Core's
+    // Prometheus exporter). The workflow's last task may finish just after the
+    // answer (which the completing activity makes visible), so poll for it.
+    const workflowCompleted = /^temporal_workflow_completed\{[^}]*\} [1-9]/m;
+    let sdkMetrics = '';
+    for (let tries = 0; tries < 50 && !workflowCompleted.test(sdkMetrics); tries++) {
+      if (tries > 0) await new Promise((r) => setTimeout(r, 200));
+      sdkMetrics = await (await fetch(`http://127.0.0.1:${env.WORKER_SDK_METRICS_PORT}/metrics`)).text();
+    }
+    expect(sdkMetrics).toMatch(workflowCompleted);
+    expect(sdkMetrics).toMatch(/^temporal_activity_execution_latency/m);
 
     const firstTree = processesOf(first);
     started.push(...firstTree);
@@ -186,7 +245,7 @@ describe('make start: the whole local system', () => {
     }
     // Every process logged at debug level through a full run, and still:
     const logs = first.output() + second.output();
-    expect(logs).toContain('"correlationId"');
+    expectOneCorrelationIdAcrossProcesses(first.output(), 'survives-restart', received[0]!);
     expect(logs).not.toContain(PLANTED_API_KEY);
     expect(logs).not.toContain(PLANTED_PROMPT);
   }, 400_000);
