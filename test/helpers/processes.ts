@@ -1,5 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
+import { findFreePort } from '../../src/dev/ports';
 import { spawnRole, type Role } from '../../src/dev/supervisor';
+import { testInfra } from './infra';
 
 export interface RunningProcess {
   child: ChildProcess;
@@ -48,4 +50,42 @@ export function startProcess(role: Role, env: NodeJS.ProcessEnv): RunningProcess
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
+}
+
+export interface WorkerProcessOptions {
+  taskQueue: string;
+  /** The fake Gemini the worker calls (GEMINI_API_KEY stays empty). */
+  geminiUrl: string;
+  /** Default: the test run's PostgreSQL. */
+  databaseUrl?: string;
+  /** Default: the test run's Temporal dev server (a partition proxy in front of it, for some tests). */
+  temporalAddress?: string;
+  /** Default: a free port. */
+  metricsPort?: number;
+  /** Anything else the test needs set (timeouts, kill points). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * A real worker process, as `onceflow worker` runs it, on the test's own task
+ * queue; resolves once it polls. The crash tests start these so they can
+ * SIGKILL them.
+ */
+export async function startWorkerProcess(options: WorkerProcessOptions): Promise<RunningProcess> {
+  const infra = testInfra();
+  const worker = startProcess('worker', {
+    DATABASE_URL: options.databaseUrl ?? infra.databaseUrl,
+    TEMPORAL_ADDRESS: options.temporalAddress ?? infra.temporalAddress,
+    TEMPORAL_NAMESPACE: infra.temporalNamespace,
+    TEMPORAL_TASK_QUEUE: options.taskQueue,
+    GEMINI_BASE_URL: options.geminiUrl,
+    GEMINI_API_KEY: '',
+    WORKER_METRICS_PORT: String(options.metricsPort ?? (await findFreePort())),
+    WORKER_SDK_METRICS_PORT: String(await findFreePort()),
+    // info at least: readiness is its `worker polling` line
+    LOG_LEVEL: 'info',
+    ...options.env,
+  });
+  await worker.waitForOutput(/worker polling/, 120_000);
+  return worker;
 }

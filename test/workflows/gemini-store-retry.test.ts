@@ -5,8 +5,7 @@ import { createPool, type Pool } from '../../src/db/pool';
 import { findFreePort } from '../../src/dev/ports';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { testInfra } from '../helpers/infra';
-import { startProcess, type RunningProcess } from '../helpers/processes';
+import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 import { scrapedMetricValue } from '../fakes/metrics';
@@ -54,20 +53,8 @@ describe('Gemini activities when PostgreSQL fails around a paid call', () => {
 
   let metricsPort: number;
   beforeAll(async () => {
-    const infra = testInfra();
     metricsPort = await findFreePort();
-    worker = startProcess('worker', {
-      DATABASE_URL: postgres.connectionString,
-      TEMPORAL_ADDRESS: infra.temporalAddress,
-      TEMPORAL_NAMESPACE: infra.temporalNamespace,
-      TEMPORAL_TASK_QUEUE: taskQueue,
-      GEMINI_BASE_URL: gemini.url,
-      GEMINI_API_KEY: '',
-      WORKER_METRICS_PORT: String(metricsPort),
-      WORKER_SDK_METRICS_PORT: String(await findFreePort()),
-      LOG_LEVEL: 'info',
-    });
-    await worker.waitForOutput(/worker polling/, 120_000);
+    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, databaseUrl: postgres.connectionString, metricsPort });
   }, 180_000);
   beforeEach(() => fake.reset());
 

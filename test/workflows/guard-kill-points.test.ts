@@ -2,12 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { PoolClient } from 'pg';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
-import { testInfra } from '../helpers/infra';
-import { startProcess, type RunningProcess } from '../helpers/processes';
+import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 
@@ -64,7 +62,6 @@ describe('the side-effect guard, killed at each point', () => {
   }
 
   it('applies every effect exactly once after the worker dies anywhere inside the guard', async () => {
-    const infra = testInfra();
     const points = ['lock', 'effect', 'record', 'after'] as const;
     const operations = new Map<(typeof points)[number], { key: string; operationId: string }>();
     for (const point of points) {
@@ -80,17 +77,7 @@ describe('the side-effect guard, killed at each point', () => {
     await hold('SELECT 1 FROM operations WHERE operation_id = $1 FOR UPDATE', [id('effect')]);
     await hold(`INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, 'complete', 'held-by-test', 'null')`, [id('record')]);
 
-    child = startProcess('worker', {
-      DATABASE_URL: infra.databaseUrl,
-      TEMPORAL_ADDRESS: infra.temporalAddress,
-      TEMPORAL_NAMESPACE: infra.temporalNamespace,
-      TEMPORAL_TASK_QUEUE: taskQueue,
-      GEMINI_BASE_URL: gemini.url,
-      GEMINI_API_KEY: '',
-      WORKER_METRICS_PORT: String(await findFreePort()),
-      WORKER_SDK_METRICS_PORT: String(await findFreePort()),
-      LOG_LEVEL: 'warn',
-    });
+    child = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url });
     await eventually('the unblocked operation to commit its finishing phase', async () =>
       (await pool.query(`SELECT 1 FROM effects WHERE operation_id = $1 AND step = 'complete'`, [id('after')])).rowCount === 1, 120_000);
     await eventually('three finishing phases blocked on the test’s locks', async () =>

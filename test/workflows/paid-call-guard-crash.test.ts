@@ -7,7 +7,7 @@ import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/in
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { startProcess, type RunningProcess } from '../helpers/processes';
+import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 import { metricValue, scrapedMetricValue } from '../fakes/metrics';
@@ -61,20 +61,8 @@ describe('the paid-call guards after a worker dies between storing the answer an
     cleanups.push(() => api.close());
     const proxy = await startPartitionProxy(parseAddress(infra.temporalAddress));
     cleanups.push(() => proxy.close());
-    const child = startProcess('worker', {
-      DATABASE_URL: infra.databaseUrl,
-      TEMPORAL_ADDRESS: proxy.address,
-      TEMPORAL_NAMESPACE: infra.temporalNamespace,
-      TEMPORAL_TASK_QUEUE: taskQueue,
-      GEMINI_BASE_URL: gemini.url,
-      GEMINI_API_KEY: '',
-      WORKER_METRICS_PORT: String(metricsPort),
-      WORKER_SDK_METRICS_PORT: String(await findFreePort()),
-      LOG_LEVEL: 'info',
-      ...env,
-    });
+    const child = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: proxy.address, metricsPort, env });
     cleanups.push(() => child.kill('SIGKILL'));
-    await child.waitForOutput(/worker polling/, 120_000);
     return { taskQueue, api, proxy, child, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
   }
 

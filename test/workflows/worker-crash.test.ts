@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
-import { testInfra } from '../helpers/infra';
-import { startProcess, type RunningProcess } from '../helpers/processes';
+import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 
@@ -45,19 +43,7 @@ describe('a worker killed after the Gemini response was stored', () => {
   });
 
   it('is replaced by a new worker that finishes the operation without calling Gemini again: one call, one bill, one event', async () => {
-    const infra = testInfra();
-    child = startProcess('worker', {
-      DATABASE_URL: infra.databaseUrl,
-      TEMPORAL_ADDRESS: infra.temporalAddress,
-      TEMPORAL_NAMESPACE: infra.temporalNamespace,
-      TEMPORAL_TASK_QUEUE: taskQueue,
-      GEMINI_BASE_URL: gemini.url,
-      GEMINI_API_KEY: '',
-      WORKER_METRICS_PORT: String(await findFreePort()),
-      WORKER_SDK_METRICS_PORT: String(await findFreePort()),
-      LOG_LEVEL: 'info',
-    });
-    await child.waitForOutput(/worker polling/, 120_000);
+    child = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url });
 
     // The answer takes a moment, so the test can lock the operation row first.
     await fake.script([{ kind: 'ok', delayMs: 1_500 }], 'gemini-2.5-flash');
