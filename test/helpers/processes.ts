@@ -89,3 +89,12 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   await worker.waitForOutput(/worker polling/, 120_000);
   return worker;
 }
+
+/** Waits for a child started with piped stdout and stderr to exit; its exit code and everything it printed. */
+export async function outputUntilExit(child: ChildProcess): Promise<{ code: number | null; output: string }> {
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+  return { code, output };
+}

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { assertPortFree, findFreePort } from '../../src/dev/ports';
 import { testInfra } from '../helpers/infra';
-import { startProcess } from '../helpers/processes';
+import { outputUntilExit, startProcess } from '../helpers/processes';
 
 /**
  * Each way a process can fail to start ends with one line saying what is wrong
@@ -83,10 +83,7 @@ describe('startup failures are one clear line', () => {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const code = await new Promise((resolve) => child.once('exit', resolve));
+    const { code, output } = await outputUntilExit(child);
     expect(code).toBe(1);
     expect(output).toMatch(/onceflow start: TEMPORAL_CLI_PATH=\/nonexistent\/temporal is not an executable file — point it at a `temporal` binary/);
     expect(output).not.toMatch(/\n\s+at /);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { findFreePort } from '../../src/dev/ports';
 import { GO_INSTALL_TAG, resolveTemporalBinary } from '../../src/dev/temporal-binary';
 import { testInfra } from '../helpers/infra';
+import { outputUntilExit } from '../helpers/processes';
 
 /**
  * How `make start` gets the Temporal CLI, in order: TEMPORAL_CLI_PATH, PATH, an
@@ -189,10 +190,7 @@ describe('make start with no way to get the temporal CLI', () => {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const code = await new Promise((resolve) => child.once('exit', resolve));
+    const { code, output } = await outputUntilExit(child);
     expect(code).toBe(1);
     const final = output.split('\n').filter((line) => line.startsWith('onceflow start:'));
     expect(final).toHaveLength(1);

@@ -9,16 +9,9 @@ import { type OutboxRelay } from '../../src/outbox/relay';
 import { createSubscription, getSubscription, updateSubscription } from '../../src/outbox/subscriptions';
 import { createTestPool, createTestTenant } from '../helpers/db';
 import { startTestRelay } from '../helpers/relay';
+import { until } from '../helpers/until';
 
 const secretBox = secretBoxFromConfig({});
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not met in time: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 // Other test files' relays share this database and claim every due delivery of
 // every tenant: each subscriber here is the example consumer, which any relay

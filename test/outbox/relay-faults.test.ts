@@ -19,16 +19,9 @@ import { startRestartablePostgres, type RestartablePostgres } from './fixtures/p
 import { testInfra } from '../helpers/infra';
 import { startProcess, type RunningProcess } from '../helpers/processes';
 import { startTestRelay } from '../helpers/relay';
+import { until } from '../helpers/until';
 
 const secretBox = secretBoxFromConfig({});
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not met in time: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Rejects after `timeoutMs`, so a promise nobody settles fails the test instead of hanging the run. */
 function within<T>(promise: Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
