@@ -2,8 +2,10 @@
  * 2. New operations.
  *  a) Accepted starts through the facade (202) against bare
  *     `client.workflow.start` of the same workflow with the same options on
- *     the same dev server. Both start onto a task queue no worker polls, so
- *     the figure is the cost of a start and nothing else.
+ *     the same dev server (ID policies, timeout, search attributes, summary;
+ *     the facade also sends the markdown details the UI shows, and that cost
+ *     is counted as its own). Both start onto a task queue no worker polls,
+ *     so the figure is the cost of a start and nothing else.
  *  b) Completed operations end to end with the offline Gemini answering at
  *     once: through the facade (`Prefer: wait`), and through a driver that
  *     reserves the key in PostgreSQL and starts the workflow itself with a
