@@ -6,7 +6,9 @@
  * writes bench/results/latest.json and the table in bench/README.md.
  *
  * Flags: --quick (1 run of 3 s per arm: checks the harness, not a result),
- *        --only repeat,starts,outbox,peer   --runs N   --seconds S
+ *        --only repeat,starts,completed,outbox,peer (a partial run writes
+ *          latest.json only; the README's table is always one whole run)
+ *        --runs N   --seconds S
  *        --pairs N --pair-seconds S (paired arms: repeat path and starts; default 9 × 3 s)
  */
 import { spawnSync } from 'node:child_process';
@@ -16,12 +18,12 @@ import { findFreePort } from '../src/dev/ports';
 import { outbox } from './arms/outbox';
 import { peer } from './arms/peer';
 import { repeatPath } from './arms/repeat';
-import { newOperations } from './arms/starts';
+import { acceptedStarts, completedOperations } from './arms/starts';
 import { createMemorySampler, type BenchContext, type Figure } from './lib/context';
 import { provisionBenchTenant, roleEnv, ROOT, startInfra, startRole, waitForHttp } from './lib/stack';
 import { machineInfo, round, versions } from './lib/stats';
 
-const ARMS = { repeat: repeatPath, starts: newOperations, outbox, peer } as const;
+const ARMS = { repeat: repeatPath, starts: acceptedStarts, completed: completedOperations, outbox, peer } as const;
 type ArmName = keyof typeof ARMS;
 
 function parseArgs(argv: string[]) {
@@ -34,6 +36,7 @@ function parseArgs(argv: string[]) {
   for (const name of only ?? []) if (!(name in ARMS)) throw new Error(`unknown arm ${name}; known: ${Object.keys(ARMS).join(', ')}`);
   return {
     quick,
+    partial: only !== undefined,
     runs: Number(flag('runs') ?? (quick ? 1 : 3)),
     seconds: Number(flag('seconds') ?? (quick ? 3 : 6)),
     pairs: Number(flag('pairs') ?? (quick ? 1 : 9)),
@@ -53,6 +56,22 @@ async function main(): Promise<void> {
   log('starting PostgreSQL and the Temporal dev server');
   const infra = await startInfra({ log });
   const processes: BenchContext['processes'] = {};
+  let stopping: Promise<void> | undefined;
+  // The roles and subscribers run detached (their own process groups), so
+  // nothing else stops them: without this, a Ctrl-C during a 10-minute run
+  // left PostgreSQL, the Temporal server and every Onceflow process running.
+  const stopAll = () =>
+    (stopping ??= (async () => {
+      log('stopping');
+      for (const process of Object.values(processes).reverse()) await process.stop().catch(() => undefined);
+      await infra.stop();
+    })());
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping the stack; no results written`);
+      void stopAll().finally(() => process.exit(130));
+    });
+  }
   const memory = createMemorySampler();
   const figures: Figure[] = [];
   const raw: Record<string, unknown> = {};
@@ -94,9 +113,7 @@ async function main(): Promise<void> {
       figures.push({ benchmark: '5 memory', metric: `${role} RSS, peak under load vs idle`, unit: 'MiB', onceflow: m.loadPeakMiB, reference: m.idleMiB, ratio: round(m.loadPeakMiB / m.idleMiB), target: '', referenceName: 'same process idle' });
     }
   } finally {
-    log('stopping');
-    for (const process of Object.values(processes).reverse()) await process.stop().catch(() => undefined);
-    await infra.stop();
+    await stopAll();
   }
 
   const result = {
@@ -112,7 +129,7 @@ async function main(): Promise<void> {
   await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
   const table = renderTable(result);
-  if (!args.quick) await updateReadme(table);
+  if (!args.quick && !args.partial) await updateReadme(table);
   process.stdout.write(`\n${table}\n`);
   if (Object.keys(failures).length > 0) {
     process.stdout.write(`\nfailed arms: ${Object.keys(failures).join(', ')} (see bench/results/latest.json)\n`);
