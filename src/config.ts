@@ -63,6 +63,11 @@ export const envSchema = z.object({
   TEMPORAL_NAMESPACE: z.string().default('default'),
   /** Task queue of Onceflow's workflows and activities. Default `onceflow`. */
   TEMPORAL_TASK_QUEUE: z.string().default('onceflow'),
+  /**
+   * gRPC compression of requests to Temporal from the api and the worker: `none` or `gzip`. Default `none`:
+   * next to the Temporal server the CPU outweighs the bytes; `gzip` for a long or metered link (Temporal Cloud).
+   */
+  TEMPORAL_GRPC_COMPRESSION: z.enum(['none', 'gzip']).default('none'),
   /** Base URL of the Temporal Web UI, used in `links.temporalUi`. Default `http://localhost:8233`. */
   TEMPORAL_UI_URL: z.string().url().default('http://localhost:8233'),
   /** Path of an existing `temporal` CLI binary; skips discovery and install. */

@@ -12,12 +12,15 @@ import { createTracing } from '../observability/tracing';
 import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
 import { ensureMaintenanceSchedule } from '../operations/maintenance-schedule';
 import { connectTemporalClient } from '../temporal/client';
+import { installTemporalRuntime } from '../temporal/runtime';
 import { provisionTenants } from '../tenants/api-keys';
 import { buildApp } from './app';
 
 runEntrypoint('api', async ({ onShutdown, stopped }) => {
   const config = loadConfig();
   const logger = createLogger({ service: 'api', level: config.LOG_LEVEL });
+  // The Temporal client runs on Core's native connection (src/temporal/client.ts).
+  installTemporalRuntime({ logger });
   const databaseUrl = requireDatabaseUrl(config);
   const pool = createPool({
     connectionString: databaseUrl,
@@ -33,6 +36,7 @@ runEntrypoint('api', async ({ onShutdown, stopped }) => {
   const temporal = await connectTemporalClient({
     address: config.TEMPORAL_ADDRESS,
     namespace: config.TEMPORAL_NAMESPACE,
+    compression: config.TEMPORAL_GRPC_COMPRESSION,
     plugins: tracing ? [tracing.plugin] : [],
   });
   onShutdown(() => temporal.connection.close());

@@ -5,17 +5,18 @@
  */
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { loadConfig } from '../config';
 import { createPool } from '../db/pool';
 import { migrate } from '../db/migrate';
-import { createLogger, type Logger } from '../observability/logger';
+import { createLogger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
 import { createTracing } from '../observability/tracing';
 import { runEntrypoint, requireDatabaseUrl } from '../process/entrypoint';
 import { createOnceflowWorker } from './create-worker';
 import { loadWorkflowBundle } from './workflow-bundle';
+import { installTemporalRuntime } from '../temporal/runtime';
 import { geminiClientFromConfig } from '../integrations/gemini/from-config';
 import { ensureOutboxPruneSchedule } from '../outbox/prune-schedule';
 import { createGeminiMetrics } from '../integrations/gemini/metrics';
@@ -23,7 +24,8 @@ import { createGeminiMetrics } from '../integrations/gemini/metrics';
 runEntrypoint('worker', async ({ onShutdown }) => {
   const config = loadConfig();
   const logger = createLogger({ service: 'worker', level: config.LOG_LEVEL });
-  installTemporalRuntime(logger, config.WORKER_SDK_METRICS_PORT);
+  // Core's metrics (task slots, poll latencies, schedule-to-start) on their own port: prom-client never sees them.
+  installTemporalRuntime({ logger, sdkMetricsPort: config.WORKER_SDK_METRICS_PORT });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'onceflow_worker_' });
   const pool = createPool({
@@ -34,7 +36,7 @@ runEntrypoint('worker', async ({ onShutdown }) => {
   });
   onShutdown(() => pool.end());
   await migrate(pool);
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS, grpcCompression: { codec: config.TEMPORAL_GRPC_COMPRESSION } });
   onShutdown(() => connection.close());
   const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'worker' }) : undefined;
   if (tracing) onShutdown(() => tracing.shutdown());
@@ -69,23 +71,3 @@ runEntrypoint('worker', async ({ onShutdown }) => {
   );
   await worker.run();
 });
-
-/**
- * Routes the SDK's own logs through pino and exposes its metrics (task slots,
- * poll latencies, schedule-to-start) in Prometheus format on their own port:
- * Core exports them natively, prom-client never sees them.
- */
-function installTemporalRuntime(logger: Logger, sdkMetricsPort: number): void {
-  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
-    TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error',
-  };
-  Runtime.install({
-    logger: new DefaultLogger('WARN', (entry) => logger[levels[entry.level]]({ sdk: entry.meta }, entry.message)),
-    // Worker.run() would otherwise install its own SIGINT/SIGTERM handlers;
-    // runEntrypoint owns shutdown order (worker first, then pool).
-    shutdownSignals: [],
-    telemetryOptions: {
-      metrics: { prometheus: { bindAddress: `0.0.0.0:${sdkMetricsPort}` }, metricPrefix: 'temporal_' },
-    },
-  });
-}
