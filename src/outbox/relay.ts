@@ -330,14 +330,7 @@ export class OutboxRelay {
           LIMIT $1
           FOR UPDATE OF d SKIP LOCKED)
        UPDATE deliveries
-          SET locked_until = now() + make_interval(secs => $2 / 1000.0), locked_by = $3, attempts = deliveries.attempts + 1,
-              -- A leased delivery is next due when its lease runs out (if its
-              -- relay dies), so it moves behind the due ones in deliveries_due_idx.
-              -- Left at the head of that index, every claim by every relay walked
-              -- past up to maxInFlight leased rows per relay, fetching each from
-              -- the heap only to find it leased: the claim's cost grew with the
-              -- number of relays.
-              next_attempt_at = now() + make_interval(secs => $2 / 1000.0)
+          SET locked_until = now() + make_interval(secs => $2 / 1000.0), locked_by = $3, attempts = deliveries.attempts + 1
          FROM due, outbox_events e, subscriptions s
         WHERE deliveries.event_id = due.event_id AND deliveries.subscription_id = due.subscription_id
           AND e.event_id = deliveries.event_id AND s.subscription_id = deliveries.subscription_id
