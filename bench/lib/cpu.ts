@@ -29,8 +29,15 @@ export function snapshotCpu(groups: CpuGroup[]): CpuSnapshot {
     if (!Number.isInteger(pid)) continue;
     const stat = readStat(pid);
     if (!stat) continue;
-    const group = byPid.get(pid) ?? byComm.get(stat.comm);
-    if (group) totals.set(group, totals.get(group)! + stat.cpuMs);
+    const pidGroup = byPid.get(pid);
+    const commGroup = pidGroup ? undefined : byComm.get(stat.comm);
+    // A process that exits between two snapshots drops out of the later one;
+    // for a group named by command (PostgreSQL's backends) its CPU is not lost
+    // but moves to the parent that reaped it (the postmaster), which is in the
+    // same group. Not for a group named by pid: the harness's reaped children
+    // (servers it started and stopped) are not the harness's own work.
+    if (pidGroup) totals.set(pidGroup, totals.get(pidGroup)! + stat.cpuMs);
+    else if (commGroup) totals.set(commGroup, totals.get(commGroup)! + stat.cpuMs + stat.reapedChildrenCpuMs);
   }
   return totals;
 }
@@ -42,7 +49,7 @@ export function cpuPerOperation(before: CpuSnapshot, after: CpuSnapshot, operati
   return perOperation;
 }
 
-function readStat(pid: number): { comm: string; cpuMs: number } | undefined {
+function readStat(pid: number): { comm: string; cpuMs: number; reapedChildrenCpuMs: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -53,7 +60,9 @@ function readStat(pid: number): { comm: string; cpuMs: number } | undefined {
   const close = text.lastIndexOf(')');
   const comm = text.slice(text.indexOf('(') + 1, close);
   const fields = text.slice(close + 2).split(' ');
-  // After comm: state is field 3, utime 14, stime 15 (1-based in proc(5)); here index 0 is state.
+  // After comm: state is field 3, utime 14, stime 15, cutime 16, cstime 17
+  // (1-based in proc(5)); here index 0 is state.
   const ticks = Number(fields[11]) + Number(fields[12]);
-  return { comm, cpuMs: (ticks * 1000) / TICKS_PER_SECOND };
+  const childTicks = Number(fields[13]) + Number(fields[14]);
+  return { comm, cpuMs: (ticks * 1000) / TICKS_PER_SECOND, reapedChildrenCpuMs: (childTicks * 1000) / TICKS_PER_SECOND };
 }
