@@ -43,7 +43,7 @@ export function createHttpMetrics(registry: Registry, pool: Pick<pg.Pool, 'query
     }),
     reservationSeconds: new Histogram({
       name: 'onceflow_reservation_duration_seconds',
-      help: 'Time to reserve a new idempotency key (one statement that finds or inserts the key, two when it races another request or takes over an expired key)',
+      help: 'Time to reserve an idempotency key (one INSERT … ON CONFLICT)',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),

@@ -55,14 +55,6 @@ export interface IdempotencyStore {
   find(scope: KeyScope): Promise<OperationState | undefined>;
   findById(operationId: string): Promise<OperationRecord | undefined>;
   /**
-   * The start path in one statement: the key's operation if it has one (as
-   * `find` reads it, expired or released rows included), else a new
-   * reservation. `reserved` is true when this call took the key. Neither
-   * (`undefined`) when a concurrent request took the key after this
-   * statement's snapshot was taken: read it with `find`.
-   */
-  findOrReserve(reservation: Reservation): Promise<{ record: OperationRecord; reserved: true } | { record: OperationState; reserved: false } | undefined>;
-  /**
    * Takes the key in one statement. `reserved` is true when this call took it
    * (new key, expired key, or a failure that released it); otherwise `record`
    * is the existing operation.
@@ -147,43 +139,6 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   async findById(operationId: string): Promise<OperationRecord | undefined> {
     const { rows } = await this.run<Row>('findById', `SELECT ${COLUMNS} FROM operations WHERE operation_id = $1`, [operationId]);
     return rows[0] ? toRecord(rows[0]) : undefined;
-  }
-
-  async findOrReserve(r: Reservation): Promise<{ record: OperationRecord; reserved: true } | { record: OperationState; reserved: false } | undefined> {
-    // One round trip for both outcomes; it was a read and then, for a new key,
-    // the INSERT (each statement is a socket write and a wake-up of the
-    // backend: about a third of the api's CPU per start on our benchmark
-    // machine). A repeat inserts nothing: `NOT EXISTS` skips the INSERT
-    // before it touches the table, so the statement takes no transaction id,
-    // writes no WAL and locks no row, like the plain read. The input is bound
-    // as text and cast in the INSERT's own select list, so a repeat does not
-    // have PostgreSQL parse its body as jsonb. An expired or released row is
-    // returned as found; taking it over is `reserve`'s DO UPDATE (rare).
-    // A concurrent twin that inserted after our snapshot: our INSERT waits on
-    // the primary key for it to commit, then does nothing, and `existing`
-    // (our snapshot) cannot see it: no row at all, and the caller reads again.
-    const { rows } = await this.run<StateRow & { reserved: boolean }>(
-      'findOrReserve',
-      `WITH existing AS (
-         SELECT ${STATE_COLUMNS} FROM operations WHERE tenant_id = $1 AND operation_type = $2 AND idempotency_key = $3),
-       taken AS (
-         INSERT INTO operations (tenant_id, operation_type, idempotency_key, operation_id, fingerprint, workflow_id,
-                                 status, input, first_seen_ms, created_at, updated_at, expires_at)
-         SELECT $1, $2, $3, $4, $5, $6, 'reserved', $7::text::jsonb, $8::bigint, to_timestamp($8::bigint / 1000.0),
-                to_timestamp($8::bigint / 1000.0), to_timestamp($9::bigint / 1000.0)
-          WHERE NOT EXISTS (SELECT 1 FROM existing)
-         ON CONFLICT (tenant_id, operation_type, idempotency_key) DO NOTHING
-         RETURNING ${STATE_COLUMNS})
-       SELECT true AS reserved, * FROM taken
-       UNION ALL
-       SELECT false AS reserved, * FROM existing`,
-      [r.tenantId, r.operationType, r.idempotencyKey, r.operationId, r.fingerprint, r.workflowId,
-        JSON.stringify(r.input), r.nowMs, r.expiresAtMs],
-    );
-    const row = rows[0];
-    if (!row) return undefined;
-    if (row.reserved) return { record: { ...toState(row), input: r.input }, reserved: true };
-    return { record: toState(row), reserved: false };
   }
 
   async reserve(r: Reservation): Promise<{ record: OperationRecord; reserved: true } | { record: OperationState; reserved: false }> {

@@ -148,7 +148,12 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     const nowMs = options.clock();
     const scope = { tenantId, operationType: definition.name, idempotencyKey };
 
-    const reservation = {
+    // Fast path: a repeat of a live operation is answered from one indexed read.
+    const existing = await options.store.find(scope);
+    if (existing && isLive(existing, nowMs)) return answerRepeat(request, existing, payloadFingerprint, waitSeconds, reply);
+
+    const stopTimer = options.metrics.reservationSeconds.startTimer();
+    const { record, reserved } = await options.store.reserve({
       ...scope,
       operationId: randomUUID(),
       fingerprint: payloadFingerprint,
@@ -156,20 +161,9 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       input: request.body,
       nowMs,
       expiresAtMs: nowMs + (definition.retentionHours ?? options.defaultRetentionHours) * 3_600_000,
-    };
-    // One statement answers a repeat (its row, from the key's index) and
-    // reserves a new key, so a first request costs no separate miss.
-    const statementStartedMs = performance.now();
-    let claim = await options.store.findOrReserve(reservation);
-    if (!claim || (!claim.reserved && !isLive(claim.record, nowMs))) {
-      // Rare: a concurrent first request took the key after our snapshot, or
-      // the row no longer binds its key (expired, or a failure that released
-      // it). reserve decides both in one statement.
-      claim = await options.store.reserve(reservation);
-    }
-    if (!claim.reserved) return answerRepeat(request, claim.record, payloadFingerprint, waitSeconds, reply);
-    options.metrics.reservationSeconds.observe((performance.now() - statementStartedMs) / 1000);
-    const { record } = claim;
+    });
+    stopTimer();
+    if (!reserved) return answerRepeat(request, record, payloadFingerprint, waitSeconds, reply);
 
     // If this process dies here, or Temporal refuses the start (503), the row
     // stays `reserved`: the next request with the key or the reconciler
