@@ -64,8 +64,9 @@ export const envSchema = z.object({
   /** Task queue of Onceflow's workflows and activities. Default `onceflow`. */
   TEMPORAL_TASK_QUEUE: z.string().default('onceflow'),
   /**
-   * gRPC compression of requests to Temporal from the api and the worker: `none` or `gzip`. Default `none`:
-   * next to the Temporal server the CPU outweighs the bytes; `gzip` for a long or metered link (Temporal Cloud).
+   * gRPC compression of requests to Temporal from the api and the worker: `none` or `gzip`. Default `none`, what the
+   * api's grpc-js client sent before (Core's own default is gzip); compressing costs CPU at both ends, worth it on a
+   * long or metered link such as Temporal Cloud.
    */
   TEMPORAL_GRPC_COMPRESSION: z.enum(['none', 'gzip']).default('none'),
   /** Base URL of the Temporal Web UI, used in `links.temporalUi`. Default `http://localhost:8233`. */

@@ -15,11 +15,12 @@ export interface TemporalClientOptions {
 /**
  * Connects a Temporal client over a NativeConnection: the SDK's Rust (Core)
  * gRPC stack, the one its workers use. A facade start is one gRPC call per
- * request, and the pure-JS `Connection` (grpc-js) spent about 3 ms of the
- * api's CPU on each one on our 2-core benchmark machine, more than the
- * facade's own work; Core's costs less (bench/README.md). Install the
- * runtime first (src/temporal/runtime.ts). Throws when the frontend is
- * unreachable or does not answer within the connect timeout.
+ * request; over the pure-JS `Connection` (grpc-js) a start cost the api
+ * 6.3 ms of CPU on our 2-core benchmark machine, over Core's 5.4 ms
+ * (bench/README.md). Core also retries UNAVAILABLE within the call's
+ * deadline, so a Temporal frontend that restarts within it costs a client no
+ * 503. Install the runtime first (src/temporal/runtime.ts). Throws when the
+ * frontend is unreachable or does not answer within the connect timeout.
  */
 export async function connectTemporalClient(options: TemporalClientOptions): Promise<Client> {
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
