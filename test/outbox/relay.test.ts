@@ -88,6 +88,17 @@ describe('the outbox relay', () => {
     expect(consumer.received.map((r) => r.webhookId)).toEqual(ids);
   });
 
+  it('sends the next event of an operation as soon as the one before it is recorded, without waiting for a poll', async () => {
+    const { tenantId, consumer } = await subscriber();
+    const ids = await emit(tenantId, 4);
+    // Only the first event is claimable at first; each later one becomes due
+    // when its predecessor is recorded. With a 10-minute poll only the relay's
+    // own wake-up after recording can send them within the test's timeout.
+    relay({ pollIntervalMs: 600_000 });
+    await until(() => consumer.received.length === 4, 20_000);
+    expect(consumer.received.map((r) => r.webhookId)).toEqual(ids);
+  });
+
   it('retries a subscriber that answers 500, then delivers', async () => {
     const { tenantId, consumer } = await subscriber();
     consumer.failNext(500, 2);
