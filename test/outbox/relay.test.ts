@@ -105,8 +105,11 @@ describe('the outbox relay', () => {
     const [id] = await emit(tenantId, 1);
     relay();
     await until(() => consumer.received.length === 1);
-    const { rows } = await pool.query('SELECT status, attempts FROM deliveries WHERE event_id = $1', [id]);
-    expect(rows).toEqual([{ status: 'delivered', attempts: 3 }]);
+    // The consumer counts the event before it answers, and the relay records
+    // the outcome only after the answer: wait for the record, not the receipt.
+    const delivery = async () => (await pool.query('SELECT status, attempts FROM deliveries WHERE event_id = $1', [id])).rows;
+    await until(async () => (await delivery())[0]?.status !== 'pending');
+    expect(await delivery()).toEqual([{ status: 'delivered', attempts: 3 }]);
   });
 
   it('retries a subscriber that times out', async () => {
