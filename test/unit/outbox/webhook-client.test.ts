@@ -87,7 +87,9 @@ describe('the relay’s webhook client', () => {
       else response.writeHead(200).end();
     });
     try {
-      const c = client();
+      // One connection, so the second request must go out on the kept-alive one.
+      const c = new WebhookClient({ maxConnectionsPerOrigin: 1 });
+      clients.push(c);
       expect(await post(c, server.url('/hook'))).toBe(200);
       expect(await post(c, server.url('/hook'))).toBe(200); // reused the connection, dropped, sent again
       expect(requests).toBe(3);
