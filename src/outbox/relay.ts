@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
 import type { SecretBox } from '../crypto/secret-box';
-import { withTransaction } from '../db/transaction';
 import type { Logger } from '../observability/logger';
+import { claimDueDeliveries, type ClaimedDelivery } from './claim';
 import { OUTBOX_CHANNEL } from './enqueue';
 import type { RelayMetrics } from './metrics';
 import { DisabledReason } from './subscriptions';
@@ -49,20 +49,6 @@ export interface OutboxRelayOptions {
   deadLetterAfterMs?: number;
 }
 
-interface ClaimedDelivery {
-  event_id: string;
-  aggregate_id: string;
-  subscription_id: string;
-  attempts: number;
-  event_type: string;
-  payload: unknown;
-  created_at: Date;
-  /** The event's age at claim time, by PostgreSQL's clock (the relay's may differ). */
-  age_ms: number;
-  url: string;
-  secret_sealed: string;
-}
-
 /** What one delivery attempt came to, waiting to be written with others in one statement. */
 interface Outcome {
   delivery: ClaimedDelivery;
@@ -99,7 +85,7 @@ const MAX_OUTCOMES_PER_STATEMENT = 1_000;
 /**
  * Delivers outbox events to subscribers, at least once, with Standard Webhooks signatures.
  *
- * Claiming: one statement picks due deliveries `FOR UPDATE SKIP LOCKED` and
+ * Claiming (claim.ts): one statement picks due deliveries `FOR UPDATE SKIP LOCKED` and
  * leases them (`locked_until`, `locked_by`) before any HTTP call, so two
  * relays never take the same delivery. We lease rather than keep the rows
  * locked in a transaction across the HTTP call because a slow subscriber
@@ -309,73 +295,11 @@ export class OutboxRelay {
     this.listener = client;
   }
 
-  /**
-   * Leases up to `limit` due deliveries and returns them with their event and
-   * subscription.
-   *
-   * The statement is written so that stale planner statistics cannot make it
-   * expensive. `deliveries` is a queue table: its share of pending rows swings
-   * from none to thousands within seconds (a burst, a subscriber coming back),
-   * far faster than autovacuum's ANALYZE follows. Planned with statistics that
-   * said "almost nothing is pending", the claim used to collect and sort every
-   * due row (a bitmap scan over the due index, with its entries for rows
-   * delivered since, then the predecessor check for each), and only then apply
-   * the LIMIT: measured in the outbox benchmark with auto_explain, up to 25,000
-   * buffer visits and 200 ms for a 200-row claim. Three choices keep it a walk
-   * of the due index in order that stops after `limit` rows:
-   * - `enable_sort = off` for this transaction only: no plan that sorts the
-   *   due rows can win, so the due index provides the order and the LIMIT
-   *   stops the scan early. A hint in the only form PostgreSQL offers.
-   * - The predecessor check (ordering, see the class comment) is a scalar
-   *   subquery, always run per candidate row as a probe of the order index.
-   *   As NOT EXISTS it was planned as an anti-join, which stale statistics
-   *   turned into a full scan of that index for every candidate.
-   * - The lease is written by row address (ctid) of the rows the first step
-   *   locked: a TID scan, never a join the planner could turn into a scan of
-   *   the table. The rows are locked, so their addresses cannot change before
-   *   the UPDATE. A row that another transaction changed after this
-   *   statement's snapshot is locked but not leased; it stays due for the next
-   *   claim.
-   */
   private async claim(limit: number): Promise<Claimed> {
     // Taken before the statement is sent, so it is never later than the
     // lease's start by PostgreSQL's clock: deadlines derived from it are safe.
     const startedAtMs = performance.now();
-    const rows = await withTransaction(this.options.pool, async (tx) => {
-      await tx.query('SET LOCAL enable_sort = off');
-      const result = await tx.query<ClaimedDelivery>(
-        `WITH due AS (
-           SELECT d.ctid
-             FROM deliveries d
-             JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.status = 'active'
-            WHERE d.status = 'pending'
-              AND d.next_attempt_at <= now()
-              AND (d.locked_until IS NULL OR d.locked_until < now())
-              -- the earliest pending event of its operation for this subscription
-              AND d.seq = (SELECT earliest.seq FROM deliveries earliest
-                            WHERE earliest.subscription_id = d.subscription_id
-                              AND earliest.aggregate_id = d.aggregate_id
-                              AND earliest.status = 'pending'
-                            ORDER BY earliest.seq
-                            LIMIT 1)
-            ORDER BY d.next_attempt_at, d.seq
-            LIMIT $1
-            FOR UPDATE OF d SKIP LOCKED),
-         leased AS (
-           UPDATE deliveries
-              SET locked_until = now() + make_interval(secs => $2 / 1000.0), locked_by = $3, attempts = attempts + 1
-            WHERE ctid = ANY (ARRAY(SELECT ctid FROM due))
-           RETURNING event_id, aggregate_id, subscription_id, attempts)
-         SELECT l.event_id, l.aggregate_id, l.subscription_id, l.attempts,
-                e.event_type, e.payload, e.created_at, s.url, s.secret_sealed,
-                (EXTRACT(EPOCH FROM now() - e.created_at) * 1000)::float8 AS age_ms
-           FROM leased l
-           JOIN outbox_events e ON e.event_id = l.event_id
-           JOIN subscriptions s ON s.subscription_id = l.subscription_id`,
-        [limit, this.leaseMs, this.relayId],
-      );
-      return result.rows;
-    });
+    const rows = await claimDueDeliveries(this.options.pool, { limit, leaseMs: this.leaseMs, relayId: this.relayId });
     return { rows, startedAtMs, webhooks: new Map() };
   }
 
