@@ -20,12 +20,17 @@ describe('the outbox relay', () => {
   let pool: Pool;
   const relays: OutboxRelay[] = [];
   const consumers: ExampleConsumer[] = [];
+  const subscriptionIds: string[] = [];
   beforeAll(() => {
     pool = createTestPool();
   });
   afterEach(async () => {
     await Promise.all(relays.splice(0).map((r) => r.stop()));
     await Promise.all(consumers.splice(0).map((c) => c.close()));
+    // A test may end with a delivery still pending (a retry scheduled after a
+    // timeout, say); with its consumer gone, the next test's relay would fail
+    // it and count a retry that test did not cause.
+    await pool.query("UPDATE subscriptions SET status = 'disabled', disabled_reason = 'test finished' WHERE subscription_id = ANY($1)", [subscriptionIds.splice(0)]);
   });
   afterAll(() => pool.end());
 
@@ -36,6 +41,7 @@ describe('the outbox relay', () => {
     const consumer = await startExampleConsumer({ pool, secret: placeholder.secret, consumer: consumerName });
     await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, placeholder.id]);
     consumers.push(consumer);
+    subscriptionIds.push(placeholder.id);
     return { tenantId, subscriptionId: placeholder.id, consumer };
   }
 
