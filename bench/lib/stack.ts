@@ -10,13 +10,14 @@ import { chmod, mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
+import { createLogger } from '../../src/observability/logger';
 import { startLocalPostgres, type LocalPostgres } from '../../src/dev/local-postgres';
 import { findFreePort } from '../../src/dev/ports';
 import { spawnRole, type Role } from '../../src/dev/supervisor';
 import { resolveTemporalBinary, type TemporalBinary } from '../../src/dev/temporal-binary';
+import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { provisionTenants } from '../../src/tenants/api-keys';
 import { allSearchAttributes } from '../../workflows/definitions';
 import { sleep } from './stats';
@@ -60,7 +61,7 @@ export interface StartInfraOptions {
  */
 export function installQuietTemporalRuntime(): void {
   try {
-    Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
+    installTemporalRuntime({ logger: createLogger({ service: 'bench', level: 'error' }) });
   } catch {
     // already installed
   }
