@@ -23,5 +23,9 @@ start: install
 ## make test: type-check, lint, every jest tier against real Temporal and PostgreSQL,
 ## then the short fault suite (real SIGKILLs and restarts; faults/README.md)
 test: install browser
-	npm test
-	npm run faults:ci
+	@mkdir -p .onceflow/test-results && rm -f .onceflow/test-results/jest.json faults/results/latest.json
+	@status=0; \
+	  npm test -- --json --outputFile=.onceflow/test-results/jest.json || status=$$?; \
+	  npm run faults:ci || status=$$?; \
+	  node test/tools/summary.mjs .onceflow/test-results/jest.json faults/results/latest.json || status=$$?; \
+	  exit $$status

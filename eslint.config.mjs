@@ -6,7 +6,7 @@ import { builtinModules } from 'node:module';
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
 export default tseslint.config(
-  { ignores: ['eslint.config.mjs', 'test/helpers/node-environment.js', 'dist/**', 'node_modules/**', '.onceflow/**', 'coverage/**', 'bin/**', 'jest.config.js'] },
+  { ignores: ['eslint.config.mjs', 'test/helpers/node-environment.js', 'dist/**', 'node_modules/**', '.onceflow/**', 'coverage/**', 'bin/**', 'jest.config.js', 'test/tools/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
