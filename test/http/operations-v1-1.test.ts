@@ -240,6 +240,9 @@ describe('contract v1.1: answers that explain themselves', () => {
       const draftKey = doc.paths['/v1/operations/draft-content'].post.parameters.find((p: any) => p.name === 'idempotency-key');
       expect(draftKey.required).toBeFalsy();
       expect(draftKey.description).toContain('derived');
+      const post = doc.paths['/v1/operations/generate-content'].post.responses;
+      expect(Object.keys(post['409'].content['application/problem+json'].schema.properties)).toEqual(expect.arrayContaining(['progress', 'expiresAt']));
+      expect(Object.keys(post['422'].content['application/problem+json'].schema.properties)).toEqual(expect.arrayContaining(['differences', 'fingerprintVersion']));
     });
   });
 });

@@ -6,14 +6,14 @@ import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from
 import { retryAfterSeconds } from '../../operations/progress';
 import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
 import type { ListPosition, OperationState } from '../../operations/repository';
-import { operationPath, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
+import { operationPath, operationProgressSchema, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
 import { publicStatuses } from '../../operations/status';
 import type { OperationUseCases, StartOrAttachResult } from '../../operations/use-cases';
 import { PROBLEM_BASE } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
 import { parsePreferWait } from '../prefer';
 import { failureProblem, problems } from '../problems';
-import { problemResponses } from '../schemas';
+import { problemResponses, problemSchema } from '../schemas';
 
 export interface OperationRoutesOptions {
   useCases: OperationUseCases;
@@ -47,7 +47,26 @@ function keyHeadersFor(definition: OperationTypeDefinition) {
     .meta(definition.keyFields?.length ? {} : { required: ['idempotency-key'] });
 }
 
-const errorResponses = problemResponses(400, 401, 402, 404, 409, 410, 413, 415, 422, 429, 502, 503);
+const expiresAt = z.string().optional().describe('RFC 3339; the same instant as the Idempotency-Expires header (epoch ms)');
+
+/** A problem response whose body documents the members a status adds (contract v1.1). */
+function problemWith(description: string, members: z.ZodRawShape) {
+  return { description, content: { 'application/problem+json': { schema: problemSchema.extend(members) } } };
+}
+
+const errorResponses = {
+  ...problemResponses(400, 401, 402, 404, 410, 413, 415, 429, 502, 503),
+  409: problemWith('operation-in-progress: the first request with this key is still running; Retry-After (1 to 60 s) follows `progress`', {
+    expiresAt,
+    progress: operationProgressSchema.optional(),
+  }),
+  422: problemWith('idempotency-key-reused (with `differences` and `fingerprintVersion`), or the replay of a rejected prompt (with `operation`)', {
+    expiresAt,
+    differences: z.array(z.string()).optional().describe('RFC 6901 pointers to the essential fields that differ from the first request; values are never echoed'),
+    fingerprintVersion: z.number().int().optional(),
+    operation: z.unknown().optional(),
+  }),
+};
 
 const listQuery = z
   .object({
