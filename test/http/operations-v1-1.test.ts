@@ -138,6 +138,40 @@ describe('contract v1.1: answers that explain themselves', () => {
     expect(repeat.headers.get('retry-after')).toBe('60');
   });
 
+  describe('failures on the wire: the problem table decides, stored rows from before keep their answer', () => {
+    /** A finished failed operation under `key`, written as a run would have left it. */
+    async function failedRow(key: string, error: Record<string, unknown>, errorStatus: number | null) {
+      await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key });
+      await pool.query(
+        `UPDATE operations SET status = 'failed', error = $3, error_status = $4, completed_at = now()
+          WHERE tenant_id = $1 AND idempotency_key = $2`,
+        [tenant.tenantId, key, JSON.stringify(error), errorStatus],
+      );
+    }
+
+    it('answers a slug-only failure (no status, no title) with the table’s status and title', async () => {
+      const key = randomUUID();
+      await failedRow(key, { type: 'prompt-blocked', detail: 'blocked for safety', retryable: false, attempts: [] }, null);
+      const repeat = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key });
+      expect(repeat.status).toBe(422);
+      expect(repeat.headers.get('idempotent-replayed')).toBe('true');
+      expect(repeat.json).toMatchObject({
+        type: 'https://onceflow.dev/problems/prompt-blocked', title: 'Prompt blocked by Gemini safety filters', status: 422, detail: 'blocked for safety',
+      });
+      const budget = randomUUID();
+      await failedRow(budget, { type: 'budget-exceeded', detail: 'over the monthly cap', retryable: false }, null);
+      expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key: budget })).status).toBe(402);
+    });
+
+    it('answers a row stored before the table with its own stored status and title when the table does not know its slug', async () => {
+      const key = randomUUID();
+      await failedRow(key, { type: 'legacy-failure', title: 'An old title', status: 503, detail: 'old', retryable: false }, 503);
+      const repeat = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key });
+      expect(repeat.status).toBe(503);
+      expect(repeat.json).toMatchObject({ type: 'https://onceflow.dev/problems/legacy-failure', title: 'An old title', status: 503 });
+    });
+  });
+
   describe('derived keys (draft-content declares publication and title as key fields)', () => {
     const body = { title: 'Ten ways to test idempotency', publication: 'Weekly', prompt: 'Draft the article' };
     // Written out by hand: RFC 8785 JSON of the key fields, members sorted.
