@@ -27,8 +27,8 @@ export interface CompleteOperationResult {
  * effect guard. If the worker dies before COMMIT nothing of it exists and the
  * retried activity does it all; after COMMIT the retry returns the stored result.
  */
-export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger }) {
-  const operations = new PostgresOperationsRepository(deps.pool);
+export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; operations?: PostgresOperationsRepository }) {
+  const operations = deps.operations ?? new PostgresOperationsRepository(deps.pool);
   return async function completeOperation(input: CompleteOperationInput): Promise<CompleteOperationResult> {
     // A result that breaks its type's declared schema is a bug in the workflow
     // that built it: refuse it before anything is written (no bill, no event),

@@ -33,6 +33,8 @@ export const ABANDONED_ERROR_TYPE = 'operation-abandoned';
 
 export interface ReconcileOperationsDeps {
   pool: pg.Pool;
+  /** The operations repository; default one on `pool`. */
+  operations?: PostgresOperationsRepository;
   logger: Logger;
   /** Default: the worker's own client (`Context.current().client`). */
   temporal?: Client;
@@ -55,7 +57,7 @@ export interface ReconcileOperationsDeps {
  *    effect-guarded), releasing the key so a retry starts a new run.
  */
 export function createReconcileOperations(deps: ReconcileOperationsDeps) {
-  const store = new PostgresOperationsRepository(deps.pool);
+  const store = deps.operations ?? new PostgresOperationsRepository(deps.pool);
   const completeOperation = createCompleteOperation(deps);
   const clock = deps.clock ?? Date.now;
 
