@@ -36,6 +36,8 @@ export interface ReconcileOperationsDeps {
   logger: Logger;
   /** Default: the worker's own client (`Context.current().client`). */
   temporal?: Client;
+  /** GEMINI_MODELS: the chain a lost operation's workflow is started with. */
+  modelChain: readonly string[];
   /** Epoch ms; default Date.now. Tests move it forward instead of sleeping. */
   clock?: () => number;
 }
@@ -61,7 +63,7 @@ export function createReconcileOperations(deps: ReconcileOperationsDeps) {
 
   return async function reconcileOperations(input: ReconcileOperationsInput): Promise<ReconcileOperationsResult> {
     const temporal = deps.temporal ?? Context.current().client;
-    const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue });
+    const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue, modelChain: deps.modelChain });
     const limit = input.limit ?? 100;
     const nowMs = clock();
     const result: ReconcileOperationsResult = { started: 0, startFailures: 0, abandoned: 0, stillRunning: 0 };

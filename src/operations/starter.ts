@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { searchAttributes, type OperationWorkflowInput } from '../../workflows/definitions';
 import type { IdempotencyStore, OperationRecord } from '../idempotency/store';
+import { modelChainFor } from './model-chain';
 import { findOperationType } from './registry';
 
 /** Thrown when Temporal did not accept the start; the row stays `reserved` and the next request or the reconciler retries. */
@@ -15,6 +16,8 @@ export interface OperationStarterOptions {
   temporal: Client;
   store: IdempotencyStore;
   taskQueue: string;
+  /** GEMINI_MODELS: the fallback chain, primary first; resolved per operation into the workflow input. */
+  modelChain: readonly string[];
   /** Longest a start may take before it counts as failed. Default 5000 ms. */
   startTimeoutMs?: number;
 }
@@ -34,6 +37,7 @@ export function createOperationStarter(options: OperationStarterOptions) {
       operationType: record.operationType,
       idempotencyKey: record.idempotencyKey,
       input: record.input,
+      models: modelChainFor((record.input as { model?: string } | null)?.model, options.modelChain),
     };
     const start = () =>
       // Bounded: with Temporal down the SDK would retry for long; a prompt 503 lets the client retry instead.
