@@ -9,6 +9,7 @@ import { FailureType } from '../workflows/failure-types';
 import { OPERATION_FINISHED_CHANNEL } from '../src/operations/status';
 import { enqueueEvent } from '../src/outbox/enqueue';
 import { estimateCostMicros } from '../src/operations/pricing';
+import { operationProblemOf } from '../src/http/problems';
 
 export type CompleteOperationInput = Pick<
   OperationWorkflowInput,
@@ -60,7 +61,8 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger }
             status,
             input.outcome === 'succeeded' ? JSON.stringify(input.result ?? null) : null,
             input.outcome === 'failed' ? JSON.stringify(input.error) : null,
-            input.outcome === 'failed' ? input.error.status : null,
+            // The status a repeat answers with, kept on the row for the readers that show it (CLI).
+            input.outcome === 'failed' ? operationProblemOf(input.error.type).status : null,
             released,
           ],
         );

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { PostgresIdempotencyStore } from '../src/idempotency/store';
 import type { Logger } from '../src/observability/logger';
 import { createOperationStarter } from '../src/operations/starter';
+import { OperationFailure } from '../workflows/failure-types';
 import { createCompleteOperation } from './complete-operation';
 
 export interface ReconcileOperationsInput {
@@ -29,7 +30,7 @@ export interface ReconcileOperationsResult {
 }
 
 /** The failure recorded for a run that ended without finishing its operation (terminated, timed out, lost). */
-export const ABANDONED_ERROR_TYPE = 'operation-abandoned';
+export const ABANDONED_ERROR_TYPE = OperationFailure.OperationAbandoned;
 
 export interface ReconcileOperationsDeps {
   pool: pg.Pool;
@@ -110,8 +111,6 @@ export function createReconcileOperations(deps: ReconcileOperationsDeps) {
         outcome: 'failed',
         error: {
           type: ABANDONED_ERROR_TYPE,
-          title: 'Operation did not finish',
-          status: 502,
           detail: `its workflow run ended (${state}) without recording a result; a retry with the same Idempotency-Key starts a new run`,
           retryable: true,
         },

@@ -3,7 +3,7 @@ import type { Activities } from '../activities';
 import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
 import type { OperationWorkflowInput } from './definitions';
-import { FailureType } from './failure-types';
+import { FailureType, OperationFailure } from './failure-types';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 import type { GenerateContentProgress, GenerateContentRunSummary } from './generate-content.workflow';
 
@@ -64,9 +64,7 @@ export async function generateContentV1(
       const failure = applicationFailureOf(error);
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = {
-          type: failure.type === FailureType.GeminiSafetyBlocked ? 'prompt-blocked' : 'prompt-rejected',
-          title: failure.type === FailureType.GeminiSafetyBlocked ? 'Prompt blocked by Gemini safety filters' : 'Prompt rejected by Gemini',
-          status: 422,
+          type: failure.type === FailureType.GeminiSafetyBlocked ? OperationFailure.PromptBlocked : OperationFailure.PromptRejected,
           detail: failure.message,
           retryable: false,
         };
@@ -75,9 +73,7 @@ export async function generateContentV1(
       // Retries exhausted on a transient cause, or the model is unknown (404,
       // GeminiNotFound: that model's property, not the request's): fall back to the next model.
       lastError = {
-        type: 'provider-failure',
-        title: 'Gemini failed',
-        status: 502,
+        type: OperationFailure.ProviderFailure,
         detail: `every model failed; last: ${failure?.message ?? String(error)}`,
         retryable: true,
       };

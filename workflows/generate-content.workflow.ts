@@ -4,7 +4,7 @@ import type { GeminiAttempt, GeminiFailureDetails } from '../activities/gemini-g
 import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
 import type { OperationWorkflowInput } from './definitions';
-import { FailureType } from './failure-types';
+import { FailureType, OperationFailure } from './failure-types';
 import { generateContentV1 } from './generate-content.v1';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
@@ -99,9 +99,7 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
         ?? await listGeminiAttempts({ operationId: operation.operationId });
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = {
-          type: failure.type === FailureType.GeminiSafetyBlocked ? 'prompt-blocked' : 'prompt-rejected',
-          title: failure.type === FailureType.GeminiSafetyBlocked ? 'Prompt blocked by Gemini safety filters' : 'Prompt rejected by Gemini',
-          status: 422,
+          type: failure.type === FailureType.GeminiSafetyBlocked ? OperationFailure.PromptBlocked : OperationFailure.PromptRejected,
           detail: failure.message,
           retryable: false,
         };
@@ -110,9 +108,7 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
       // Retries exhausted on a transient cause, or the model is unknown (404,
       // GeminiNotFound: that model's property, not the request's): fall back to the next model.
       lastError = {
-        type: 'provider-failure',
-        title: 'Gemini failed',
-        status: 502,
+        type: OperationFailure.ProviderFailure,
         detail: `every model failed; last: ${failure?.message ?? String(error)}`,
         retryable: true,
       };

@@ -3,7 +3,7 @@ import type { Activities } from '../activities';
 import type { GenerateReportInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
 import type { GenerateReportProgress, OperationWorkflowInput } from './definitions';
-import { FailureType } from './failure-types';
+import { FailureType, OperationFailure } from './failure-types';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
 const { completeOperation } = proxyActivities<Activities>(activityOptions.databaseWrite);
@@ -60,11 +60,11 @@ export async function generateReportV1(
     } catch (error) {
       const failure = applicationFailureOf(error);
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
-        lastError = { type: 'prompt-rejected', title: 'Prompt rejected by Gemini', status: 422, detail: failure.message, retryable: false };
+        lastError = { type: OperationFailure.PromptRejected, detail: failure.message, retryable: false };
         break;
       }
       lastError = {
-        type: 'provider-failure', title: 'Gemini failed', status: 502,
+        type: OperationFailure.ProviderFailure,
         detail: `every model failed to accept the report; last: ${failure?.message ?? String(error)}`, retryable: true,
       };
     }
@@ -113,7 +113,7 @@ export async function generateReportV1(
         } else {
           await finish(operation, workflowId, progress, {
             outcome: 'failed',
-            error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: `interaction ${state.status}: ${state.error ?? 'no detail'}`, retryable: true },
+            error: { type: OperationFailure.ProviderFailure, detail: `interaction ${state.status}: ${state.error ?? 'no detail'}`, retryable: true },
           });
         }
         return;
@@ -124,7 +124,7 @@ export async function generateReportV1(
         // e.g. 404: the interaction is gone; waiting longer cannot bring it back.
         await finish(operation, workflowId, progress, {
           outcome: 'failed',
-          error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: `reading the interaction failed: ${failure?.message ?? String(error)}`, retryable: true },
+          error: { type: OperationFailure.ProviderFailure, detail: `reading the interaction failed: ${failure?.message ?? String(error)}`, retryable: true },
         });
         return;
       }
@@ -138,7 +138,7 @@ export async function generateReportV1(
     if (waitedMs > polling.maxWaitMs) {
       await finish(operation, workflowId, progress, {
         outcome: 'failed',
-        error: { type: 'provider-failure', title: 'Gemini did not finish the report', status: 502, detail: `interaction ${submitted.interactionId} still ${progress.lastStatus ?? 'unknown'} after ${Math.round(polling.maxWaitMs / 60_000)} minutes`, retryable: true },
+        error: { type: OperationFailure.ProviderFailure, detail: `interaction ${submitted.interactionId} still ${progress.lastStatus ?? 'unknown'} after ${Math.round(polling.maxWaitMs / 60_000)} minutes`, retryable: true },
       });
       return;
     }

@@ -8,7 +8,7 @@ import {
   type GenerateReportProgress,
   type OperationWorkflowInput,
 } from './definitions';
-import { FailureType } from './failure-types';
+import { FailureType, OperationFailure } from './failure-types';
 import { generateReportV1 } from './generate-report.v1';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
@@ -80,11 +80,11 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
     } catch (error) {
       const failure = applicationFailureOf(error);
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
-        lastError = { type: 'prompt-rejected', title: 'Prompt rejected by Gemini', status: 422, detail: failure.message, retryable: false };
+        lastError = { type: OperationFailure.PromptRejected, detail: failure.message, retryable: false };
         break;
       }
       lastError = {
-        type: 'provider-failure', title: 'Gemini failed', status: 502,
+        type: OperationFailure.ProviderFailure,
         detail: `every model failed to accept the report; last: ${failure?.message ?? String(error)}`, retryable: true,
       };
     }
@@ -133,7 +133,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
         } else {
           await finish(operation, workflowId, progress, {
             outcome: 'failed',
-            error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: `interaction ${state.status}: ${state.error ?? 'no detail'}`, retryable: true },
+            error: { type: OperationFailure.ProviderFailure, detail: `interaction ${state.status}: ${state.error ?? 'no detail'}`, retryable: true },
           });
         }
         return;
@@ -144,7 +144,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
         // e.g. 404: the interaction is gone; waiting longer cannot bring it back.
         await finish(operation, workflowId, progress, {
           outcome: 'failed',
-          error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: `reading the interaction failed: ${failure?.message ?? String(error)}`, retryable: true },
+          error: { type: OperationFailure.ProviderFailure, detail: `reading the interaction failed: ${failure?.message ?? String(error)}`, retryable: true },
         });
         return;
       }
@@ -157,7 +157,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
     if (waitedMs > polling.maxWaitMs) {
       await finish(operation, workflowId, progress, {
         outcome: 'failed',
-        error: { type: 'provider-failure', title: 'Gemini did not finish the report', status: 502, detail: `interaction ${submitted.interactionId} still ${progress.lastStatus ?? 'unknown'} after ${Math.round(polling.maxWaitMs / 60_000)} minutes`, retryable: true },
+        error: { type: OperationFailure.ProviderFailure, detail: `interaction ${submitted.interactionId} still ${progress.lastStatus ?? 'unknown'} after ${Math.round(polling.maxWaitMs / 60_000)} minutes`, retryable: true },
       });
       return;
     }

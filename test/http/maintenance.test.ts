@@ -39,7 +39,7 @@ describe('maintenance: reconcile and purge', () => {
   });
 
   const row = async (key: string) =>
-    (await pool.query('SELECT operation_id, status, run_id, error, released FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];
+    (await pool.query('SELECT operation_id, status, run_id, error, error_status, released FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];
   const executions = async (key: string) =>
     (await temporal.workflow.count(`OnceflowTenant = '${tenant.tenantId}' AND OnceflowIdempotencyKey = '${key}'`)).count;
   /** Polls a condition that a real worker makes true; bounded, never a timed assertion. */
@@ -87,7 +87,7 @@ describe('maintenance: reconcile and purge', () => {
     const report = await reconcile({ taskQueue: worker.taskQueue });
     expect(report.abandoned).toBeGreaterThanOrEqual(1);
     const closed = await row(key);
-    expect(closed).toMatchObject({ status: 'failed', released: true, error: { type: 'operation-abandoned', status: 502 } });
+    expect(closed).toMatchObject({ status: 'failed', released: true, error: { type: 'operation-abandoned' }, error_status: 502 });
     const events = await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [closed.operation_id]);
     expect(events.rows).toEqual([{ event_type: 'operation.failed' }]);
 

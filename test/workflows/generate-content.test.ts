@@ -224,6 +224,8 @@ describe('generate-content never pays Gemini twice', () => {
     const response = await run(key);
     expect(response.status).toBe(200);
     const handle = temporal.workflow.getHandle(response.json!.workflowId);
+    // The answer comes at the finishing COMMIT, before the workflow task that records it completes.
+    await handle.result();
     const { events: history } = await handle.fetchHistory();
     expect(history!.length).toBeLessThanOrEqual(12);
     const scheduled = history!.filter((e) => e.activityTaskScheduledEventAttributes);

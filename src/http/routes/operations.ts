@@ -11,6 +11,7 @@ import { operationTypes, type OperationTypeDefinition } from '../../operations/r
 import { operationPath, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
 import type { StartOperation } from '../../operations/starter';
 import { PROBLEM_BASE, ProblemError } from '../errors';
+import { operationProblemOf } from '../problems';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
 import { parsePreferWait } from '../prefer';
 import { problemResponses } from '../schemas';
@@ -258,14 +259,15 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     const resource = toOperationResource(record, ui);
     if (record.status === 'succeeded') return reply.code(200).type('application/json; charset=utf-8').send(serializeOperationResource(resource));
     const error = record.error;
-    const status = record.errorStatus ?? error?.status ?? 502;
+    const problem = operationProblemOf(error?.type ?? '');
+    const status = record.errorStatus ?? problem.status;
     return reply
       .code(status)
       .type('application/problem+json')
       .send(
         JSON.stringify({
           type: `${PROBLEM_BASE}${error?.type ?? 'operation-failed'}`,
-          title: error?.title ?? 'Operation failed',
+          title: problem.title,
           status,
           detail: error?.detail ?? 'the operation failed',
           idempotencyKey: record.idempotencyKey,
