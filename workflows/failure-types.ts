@@ -31,3 +31,24 @@ export const nonRetryableFailureTypes: FailureType[] = [
   FailureType.GeminiSafetyBlocked,
   FailureType.InvalidState,
 ];
+
+/**
+ * How an operation failed, as its workflow says it (the `type` of its
+ * OperationError): what happened, never what it means on the wire. The HTTP
+ * layer alone maps each to a status and title (src/http/problems.ts).
+ */
+export const OperationFailure = {
+  /** Gemini refused the request itself (400, 401, 403); another model would too. */
+  PromptRejected: 'prompt-rejected',
+  /** Gemini's safety filters blocked the prompt or the answer. */
+  PromptBlocked: 'prompt-blocked',
+  /** Every model failed on transient causes, or the provider could not finish the work. */
+  ProviderFailure: 'provider-failure',
+  /** The tenant's spending limit stopped the operation before a paid call. */
+  BudgetExceeded: 'budget-exceeded',
+  /** The operation was canceled before it finished. */
+  OperationCanceled: 'operation-canceled',
+  /** Its run ended (terminated, timed out, lost) without recording an outcome; closed by the reconciler. */
+  OperationAbandoned: 'operation-abandoned',
+} as const;
+export type OperationFailure = (typeof OperationFailure)[keyof typeof OperationFailure];

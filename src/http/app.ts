@@ -139,7 +139,7 @@ export async function buildApp(deps: AppDeps) {
   const store = deps.store ?? operationsRepository;
   const waiter = new CompletionWaiter({ connectionString: deps.config.DATABASE_URL!, logger: deps.logger });
   app.addHook('onClose', () => waiter.close());
-  const startOperation = createOperationStarter({ temporal: deps.temporal, store, taskQueue: deps.config.TEMPORAL_TASK_QUEUE });
+  const startOperation = createOperationStarter({ temporal: deps.temporal, store, taskQueue: deps.config.TEMPORAL_TASK_QUEUE, modelChain: deps.config.GEMINI_MODELS });
   const useCases = createOperationUseCases({
     operations: store,
     startOperation,

@@ -5,6 +5,7 @@
  * table turns that into a status. ProblemErrors are built through the
  * constructors below, never inline in routes.
  */
+import type { OperationFailure } from '../../workflows/failure-types';
 import type { OperationError } from '../../workflows/operation-outcome';
 import { ProblemError } from './errors';
 
@@ -27,7 +28,7 @@ export const failureProblems = {
   'operation-canceled': { status: 410, title: 'Operation canceled' },
   /** The run ended (terminated, timed out, lost) without recording an outcome; the key is released. */
   'operation-abandoned': { status: 502, title: 'Operation did not finish' },
-} as const satisfies Record<string, ProblemKind>;
+} as const satisfies Record<OperationFailure, ProblemKind>;
 export type FailureSlug = keyof typeof failureProblems;
 
 /** A failure slug no entry knows (a newer worker's, or a bug): answered as a provider-side failure. */

@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { searchAttributes, type OperationWorkflowInput } from '../../workflows/definitions';
 import type { OperationsRepository, OperationRecord } from './repository';
 import { AppError, messageOf } from '../errors';
+import { modelChainFor } from './model-chain';
 import { findOperationType } from './registry';
 
 /**
@@ -30,6 +31,8 @@ export interface OperationStarterOptions {
   temporal: Client;
   store: OperationsRepository;
   taskQueue: string;
+  /** GEMINI_MODELS: the fallback chain, primary first; resolved per operation into the workflow input. */
+  modelChain: readonly string[];
   /** Longest a start may take before it counts as failed. Default 5000 ms. */
   startTimeoutMs?: number;
 }
@@ -49,6 +52,7 @@ export function createOperationStarter(options: OperationStarterOptions) {
       operationType: record.operationType,
       idempotencyKey: record.idempotencyKey,
       input: record.input,
+      models: modelChainFor((record.input as { model?: string } | null)?.model, options.modelChain),
     };
     const start = () =>
       // Bounded: with Temporal down the SDK would retry for long; a prompt 503 lets the client retry instead.
