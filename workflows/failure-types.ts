@@ -1,3 +1,5 @@
+import type { OperationError } from './operation-outcome';
+
 /**
  * The `type` strings of ApplicationFailures: the contract between activities
  * (which throw them) and workflows (which branch on them). Written once here.
@@ -11,6 +13,14 @@ export const FailureType = {
    * and the workflow moves on to the next model of the chain.
    */
   GeminiNotFound: 'GeminiNotFound',
+  /**
+   * Gemini refused the deployment's own API key (401, 403, an invalid or
+   * expired key): not the request's fault, and no retry helps until an operator
+   * fixes the key. The operation ends as the service unavailable and releases its key.
+   */
+  GeminiCredentialsRejected: 'GeminiCredentialsRejected',
+  /** The paid call would exceed the tenant's spend cap: it was not made. */
+  BudgetExceeded: 'BudgetExceeded',
   /** Gemini blocked the prompt or the answer for safety: retrying cannot help. */
   GeminiSafetyBlocked: 'GeminiSafetyBlocked',
   /** 429: retried after the server's retry delay. */
@@ -29,5 +39,17 @@ export const nonRetryableFailureTypes: FailureType[] = [
   FailureType.GeminiRejected,
   FailureType.GeminiNotFound,
   FailureType.GeminiSafetyBlocked,
+  FailureType.GeminiCredentialsRejected,
+  FailureType.BudgetExceeded,
   FailureType.InvalidState,
 ];
+
+/**
+ * Activity failures that end the operation at once, without trying the next
+ * model, and how the operation fails (its problem slug, status, and whether
+ * the key is released so that a repeat starts a new run).
+ */
+export const operationEndingFailures: Partial<Record<FailureType, Omit<OperationError, 'detail'>>> = {
+  [FailureType.BudgetExceeded]: { type: 'budget-exceeded', title: 'Spend cap reached', status: 402, retryable: false },
+  [FailureType.GeminiCredentialsRejected]: { type: 'provider-unavailable', title: 'Gemini is unavailable to this service', status: 503, retryable: true },
+};

@@ -4,7 +4,7 @@ import type { GeminiAttempt } from '../activities/gemini-generate';
 import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
 import type { OperationWorkflowInput } from './definitions';
-import { FailureType } from './failure-types';
+import { FailureType, operationEndingFailures } from './failure-types';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
 export interface GenerateContentProgress {
@@ -75,6 +75,11 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
     } catch (error) {
       progress.attempts = await listGeminiAttempts({ operationId: operation.operationId });
       const failure = applicationFailureOf(error);
+      const ending = failure && operationEndingFailures[failure.type as FailureType];
+      if (ending) {
+        lastError = { ...ending, detail: failure.message };
+        break;
+      }
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = {
           type: failure.type === FailureType.GeminiSafetyBlocked ? 'prompt-blocked' : 'prompt-rejected',

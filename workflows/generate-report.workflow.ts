@@ -8,7 +8,7 @@ import {
   type GenerateReportProgress,
   type OperationWorkflowInput,
 } from './definitions';
-import { FailureType } from './failure-types';
+import { FailureType, operationEndingFailures } from './failure-types';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
 const { completeOperation } = proxyActivities<Activities>(activityOptions.databaseWrite);
@@ -65,6 +65,11 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
       break;
     } catch (error) {
       const failure = applicationFailureOf(error);
+      const ending = failure && operationEndingFailures[failure.type as FailureType];
+      if (ending) {
+        lastError = { ...ending, detail: failure.message };
+        break;
+      }
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = { type: 'prompt-rejected', title: 'Prompt rejected by Gemini', status: 422, detail: failure.message, retryable: false };
         break;

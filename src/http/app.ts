@@ -170,6 +170,7 @@ export async function buildApp(deps: AppDeps) {
       waiter,
       metrics,
       maxWaitSeconds: deps.config.ONCEFLOW_MAX_WAIT_SECONDS,
+      allowedModels: deps.config.GEMINI_ALLOWED_MODELS,
       defaultRetentionHours: deps.config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
       temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
       clock,

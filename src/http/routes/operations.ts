@@ -7,7 +7,7 @@ import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from
 import type { IdempotencyStore, OperationState } from '../../idempotency/store';
 import { operationWorkflowId } from '../../idempotency/workflow-id';
 import type { CompletionWaiter } from '../../operations/completion-waiter';
-import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
+import { inputSchemaAllowing, operationTypes, type OperationTypeDefinition } from '../../operations/registry';
 import { operationPath, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
 import type { StartOperation } from '../../operations/starter';
 import { PROBLEM_BASE, ProblemError } from '../errors';
@@ -22,6 +22,8 @@ export interface OperationRoutesOptions {
   metrics: HttpMetrics;
   /** Cap for `Prefer: wait=N`, seconds. */
   maxWaitSeconds: number;
+  /** GEMINI_ALLOWED_MODELS: the models a request may name. */
+  allowedModels: readonly string[];
   /** Retention of a type that declares none (ONCEFLOW_DEFAULT_RETENTION_HOURS, default 24). */
   defaultRetentionHours: number;
   temporalUi: { baseUrl: string; namespace: string };
@@ -83,7 +85,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
           summary: `Start a ${definition.name} operation (idempotent)`,
           tags: ['operations'],
           headers: keyHeaders,
-          body: definition.inputSchema,
+          body: inputSchemaAllowing(definition, options.allowedModels),
           response: { 200: operationResourceSchema, 202: operationResourceSchema, ...errorResponses },
         },
       },
