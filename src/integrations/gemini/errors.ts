@@ -1,4 +1,5 @@
 import { FailureType } from '../../../workflows/failure-types';
+import { storableText } from './text';
 
 /** What a failed Gemini call means for retrying. */
 export interface GeminiErrorClass {
@@ -43,7 +44,8 @@ export function classifyGeminiError(error: unknown): GeminiErrorClass {
   // client throws APIError subclasses (RateLimitError, BadRequestError, …) with
   // the raw body in `body`. Both carry the HTTP status in `status`.
   const raw = typeof e?.body === 'string' ? e.body : e?.message;
-  const message = summarise(raw ?? String(error));
+  // Stored in gemini_attempts and the operation's error: text PostgreSQL accepts, whatever Gemini wrote.
+  const message = storableText(summarise(raw ?? String(error)));
   if (typeof e?.status === 'number' && e.status >= 400) {
     if (e.status === 429) return { type: FailureType.GeminiRateLimited, nonRetryable: false, retryDelayMs: retryDelayMs(raw), status: 429, message };
     if (e.status === 404) return { type: FailureType.GeminiNotFound, nonRetryable: true, status: 404, message };
