@@ -56,7 +56,7 @@ const keyHeaders = z
   })
   .meta({ required: ['idempotency-key'] });
 
-const errorResponses = problemResponses(400, 401, 404, 409, 413, 415, 422, 429, 502, 503);
+const errorResponses = problemResponses(400, 401, 402, 404, 409, 413, 415, 422, 429, 502, 503);
 
 export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = async (app, options) => {
   const ui = options.temporalUi;
