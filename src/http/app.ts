@@ -183,6 +183,7 @@ export async function buildApp(deps: AppDeps) {
       useCases,
       metrics,
       maxWaitSeconds: deps.config.ONCEFLOW_MAX_WAIT_SECONDS,
+      allowedModels: deps.config.GEMINI_ALLOWED_MODELS,
       temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
     });
 

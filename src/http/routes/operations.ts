@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { deriveIdempotencyKey, DERIVED_KEY_PREFIX, isDerivedKey } from '../../idempotency/derived-key';
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from '../../idempotency/key';
 import { retryAfterSeconds } from '../../operations/progress';
-import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
+import { inputSchemaAllowing, operationTypes, type OperationTypeDefinition } from '../../operations/registry';
 import type { ListPosition, OperationState } from '../../operations/repository';
 import { operationPath, operationProgressSchema, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
 import { publicStatuses } from '../../operations/status';
@@ -20,6 +20,8 @@ export interface OperationRoutesOptions {
   metrics: HttpMetrics;
   /** Cap for `Prefer: wait=N`, seconds. */
   maxWaitSeconds: number;
+  /** GEMINI_ALLOWED_MODELS: the models a request may name. */
+  allowedModels: readonly string[];
   temporalUi: { baseUrl: string; namespace: string };
 }
 
@@ -110,7 +112,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
           summary: `Start a ${definition.name} operation (idempotent)`,
           tags: ['operations'],
           headers: keyHeadersFor(definition),
-          body: definition.inputSchema,
+          body: inputSchemaAllowing(definition, options.allowedModels),
           response: { 200: operationResourceSchema, 202: operationResourceSchema, ...errorResponses },
         },
       },
