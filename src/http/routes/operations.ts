@@ -12,7 +12,7 @@ import { operationPath, operationResourceSchemaFor, serializeOperationResource, 
 import type { StartOperation } from '../../operations/starter';
 import { PROBLEM_BASE, ProblemError } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
-import { parsePreferWait } from '../prefer';
+import { parsePreferWait, whileConnected } from '../prefer';
 import { problemResponses } from '../schemas';
 
 export interface OperationRoutesOptions {
@@ -172,7 +172,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     const started = { ...record, runId, status: 'running' as const };
     note(request, started, RequestOutcome.New);
     if (waitSeconds > 0) {
-      const finished = await waitForFinish(started, waitSeconds);
+      const finished = await waitForFinish(request, started, waitSeconds);
       reply.header('Preference-Applied', `wait=${waitSeconds}`);
       if (finished) return answerFinished(finished, reply, { replayed: false });
     }
@@ -230,7 +230,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       return answerFinished(record, reply, { replayed: true });
     }
     if (waitSeconds > 0) {
-      const finished = await waitForFinish(record, waitSeconds);
+      const finished = await waitForFinish(request, record, waitSeconds);
       if (finished) {
         note(request, finished, RequestOutcome.Replayed);
         reply.header('Preference-Applied', `wait=${waitSeconds}`);
@@ -275,11 +275,11 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
       );
   }
 
-  function waitForFinish(record: OperationState, waitSeconds: number): Promise<OperationState | undefined> {
-    return options.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
+  function waitForFinish(request: FastifyRequest, record: OperationState, waitSeconds: number): Promise<OperationState | undefined> {
+    return whileConnected(request.raw.socket, (signal) => options.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
       const current = await options.store.findById(record.operationId);
       return current && (current.status === 'succeeded' || current.status === 'failed') ? current : undefined;
-    });
+    }, { tenantId: record.tenantId, signal }));
   }
 };
 
