@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import { findFreePort } from '../../src/dev/ports';
@@ -117,6 +119,24 @@ describe('payload encryption', () => {
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe(uiOrigin);
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/authorization/);
+  });
+
+  it('lets Temporal’s own CLI read the history through the codec endpoint, and only with the credential', async () => {
+    const prompt = `read me with the temporal CLI ${randomUUID()}`;
+    const created = await postOperation(baseUrl, { apiKey: tenant.apiKey, key: randomUUID(), body: { prompt } });
+    expect(created.status).toBe(202);
+    const infra = testInfra();
+    const show = (...codec: string[]) =>
+      promisify(execFile)(
+        infra.temporalBinary!,
+        ['workflow', 'show', '--workflow-id', created.json!.workflowId, '--output', 'json', '--address', infra.temporalAddress, '--namespace', infra.temporalNamespace, ...codec],
+        { maxBuffer: 16 * 1024 * 1024 },
+      ).then(({ stdout }) => stdout, (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}`);
+    // The CLI prints payloads as protobuf JSON (data in base64): read every data field as text too.
+    const readable = (output: string) => `${output}${[...output.matchAll(/"data": "([A-Za-z0-9+/=]*)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n')}`;
+    expect(readable(await show())).not.toContain(prompt);
+    expect(readable(await show('--codec-endpoint', `${baseUrl}/codec`, '--codec-auth', 'Bearer wrong'))).not.toContain(prompt);
+    expect(readable(await show('--codec-endpoint', `${baseUrl}/codec`, '--codec-auth', `Bearer ${codecToken}`))).toContain(prompt);
   });
 
   it('reads a history sealed with a retired key, and refuses one sealed with a key it does not hold', async () => {
