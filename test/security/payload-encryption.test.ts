@@ -139,7 +139,7 @@ describe('payload encryption', () => {
     expect(readable(await show('--codec-endpoint', `${baseUrl}/codec`, '--codec-auth', `Bearer ${codecToken}`))).toContain(prompt);
   });
 
-  it('reads a history sealed with a retired key, and refuses one sealed with a key it does not hold', async () => {
+  it('reads a history sealed with a retired key, and refuses one sealed with a key it does not hold, tampered with or relabelled', async () => {
     const oldOnly = new AesGcmPayloadCodec(parsePayloadKeys(oldKey));
     const stranger = new AesGcmPayloadCodec([{ id: 'new', key: randomBytes(32) }]);
     const clear = { metadata: { encoding: new Uint8Array(Buffer.from('json/plain')) }, data: new Uint8Array(Buffer.from('"rotated"')) };
@@ -155,6 +155,12 @@ describe('payload encryption', () => {
     const forged = await post(await stranger.encode([clear]));
     expect(forged.status).toBe(400);
     expect(((await forged.json()) as { type: string }).type).toBe('https://onceflow.dev/problems/payload-undecodable');
+    // A flipped bit, or a payload relabelled with the other key's id, does not decode either.
+    const [sealed] = await oldOnly.encode([clear]);
+    const flipped = { ...sealed!, data: Uint8Array.from(sealed!.data!, (byte, i) => (i === 20 ? byte ^ 1 : byte)) };
+    expect((await post([flipped])).status).toBe(400);
+    const relabelled = { ...sealed!, metadata: { ...sealed!.metadata, 'encryption-key-id': new Uint8Array(Buffer.from('new')) } };
+    expect((await post([relabelled])).status).toBe(400);
   });
 
   it('serves metrics on their own port, not on the public one', async () => {
