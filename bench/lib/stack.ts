@@ -2,7 +2,7 @@
  * The real stack for benchmarks and the fault suite: an embedded PostgreSQL, a
  * Temporal dev server (optionally with a state file, so it can be stopped and
  * started again without losing workflows), and Onceflow's own processes
- * started exactly as `npm start` starts them (src/dev/supervisor.ts spawnRole).
+ * started exactly as `npm start` starts them (dev/supervisor.ts spawnRole).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -13,10 +13,10 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/observability/logger';
-import { startLocalPostgres, type LocalPostgres } from '../../src/dev/local-postgres';
-import { findFreePort } from '../../src/dev/ports';
-import { spawnRole, type Role } from '../../src/dev/supervisor';
-import { resolveTemporalBinary, type TemporalBinary } from '../../src/dev/temporal-binary';
+import { startLocalPostgres, type LocalPostgres } from '../../dev/local-postgres';
+import { findFreePort } from '../../dev/ports';
+import { spawnRole, type Role } from '../../dev/supervisor';
+import { resolveTemporalBinary, type TemporalBinary } from '../../dev/temporal-binary';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { provisionTenants } from '../../src/tenants/api-keys';
 import { allSearchAttributes } from '../../workflows/definitions';

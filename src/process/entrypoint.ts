@@ -1,5 +1,4 @@
 import { ConfigError, type Config } from '../config';
-import { LocalStackError } from '../dev/errors';
 
 export interface EntrypointContext {
   /** Registers cleanup, run in reverse order on SIGINT/SIGTERM or when main returns. */
@@ -8,9 +7,12 @@ export interface EntrypointContext {
   stopped: Promise<NodeJS.Signals>;
 }
 
-/** Thrown when a process cannot start for a reason the user can fix; printed as one line. */
+/**
+ * Thrown when a process cannot start for a reason the user can fix; printed as
+ * one line with its hint. The local stack's errors (dev/errors.ts) extend it.
+ */
 export class StartupError extends Error {
-  override readonly name = 'StartupError';
+  override readonly name: string = 'StartupError';
   constructor(message: string, readonly hint: string, options?: { cause?: unknown }) {
     super(message, options);
   }
@@ -51,7 +53,7 @@ function databaseTarget(url: string | undefined): string {
 /** One line for the user: what is wrong and how to fix it, never a stack trace. */
 export function describeStartupError(error: unknown, env: NodeJS.ProcessEnv = process.env): string {
   if (error instanceof ConfigError) return `${error.message} — fix the variable(s) named above; README.md lists every variable`;
-  if (error instanceof LocalStackError || error instanceof StartupError) return `${error.message} — ${error.hint}`;
+  if (error instanceof StartupError) return `${error.message} — ${error.hint}`;
   const e = error as { code?: string; message?: string; address?: string; port?: number; name?: string };
   if (POSTGRES_UNREACHABLE_CODES.has(e?.code ?? '') || POSTGRES_UNREACHABLE_MESSAGE.test(e?.message ?? '')) {
     const kind = e.code ?? (/timeout/i.test(e.message ?? '') ? 'timeout' : 'error');

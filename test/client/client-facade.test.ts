@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { OnceflowClient } from '../../src/client';
 import { createPool, type Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { Registry } from 'prom-client';
 import { createGeminiClient } from '../../src/integrations/gemini/client';
 import { createGeminiMetrics } from '../../src/integrations/gemini/metrics';
-import { startOfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { startOfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createLogger } from '../../src/observability/logger';
 import { createOnceflowWorker } from '../../src/worker/create-worker';
 import { testInfra } from './infra';

@@ -3,7 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { createPurgeExpiredOperations } from '../../activities/purge-expired-operations';
 import { createReconcileOperations } from '../../activities/reconcile-operations';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { createLogger } from '../../src/observability/logger';
 import { ensureMaintenanceSchedule } from '../../src/operations/maintenance-schedule';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { createCompleteOperation } from '../../activities/complete-operation';
 import { createPool, type Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { connectTemporalClient } from '../../src/temporal/client';
 import { createApiTenant, postOperation, rawPost, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';

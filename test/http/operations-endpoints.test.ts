@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { searchAttributes } from '../../workflows/definitions';
 import { createTenant, provisionTenants, rotateApiKey } from '../../src/tenants/api-keys';
 import { postOperation, startTestApi, type TestApi } from '../helpers/api';
