@@ -9,10 +9,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Config } from '../src/config';
+import { inheritedEnvironment, SUPERVISOR_PID_ENV, type Config } from '../src/config';
 import { createPool } from '../src/db/pool';
 import { migrate } from '../src/db/migrate';
-import { SUPERVISOR_PID_ENV } from '../src/process/entrypoint';
 import { LocalStackError } from './errors';
 import { keepPostgres, keepTemporal, type Keeper } from './keeper';
 import { childCwd, nodeArgs, nodeEntry } from './node-entry';
@@ -154,7 +153,7 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     const provisioned = config.ONCEFLOW_TENANTS ?? [];
     const tenants = provisioned.length > 0 ? provisioned.map((t) => `${t.tenantId}:${t.apiKey}`).join(',') : DEMO_TENANTS;
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...inheritedEnvironment(),
       DATABASE_URL: databaseUrl,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: temporal.namespace,
