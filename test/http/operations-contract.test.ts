@@ -5,9 +5,9 @@ import { createPool, type Pool } from '../../src/db/pool';
 import { findFreePort } from '../../dev/ports';
 import { connectTemporalClient } from '../../src/temporal/client';
 import { createApiTenant, postOperation, rawPost, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
 
 /**
  * Every row of the contract's table against the running facade, with real
@@ -22,20 +22,15 @@ describe('POST /v1/operations/{type}: the contract table', () => {
   let liveApi: TestApi; // a worker completes operations
   let worker: TestWorker;
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
+    ({ pool, temporal, worker, api: liveApi, close } = await startTestStack({ worker: {}, api: {} }));
     tenant = await createApiTenant(pool);
     idleApi = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('idle') });
-    worker = await startTestWorker({ pool });
-    liveApi = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
   });
   afterAll(async () => {
     await idleApi.close();
-    await liveApi.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
+    await close();
   });
 
   const reservations = async (key: string) =>
