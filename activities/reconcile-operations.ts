@@ -5,6 +5,7 @@ import { PostgresOperationsRepository } from '../src/operations/repository';
 import type { Logger } from '../src/observability/logger';
 import { createReservationResumer } from '../src/operations/resume';
 import { createOperationStarter } from '../src/operations/starter';
+import { OperationFailure } from '../workflows/failure-types';
 import { createCompleteOperation } from './complete-operation';
 
 export interface ReconcileOperationsInput {
@@ -30,7 +31,7 @@ export interface ReconcileOperationsResult {
 }
 
 /** The failure recorded for a run that ended without finishing its operation (terminated, timed out, lost). */
-export const ABANDONED_ERROR_TYPE = 'operation-abandoned';
+export const ABANDONED_ERROR_TYPE = OperationFailure.OperationAbandoned;
 
 export interface ReconcileOperationsDeps {
   pool: pg.Pool;
@@ -39,6 +40,8 @@ export interface ReconcileOperationsDeps {
   logger: Logger;
   /** Default: the worker's own client (`Context.current().client`). */
   temporal?: Client;
+  /** GEMINI_MODELS: the chain a lost operation's workflow is started with. */
+  modelChain: readonly string[];
   /** Epoch ms; default Date.now. Tests move it forward instead of sleeping. */
   clock?: () => number;
 }
@@ -64,7 +67,7 @@ export function createReconcileOperations(deps: ReconcileOperationsDeps) {
 
   return async function reconcileOperations(input: ReconcileOperationsInput): Promise<ReconcileOperationsResult> {
     const temporal = deps.temporal ?? Context.current().client;
-    const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue });
+    const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue, modelChain: deps.modelChain });
     // The same resumer a repeat request uses for a reservation it finds stale.
     const resumeReservation = createReservationResumer({ operations: store, startOperation, clock });
     const limit = input.limit ?? 100;
@@ -101,8 +104,6 @@ export function createReconcileOperations(deps: ReconcileOperationsDeps) {
         outcome: 'failed',
         error: {
           type: ABANDONED_ERROR_TYPE,
-          title: 'Operation did not finish',
-          status: 502,
           detail: `its workflow run ended (${state}) without recording a result; a retry with the same Idempotency-Key starts a new run`,
           retryable: true,
         },

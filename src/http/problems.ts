@@ -5,6 +5,7 @@
  * table turns that into a status. ProblemErrors are built through the
  * constructors below, never inline in routes.
  */
+import type { OperationFailure } from '../../workflows/failure-types';
 import type { OperationError } from '../../workflows/operation-outcome';
 import { ProblemError } from './errors';
 
@@ -19,6 +20,8 @@ export const failureProblems = {
   'prompt-blocked': { status: 422, title: 'Prompt blocked by Gemini safety filters' },
   'provider-failure': { status: 502, title: 'Gemini failed' },
   'budget-exceeded': { status: 402, title: 'Budget exceeded' },
+  /** Gemini refused the deployment's own credentials: the service is unavailable, not the request wrong; the key is released for a retry. */
+  'provider-unavailable': { status: 503, title: 'Gemini is unavailable to this service' },
   /**
    * 410 Gone: the operation was stopped on request and will never have a
    * result under this key until it expires. Not 409, which tells clients to
@@ -27,7 +30,7 @@ export const failureProblems = {
   'operation-canceled': { status: 410, title: 'Operation canceled' },
   /** The run ended (terminated, timed out, lost) without recording an outcome; the key is released. */
   'operation-abandoned': { status: 502, title: 'Operation did not finish' },
-} as const satisfies Record<string, ProblemKind>;
+} as const satisfies Record<OperationFailure, ProblemKind>;
 export type FailureSlug = keyof typeof failureProblems;
 
 /** A failure slug no entry knows (a newer worker's, or a bug): answered as a provider-side failure. */

@@ -140,6 +140,19 @@ export const operationTypes = {
 export type OperationTypeName = keyof typeof operationTypes;
 export const operationTypeNames = Object.keys(operationTypes) as OperationTypeName[];
 
+/**
+ * The type's request schema with `model` restricted to the operator's
+ * allowlist (GEMINI_ALLOWED_MODELS), so a model outside it is a schema error:
+ * 400 invalid-request whose issue lists the allowed models, answered before
+ * anything is reserved. The OpenAPI document shows the list as an enum.
+ */
+export function inputSchemaAllowing(definition: OperationTypeDefinition, allowedModels: readonly string[]): z.ZodType {
+  const schema = definition.inputSchema;
+  if (!(schema instanceof z.ZodObject) || !('model' in schema.shape) || allowedModels.length === 0) return schema;
+  const allowed = z.enum(allowedModels as [string, ...string[]], { error: () => `model must be one of the allowed models: ${allowedModels.join(', ')}` });
+  return schema.extend({ model: allowed.optional() });
+}
+
 export function findOperationType(name: string): OperationTypeDefinition | undefined {
   return Object.hasOwn(operationTypes, name) ? operationTypes[name as OperationTypeName] : undefined;
 }

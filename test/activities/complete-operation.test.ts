@@ -52,12 +52,12 @@ describe('completeOperation', () => {
     const exhausted = await reserve();
     await complete({
       ...base, operationId: exhausted, idempotencyKey: `key-${exhausted}`, workflowId: `wf-${exhausted}`,
-      error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: 'every model failed', retryable: true },
+      error: { type: 'provider-failure', detail: 'every model failed', retryable: true },
     });
     const rejected = await reserve();
     await complete({
       ...base, operationId: rejected, idempotencyKey: `key-${rejected}`, workflowId: `wf-${rejected}`,
-      error: { type: 'prompt-rejected', title: 'Prompt rejected', status: 422, detail: 'safety', retryable: false },
+      error: { type: 'prompt-rejected', detail: 'safety', retryable: false },
     });
     const { rows } = await pool.query(
       `SELECT operation_id, released, error->>'type' AS type, error_status FROM operations WHERE operation_id = ANY($1) ORDER BY error->>'type' DESC`,

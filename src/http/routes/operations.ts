@@ -4,14 +4,14 @@ import { z } from 'zod';
 import { deriveIdempotencyKey, DERIVED_KEY_PREFIX, isDerivedKey } from '../../idempotency/derived-key';
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from '../../idempotency/key';
 import { retryAfterSeconds } from '../../operations/progress';
-import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
+import { inputSchemaAllowing, operationTypes, type OperationTypeDefinition } from '../../operations/registry';
 import type { ListPosition, OperationState } from '../../operations/repository';
 import { operationPath, operationProgressSchema, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
 import { publicStatuses } from '../../operations/status';
 import type { OperationUseCases, StartOrAttachResult } from '../../operations/use-cases';
 import { PROBLEM_BASE } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
-import { parsePreferWait } from '../prefer';
+import { parsePreferWait, whileConnected } from '../prefer';
 import { failureProblem, problems } from '../problems';
 import { problemResponses, problemSchema } from '../schemas';
 
@@ -20,6 +20,8 @@ export interface OperationRoutesOptions {
   metrics: HttpMetrics;
   /** Cap for `Prefer: wait=N`, seconds. */
   maxWaitSeconds: number;
+  /** GEMINI_ALLOWED_MODELS: the models a request may name. */
+  allowedModels: readonly string[];
   temporalUi: { baseUrl: string; namespace: string };
 }
 
@@ -110,7 +112,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
           summary: `Start a ${definition.name} operation (idempotent)`,
           tags: ['operations'],
           headers: keyHeadersFor(definition),
-          body: definition.inputSchema,
+          body: inputSchemaAllowing(definition, options.allowedModels),
           response: { 200: operationResourceSchema, 202: operationResourceSchema, ...errorResponses },
         },
       },
@@ -186,14 +188,10 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     if (derived) reply.header('Idempotency-Key', idempotencyKey);
     const keyHeaders: Record<string, string> = derived ? { 'Idempotency-Key': idempotencyKey } : {};
     const waitSeconds = parsePreferWait(request.headers.prefer, options.maxWaitSeconds);
-    const result = await useCases.startOrAttach({
-      definition,
-      tenantId,
-      operationType: definition.name,
-      idempotencyKey,
-      input: request.body,
-      waitSeconds,
-    });
+    // A client that hangs up mid-wait frees its waiting slot at once.
+    const result = await whileConnected(request.raw.socket, (signal) =>
+      useCases.startOrAttach({ definition, tenantId, operationType: definition.name, idempotencyKey, input: request.body, waitSeconds, signal }),
+    );
     note(request, result);
     return answer(result, reply, waitSeconds, keyHeaders);
   }
