@@ -50,8 +50,8 @@ export function clusterConfig(options: ClusterConfigOptions): Record<string, unk
       visibilityStore: 'postgres-visibility',
       numHistoryShards: options.numHistoryShards ?? 4,
       datastores: {
-        // Four processes each open up to this many: 4 × (10 + 2) stays well inside PostgreSQL's default 100.
-        'postgres-default': datastore(CLUSTER_DATABASES.persistence, 10),
+        // Four processes each open up to this many: 4 × (8 + 2) = 40 of PostgreSQL's default 100, which Onceflow shares.
+        'postgres-default': datastore(CLUSTER_DATABASES.persistence, 8),
         'postgres-visibility': datastore(CLUSTER_DATABASES.visibility, 2),
       },
     },
