@@ -112,7 +112,10 @@ export async function acceptedStarts(ctx: BenchContext): Promise<void> {
   const cpuGroups: CpuGroup[] = [
     { name: 'harness', pids: () => [process.pid] },
     { name: 'api', pids: () => [startsApi.pid] },
-    { name: 'temporal', comm: 'temporal' },
+    // The dev server is one `temporal` process; a cluster is four service processes (bench --temporal cluster).
+    ctx.infra.cluster
+      ? { name: 'temporal', pids: () => Object.values(ctx.infra.cluster!.services).flatMap((s) => s.pid() ?? []) }
+      : { name: 'temporal', comm: 'temporal' },
     { name: 'postgres', comm: 'postgres' },
   ];
   const cpuMs: Record<StartArm, Map<string, number>> = { facade: new Map(), bare: new Map(), bareNative: new Map() };
