@@ -7,7 +7,8 @@ import { GuardDatabaseError } from '../src/effects/errors';
 import { guardForeignCall, type EffectKey, type GuardedCall } from '../src/effects/guard';
 import type { GeminiClient, GenerateResponse } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
-import { ownerLabels, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { ownerLabels, reportCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { budgetRefusal, spendCap } from '../src/spend/paid-call';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { modelChainFor } from '../src/operations/model-chain';
 import { whileHeartbeating } from './heartbeat';
@@ -54,6 +55,8 @@ export const outcomeOf: Record<FailureType, GeminiAttempt['outcome']> = {
   // gemini_attempts has no outcome of its own for it yet; the error says 404.
   [FailureType.GeminiNotFound]: 'model_not_found',
   [FailureType.GeminiSafetyBlocked]: 'safety_blocked',
+  [FailureType.GeminiCredentialsRejected]: 'unavailable',
+  [FailureType.BudgetExceeded]: 'rejected',
   [FailureType.DatabaseUnavailable]: 'unavailable',
   [FailureType.InvalidState]: 'rejected',
 };
@@ -88,18 +91,24 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
     let guarded: GuardedCall<GenerateResponse>;
     try {
       const retry = await reachedGeminiBefore(deps.pool, key, input, attempt);
+      const spend = spendCap({ ...key, tenantId: input.tenantId, model: input.model, promptText: `${input.request.system ?? ''}${input.request.prompt}`, maxOutputTokens: input.request.maxOutputTokens });
       guarded = await guardForeignCall<GenerateResponse>(deps.pool, key, {
+        admit: spend.admit,
         call: () => {
           countCallStart(deps.geminiMetrics, input, retry);
           return deps.gemini.generate({ ...input.request, model: input.model, signal });
         },
-        record: (tx, response) => recordAttempt(tx, input, attempt, {
-          model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs,
-          promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens,
-        }),
-        failed: (db, error) => {
+        record: async (tx, response) => {
+          await recordAttempt(tx, input, attempt, {
+            model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs,
+            promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens,
+          });
+          await spend.settle(tx, response.usage);
+        },
+        failed: async (db, error) => {
           const failure = classifyGeminiError(error);
-          return recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+          await recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+          await spend.releaseIfUnpaid(db, error);
         },
       }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
@@ -187,6 +196,8 @@ export function activityFailure(
   },
 ): unknown {
   if (context.signal.aborted) return context.signal.reason;
+  const refused = budgetRefusal(error, context);
+  if (refused) return refused;
   if (error instanceof GuardDatabaseError) {
     if (error.phase === 'storing') {
       // The call was made and paid for; its answer could not be stored, so the retry pays again.
@@ -197,6 +208,7 @@ export function activityFailure(
   }
   const failure = classifyGeminiError(error);
   const outcome = outcomeOf[failure.type];
+  if (failure.type === FailureType.GeminiCredentialsRejected) reportCredentialsRejected(context.metrics, failure, context);
   context.metrics.calls.inc({ model: context.model, outcome, ...context.owner });
   context.logger?.warn({ ...context.log, outcome, durationMs: context.durationMs, error: failure.message }, 'gemini call failed');
   return ApplicationFailure.create({

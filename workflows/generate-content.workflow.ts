@@ -4,7 +4,7 @@ import type { GeminiAttempt, GeminiFailureDetails } from '../activities/gemini-g
 import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
 import type { OperationWorkflowInput } from './definitions';
-import { FailureType, OperationFailure } from './failure-types';
+import { FailureType, OperationFailure, operationEndingFailures } from './failure-types';
 import { generateContentV1 } from './generate-content.v1';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
@@ -97,6 +97,11 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
       const failure = applicationFailureOf(error);
       progress.attempts = (failure?.details?.[0] as GeminiFailureDetails | undefined)?.attempts
         ?? await listGeminiAttempts({ operationId: operation.operationId });
+      const ending = failure && operationEndingFailures[failure.type as FailureType];
+      if (ending) {
+        lastError = { ...ending, detail: failure.message };
+        break;
+      }
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = {
           type: failure.type === FailureType.GeminiSafetyBlocked ? OperationFailure.PromptBlocked : OperationFailure.PromptRejected,

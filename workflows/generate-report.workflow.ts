@@ -8,7 +8,7 @@ import {
   type GenerateReportProgress,
   type OperationWorkflowInput,
 } from './definitions';
-import { FailureType, OperationFailure } from './failure-types';
+import { FailureType, OperationFailure, operationEndingFailures } from './failure-types';
 import { generateReportV1 } from './generate-report.v1';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
@@ -79,6 +79,11 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
       break;
     } catch (error) {
       const failure = applicationFailureOf(error);
+      const ending = failure && operationEndingFailures[failure.type as FailureType];
+      if (ending) {
+        lastError = { ...ending, detail: failure.message };
+        break;
+      }
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = { type: OperationFailure.PromptRejected, detail: failure.message, retryable: false };
         break;

@@ -20,9 +20,14 @@ import { installTemporalRuntime } from '../temporal/runtime';
 import { geminiClientFromConfig } from '../integrations/gemini/from-config';
 import { ensureOutboxPruneSchedule } from '../outbox/prune-schedule';
 import { createGeminiMetrics } from '../integrations/gemini/metrics';
+import { assertModelsPriced } from '../operations/pricing';
+import { registerSpendGauges } from '../spend/metrics';
+import { provisionBudgets } from '../spend/provision';
 
 runEntrypoint('worker', async ({ onShutdown }) => {
   const config = loadConfig();
+  // Before anything connects: a model that can be asked for but not priced could be neither capped nor counted.
+  assertModelsPriced(config.GEMINI_ALLOWED_MODELS);
   const logger = createLogger({ service: 'worker', level: config.LOG_LEVEL });
   // Core's metrics (task slots, poll latencies, schedule-to-start) on their own port: prom-client never sees them.
   installTemporalRuntime({ logger, sdkMetricsPort: config.WORKER_SDK_METRICS_PORT });
@@ -36,6 +41,8 @@ runEntrypoint('worker', async ({ onShutdown }) => {
   });
   onShutdown(() => pool.end());
   await migrate(pool);
+  if (config.ONCEFLOW_BUDGETS) await provisionBudgets(pool, config.ONCEFLOW_BUDGETS, logger);
+  registerSpendGauges(registry, pool, logger);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS, grpcCompression: { codec: config.TEMPORAL_GRPC_COMPRESSION } });
   onShutdown(() => connection.close());
   const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'worker' }) : undefined;
@@ -52,7 +59,7 @@ runEntrypoint('worker', async ({ onShutdown }) => {
       pool,
       logger,
       gemini: geminiClientFromConfig(config),
-      geminiMetrics: createGeminiMetrics(registry),
+      geminiMetrics: createGeminiMetrics(registry, { allowedModels: config.GEMINI_ALLOWED_MODELS }),
       modelChain: config.GEMINI_MODELS,
       outboxRetentionDays: config.OUTBOX_RETENTION_DAYS,
     },

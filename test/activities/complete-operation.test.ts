@@ -60,12 +60,13 @@ describe('completeOperation', () => {
       error: { type: 'prompt-rejected', detail: 'safety', retryable: false },
     });
     const { rows } = await pool.query(
-      'SELECT operation_id, released, error_status FROM operations WHERE operation_id = ANY($1) ORDER BY error_status',
+      `SELECT operation_id, released, error->>'type' AS type, error_status FROM operations WHERE operation_id = ANY($1) ORDER BY error->>'type' DESC`,
       [[exhausted, rejected]],
     );
+    // The HTTP status is the problem table's to decide (src/http/problems.ts), no longer stored.
     expect(rows).toEqual([
-      { operation_id: rejected, released: false, error_status: 422 },
-      { operation_id: exhausted, released: true, error_status: 502 },
+      { operation_id: exhausted, released: true, type: 'provider-failure', error_status: null },
+      { operation_id: rejected, released: false, type: 'prompt-rejected', error_status: null },
     ]);
   });
 

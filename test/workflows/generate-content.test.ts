@@ -104,7 +104,6 @@ describe('generate-content never pays Gemini twice', () => {
 
   it.each([
     ['a 400', { kind: 'error' as const, status: 400 }, 'prompt-rejected'],
-    ['a 403', { kind: 'error' as const, status: 403 }, 'prompt-rejected'],
     ['a safety block', { kind: 'safety' as const }, 'prompt-blocked'],
   ])('does not retry %s, nor try another model: one call, 422, replayed to repeats without another call', async (_name, behaviour, problem) => {
     await fake.script([behaviour], 'gemini-2.5-flash');
