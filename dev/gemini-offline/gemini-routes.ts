@@ -60,9 +60,11 @@ export const geminiRoutes: FastifyPluginAsync<{ model: OfflineModel }> = async (
         return undefined;
       case 'error': {
         record(behaviour.status);
-        const details = behaviour.retryDelaySeconds
-          ? [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${behaviour.retryDelaySeconds}s` }]
-          : [];
+        const details: object[] = [
+          ...(behaviour.retryDelaySeconds ? [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${behaviour.retryDelaySeconds}s` }] : []),
+          // As Gemini refuses a bad key: an ErrorInfo whose reason names it (API_KEY_INVALID).
+          ...(behaviour.reason ? [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: behaviour.reason, domain: 'googleapis.com' }] : []),
+        ];
         return reply.code(behaviour.status).send(geminiError(behaviour.status, behaviour.message ?? `offline model server: scripted ${behaviour.status}`, details));
       }
       case 'safety':
