@@ -276,9 +276,11 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
   }
 
   function waitForFinish(request: FastifyRequest, record: OperationState, waitSeconds: number): Promise<OperationState | undefined> {
+    // Reads the row's state, never its stored input: a wait re-reads every second, and the body can be a megabyte.
+    const scope = { tenantId: record.tenantId, operationType: record.operationType, idempotencyKey: record.idempotencyKey };
     return whileConnected(request.raw.socket, (signal) => options.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
-      const current = await options.store.findById(record.operationId);
-      return current && (current.status === 'succeeded' || current.status === 'failed') ? current : undefined;
+      const current = await options.store.find(scope);
+      return current?.operationId === record.operationId && (current.status === 'succeeded' || current.status === 'failed') ? current : undefined;
     }, { tenantId: record.tenantId, signal }));
   }
 };
