@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { withTransaction } from '../src/db/transaction';
 import { deleteEffectsOf } from '../src/effects/retention';
-import { PostgresIdempotencyStore } from '../src/idempotency/store';
+import { PostgresOperationsRepository } from '../src/operations/repository';
 
 export interface PurgeExpiredOperationsInput {
   /** Rows deleted per statement; small batches keep locks short. Default 500. */
@@ -31,7 +31,7 @@ export function createPurgeExpiredOperations(deps: PurgeExpiredOperationsDeps) {
     let purged = 0;
     for (let batch = 0; batch < (input.maxBatches ?? 20); batch++) {
       const deleted = await withTransaction(deps.pool, async (tx) => {
-        const operationIds = await new PostgresIdempotencyStore(tx).purgeExpiredIds({ nowMs, limit: batchSize });
+        const operationIds = await new PostgresOperationsRepository(tx).purgeExpiredIds({ nowMs, limit: batchSize });
         await deleteEffectsOf(tx, operationIds);
         return operationIds.length;
       });

@@ -49,6 +49,20 @@ const modelList = z
   .transform((raw) => raw.split(',').map((m) => m.trim()).filter(Boolean))
   .pipe(z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1));
 
+/** `tenant:period:usd` triples (see ONCEFLOW_BUDGETS). */
+const budgetList = z.string().transform((raw, ctx) => {
+  const budgets: { tenantId: string; period: 'day' | 'month'; limitMicroUsd: number }[] = [];
+  for (const triple of raw.split(',').map((t) => t.trim()).filter(Boolean)) {
+    const [tenantId = '', period = '', usd = ''] = triple.split(':');
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenantId) || (period !== 'day' && period !== 'month') || !/^\d+(\.\d{1,6})?$/.test(usd)) {
+      ctx.addIssue({ code: 'custom', message: `expected "tenant:day|month:usd" triples such as acme:month:50, got "${triple}"` });
+      return z.NEVER;
+    }
+    budgets.push({ tenantId, period, limitMicroUsd: Math.round(Number(usd) * 1_000_000) });
+  }
+  return budgets;
+});
+
 export const envSchema = z.object({
   /** Project-local directory for Temporal's SQLite file, embedded Postgres data and downloaded tools. Default `.onceflow`. */
   ONCEFLOW_STATE_DIR: z.string().default('.onceflow'),
@@ -106,8 +120,18 @@ export const envSchema = z.object({
   GEMINI_API_KEY: optionalString,
   /** Gemini base URL (a proxy, or the offline server). Default: Google's endpoint. */
   GEMINI_BASE_URL: optionalString,
-  /** Model fallback chain for generate-content, first is primary. Default `gemini-2.5-flash,gemini-2.5-flash-lite`. */
+  /** Model fallback chain for generate-content, first is primary; every one must be in GEMINI_ALLOWED_MODELS. Default `gemini-2.5-flash,gemini-2.5-flash-lite`. */
   GEMINI_MODELS: modelList.default(['gemini-2.5-flash', 'gemini-2.5-flash-lite']),
+  /**
+   * The models a request may name (`model`); anything else is answered 400. Each must have a price in
+   * src/operations/pricing.ts or the worker refuses to start. Default `gemini-2.5-flash,gemini-2.5-flash-lite,gemini-2.5-pro`.
+   */
+  GEMINI_ALLOWED_MODELS: modelList.default(['gemini-2.5-flash', 'gemini-2.5-flash-lite', 'gemini-2.5-pro']),
+  /**
+   * Spend caps provisioned at start: `tenant:period:usd` triples, comma separated, period `day` or `month`
+   * (UTC calendar), e.g. `acme:month:50,acme:day:5`. The CLI (`onceflow budgets set`) sets the same. Default none (no cap).
+   */
+  ONCEFLOW_BUDGETS: budgetList.optional(),
   /**
    * Timeout of one Gemini call, in ms; a hung call fails and is retried. At most
    * maxGeminiRequestTimeoutMs (workflows/activity-options.ts), so we cut a hung
@@ -191,6 +215,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         message: issue.message,
       })),
     );
+  }
+  const notAllowed = parsed.data.GEMINI_MODELS.filter((model) => !parsed.data.GEMINI_ALLOWED_MODELS.includes(model));
+  if (notAllowed.length > 0) {
+    throw new ConfigError([{ variable: 'GEMINI_MODELS', message: `${notAllowed.join(', ')} not in GEMINI_ALLOWED_MODELS (${parsed.data.GEMINI_ALLOWED_MODELS.join(', ')})` }]);
   }
   if (strictSecrets(parsed.data) && parsed.data.ONCEFLOW_TENANTS) {
     const weak = weakTenantKeys(parsed.data.ONCEFLOW_TENANTS);

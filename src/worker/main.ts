@@ -21,9 +21,14 @@ import { payloadCodecFromConfig } from '../temporal/codec-config';
 import { geminiClientFromConfig } from '../integrations/gemini/from-config';
 import { ensureOutboxPruneSchedule } from '../outbox/prune-schedule';
 import { createGeminiMetrics } from '../integrations/gemini/metrics';
+import { assertModelsPriced } from '../operations/pricing';
+import { registerSpendGauges } from '../spend/metrics';
+import { provisionBudgets } from '../spend/provision';
 
 runEntrypoint('worker', async ({ onShutdown }) => {
   const config = loadConfig();
+  // Before anything connects: a model that can be asked for but not priced could be neither capped nor counted.
+  assertModelsPriced(config.GEMINI_ALLOWED_MODELS);
   // Before anything connects: without payload keys a production process must not start.
   const payloadCodec = payloadCodecFromConfig(config);
   const logger = createLogger({ service: 'worker', level: config.LOG_LEVEL });
@@ -39,6 +44,8 @@ runEntrypoint('worker', async ({ onShutdown }) => {
   });
   onShutdown(() => pool.end());
   await migrate(pool);
+  if (config.ONCEFLOW_BUDGETS) await provisionBudgets(pool, config.ONCEFLOW_BUDGETS, logger);
+  registerSpendGauges(registry, pool, logger);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS, grpcCompression: { codec: config.TEMPORAL_GRPC_COMPRESSION } });
   onShutdown(() => connection.close());
   const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'worker' }) : undefined;
@@ -56,7 +63,7 @@ runEntrypoint('worker', async ({ onShutdown }) => {
       pool,
       logger,
       gemini: geminiClientFromConfig(config),
-      geminiMetrics: createGeminiMetrics(registry),
+      geminiMetrics: createGeminiMetrics(registry, { allowedModels: config.GEMINI_ALLOWED_MODELS }),
       modelChain: config.GEMINI_MODELS,
       outboxRetentionDays: config.OUTBOX_RETENTION_DAYS,
     },

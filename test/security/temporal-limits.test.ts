@@ -36,13 +36,19 @@ describe('the longest key, tenant id and model name validation accepts', () => {
     ['payloads in clear', () => plain],
     ['payloads encrypted', () => encrypted],
   ])('starts its workflow (%s), with a summary inside Temporal’s limit and the key findable', async (_name, client) => {
-    const api = await startTestApi({ pool, temporal: client(), taskQueue: uniqueTaskQueue('limits') });
+    // The longest model name the request schema accepts, on the operator's allowlist.
+    const model = 'gemini-'.padEnd(100, '9');
+    const api = await startTestApi({
+      pool,
+      temporal: client(),
+      taskQueue: uniqueTaskQueue('limits'),
+      config: { GEMINI_ALLOWED_MODELS: ['gemini-2.5-flash', 'gemini-2.5-flash-lite', model] },
+    });
     apis.push(api);
     const tenant = { tenantId: `t${randomBytes(4).toString('hex')}`.padEnd(64, 'x'), apiKey: `key-${randomBytes(16).toString('hex')}` };
     await provisionTenants(pool, [tenant]);
     // Spaces inside (fetch trims them at the ends).
     const key = `${`k${randomBytes(8).toString('hex')}`.padEnd(MAX_IDEMPOTENCY_KEY_LENGTH - 1, '~ ')}!`;
-    const model = 'gemini-'.padEnd(100, '9');
     expect([tenant.tenantId.length, key.length, model.length]).toEqual([64, 255, 100]);
 
     const created = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'the longest of everything', model } });
