@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
-import { startOfflineGeminiServer, type Behaviour, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { findFreePort } from '../../dev/ports';
+import { startOfflineGeminiServer, type Behaviour, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
@@ -72,8 +72,8 @@ describe("Gemini refusing the deployment's API key", () => {
       const body = { prompt: `key refused: ${name}` };
       expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type, body })).status).toBe(202);
       const failed = await finished(key);
-      expect({ name, status: failed.status, errorStatus: failed.error_status, type: failed.error.type, released: failed.released })
-        .toEqual({ name, status: 'failed', errorStatus: 503, type: 'provider-unavailable', released: true });
+      expect({ name, status: failed.status, type: failed.error.type, released: failed.released })
+        .toEqual({ name, status: 'failed', type: 'provider-unavailable', released: true });
       // Neither retried nor handed to the next model: the same key would be refused again, and nothing was the prompt's fault.
       expect((await fake.calls({ paid: true })).length).toBe(1);
       expect(await credentialErrors(String(refusal.status)) - before).toBe(1);
@@ -95,7 +95,7 @@ describe("Gemini refusing the deployment's API key", () => {
     const body = { prompt: 'a prompt Gemini refuses' };
     expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body })).status).toBe(202);
     const failed = await finished(key);
-    expect({ errorStatus: failed.error_status, type: failed.error.type, released: failed.released }).toEqual({ errorStatus: 422, type: 'prompt-rejected', released: false });
+    expect({ type: failed.error.type, released: failed.released }).toEqual({ type: 'prompt-rejected', released: false });
     const repeat = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body });
     expect(repeat.status).toBe(422);
     expect(repeat.headers.get('idempotent-replayed')).toBe('true');
