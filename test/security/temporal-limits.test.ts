@@ -36,14 +36,9 @@ describe('the longest key, tenant id and model name validation accepts', () => {
     ['payloads in clear', () => plain],
     ['payloads encrypted', () => encrypted],
   ])('starts its workflow (%s), with a summary inside Temporal’s limit and the key findable', async (_name, client) => {
-    // The longest model name the request schema accepts, on the operator's allowlist.
     const model = 'gemini-'.padEnd(100, '9');
-    const api = await startTestApi({
-      pool,
-      temporal: client(),
-      taskQueue: uniqueTaskQueue('limits'),
-      config: { GEMINI_ALLOWED_MODELS: ['gemini-2.5-flash', 'gemini-2.5-flash-lite', model] },
-    });
+    // The longest model an operator can allow: it must reach Temporal's fields too.
+    const api = await startTestApi({ pool, temporal: client(), taskQueue: uniqueTaskQueue('limits'), config: { GEMINI_ALLOWED_MODELS: [model] } });
     apis.push(api);
     const tenant = { tenantId: `t${randomBytes(4).toString('hex')}`.padEnd(64, 'x'), apiKey: `key-${randomBytes(16).toString('hex')}` };
     await provisionTenants(pool, [tenant]);
