@@ -112,4 +112,41 @@ describe('Prefer: wait cannot exhaust the API', () => {
     const { rows: after } = await pool.query('SELECT status FROM operations WHERE tenant_id = $1', [tenant.tenantId]);
     expect(after).toEqual([{ status: 'running' }]);
   });
+
+  it('never re-reads the stored request body while it waits', async () => {
+    let inputReads = 0;
+    let stateReads = 0;
+    const counting = new Proxy(pool, {
+      get(target, property, receiver) {
+        if (property === 'query') {
+          return (...args: Parameters<Pool['query']>) => {
+            const text = typeof args[0] === 'string' ? args[0] : ((args[0] as { text?: string }).text ?? '');
+            if (/^\s*SELECT\b[\s\S]*\binput\b[\s\S]*\bFROM operations\b/i.test(text)) inputReads += 1;
+            if (/^\s*SELECT\b[\s\S]*\bFROM operations WHERE\b/i.test(text)) stateReads += 1;
+            return (target.query as (...a: unknown[]) => unknown)(...args);
+          };
+        }
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const reader = await startTestApi({ pool: counting, temporal, taskQueue: worker.taskQueue, config: { ONCEFLOW_MAX_WAIT_SECONDS: 120 } });
+    try {
+      await hold(1);
+      const tenant = await createApiTenant(pool, 'reader');
+      const waited = postOperation(reader.baseUrl, { apiKey: tenant.apiKey, key: randomUUID(), body: { prompt: 'x'.repeat(90_000) }, headers: { prefer: 'wait=100' } });
+      const waitingHere = async () => (await reader.metricsRegistry.getSingleMetric('onceflow_api_waiting_requests')!.get()).values[0]?.value ?? 0;
+      await until(async () => (await waitingHere()) === 1, 'the request waiting');
+      // The fast-path read, then the waiter's first check and at least two polls.
+      await until(() => stateReads >= 4, 'the wait polled its row', 60_000);
+      await until(async () => {
+        await control.release();
+        return (await waitingHere()) === 0;
+      }, 'the held call answered');
+      expect((await waited).status).toBe(200);
+      expect(inputReads).toBe(0);
+    } finally {
+      await reader.close();
+    }
+  });
 });
