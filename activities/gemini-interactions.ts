@@ -6,7 +6,7 @@ import { geminiStoreRetryMs } from '../workflows/activity-options';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
 import { ownerLabels, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
-import { activityFailure, countCallStart, countTokens, outcomeOf, reachedGeminiBefore, recordAttempt } from './gemini-generate';
+import { activityFailure, countCallStart, countTokens, listAttempts, outcomeOf, reachedGeminiBefore, recordAttempt, type GeminiAttempt } from './gemini-generate';
 import { whileHeartbeating } from './heartbeat';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { settleSpend } from '../src/spend/ledger';
@@ -25,6 +25,11 @@ export interface SubmitInteractionResult {
   interactionId: string;
   /** True when the ledger already held an id: nothing was submitted (or paid) this time. */
   reused: boolean;
+}
+
+/** What pollInteraction returns: Gemini's state and, once it completed, the operation's recorded calls (the result's `attempts[]`). */
+export interface PollInteractionResult extends InteractionState {
+  attempts?: GeminiAttempt[];
 }
 
 export interface PollInteractionInput extends GeminiCallOwner {
@@ -154,7 +159,7 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
  * worker slot. When the read shows the end, the ledger row records it once.
  */
 export function createPollInteraction(deps: InteractionActivityDeps) {
-  return (input: PollInteractionInput): Promise<InteractionState> => whileHeartbeating(async (signal) => {
+  return (input: PollInteractionInput): Promise<PollInteractionResult> => whileHeartbeating(async (signal) => {
     let state: InteractionState;
     try {
       state = await deps.gemini.getInteraction(input.interactionId, { signal });
@@ -189,6 +194,8 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
           [input.operationId, state.model, state.usage.promptTokens, state.usage.outputTokens],
         );
       }
+      // Read here, where the connection already is, instead of by a round trip of the workflow's own.
+      if (state.status === 'completed') return { ...state, attempts: await listAttempts(deps.pool, input.operationId) };
     }
     return state;
   });

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { PostgresIdempotencyStore } from '../src/idempotency/store';
+import { PostgresOperationsRepository } from '../src/operations/repository';
 
 export interface PurgeExpiredOperationsInput {
   /** Rows deleted per statement; small batches keep locks short. Default 500. */
@@ -10,6 +10,8 @@ export interface PurgeExpiredOperationsInput {
 
 export interface PurgeExpiredOperationsDeps {
   pool: pg.Pool;
+  /** The operations repository; default one on `pool`. */
+  operations?: PostgresOperationsRepository;
   /** Epoch ms; default Date.now. Tests pass literal timestamps. */
   clock?: () => number;
 }
@@ -21,7 +23,7 @@ export interface PurgeExpiredOperationsDeps {
  * next request with it starts a new operation (and GET answers 404).
  */
 export function createPurgeExpiredOperations(deps: PurgeExpiredOperationsDeps) {
-  const store = new PostgresIdempotencyStore(deps.pool);
+  const store = deps.operations ?? new PostgresOperationsRepository(deps.pool);
   const clock = deps.clock ?? Date.now;
   return async function purgeExpiredOperations(input: PurgeExpiredOperationsInput = {}): Promise<{ purged: number }> {
     const batchSize = input.batchSize ?? 500;

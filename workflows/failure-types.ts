@@ -5,7 +5,7 @@ import type { OperationError } from './operation-outcome';
  * (which throw them) and workflows (which branch on them). Written once here.
  */
 export const FailureType = {
-  /** Gemini refused the request itself (400, 401, 403): retrying cannot help, nor can another model. */
+  /** Gemini refused the request itself (a 400 on the prompt): retrying cannot help, nor can another model. */
   GeminiRejected: 'GeminiRejected',
   /**
    * 404: what the call named is unknown to Gemini. For a paid call that is the
@@ -45,11 +45,34 @@ export const nonRetryableFailureTypes: FailureType[] = [
 ];
 
 /**
+ * How an operation failed, as its workflow says it (the `type` of its
+ * OperationError): what happened, never what it means on the wire. The HTTP
+ * layer alone maps each to a status and title (src/http/problems.ts).
+ */
+export const OperationFailure = {
+  /** Gemini refused the request itself (a 400 on the prompt); another model would too. */
+  PromptRejected: 'prompt-rejected',
+  /** Gemini's safety filters blocked the prompt or the answer. */
+  PromptBlocked: 'prompt-blocked',
+  /** Every model failed on transient causes, or the provider could not finish the work. */
+  ProviderFailure: 'provider-failure',
+  /** The tenant's spending limit stopped the operation before a paid call. */
+  BudgetExceeded: 'budget-exceeded',
+  /** Gemini refused the deployment's own API key: not the request's fault; the key is released so a repeat starts a new run. */
+  ProviderUnavailable: 'provider-unavailable',
+  /** The operation was canceled before it finished. */
+  OperationCanceled: 'operation-canceled',
+  /** Its run ended (terminated, timed out, lost) without recording an outcome; closed by the reconciler. */
+  OperationAbandoned: 'operation-abandoned',
+} as const;
+export type OperationFailure = (typeof OperationFailure)[keyof typeof OperationFailure];
+
+/**
  * Activity failures that end the operation at once, without trying the next
- * model, and how the operation fails (its problem slug, status, and whether
+ * model, and how the operation then fails (its OperationFailure, and whether
  * the key is released so that a repeat starts a new run).
  */
-export const operationEndingFailures: Partial<Record<FailureType, Omit<OperationError, 'detail'>>> = {
-  [FailureType.BudgetExceeded]: { type: 'budget-exceeded', title: 'Spend cap reached', status: 402, retryable: false },
-  [FailureType.GeminiCredentialsRejected]: { type: 'provider-unavailable', title: 'Gemini is unavailable to this service', status: 503, retryable: true },
+export const operationEndingFailures: Partial<Record<FailureType, Pick<OperationError, 'type' | 'retryable'>>> = {
+  [FailureType.BudgetExceeded]: { type: OperationFailure.BudgetExceeded, retryable: false },
+  [FailureType.GeminiCredentialsRejected]: { type: OperationFailure.ProviderUnavailable, retryable: true },
 };

@@ -22,7 +22,9 @@ import type { Config } from '../config';
 import { isDatabaseUnavailable } from '../db/errors';
 import { IdempotencyStoreError } from '../idempotency/errors';
 import { checkIdempotencyKey, rawHeaderValues } from '../idempotency/key';
-import { PostgresIdempotencyStore, type IdempotencyStore } from '../idempotency/store';
+import { PostgresProgressReader } from '../operations/progress';
+import { PostgresOperationsRepository } from '../operations/repository';
+import { createOperationUseCases } from '../operations/use-cases';
 import type { Logger } from '../observability/logger';
 import type { Tracing } from '../observability/tracing';
 import { CompletionWaiter } from '../operations/completion-waiter';
@@ -49,7 +51,7 @@ export interface AppDeps {
   /** Epoch ms; default Date.now. Tests inject a movable clock. */
   clock?: () => number;
   /** Default: the PostgreSQL store on `pool`. */
-  store?: IdempotencyStore;
+  store?: PostgresOperationsRepository;
   /** Present when ONCEFLOW_TRACING is on: every request gets a server span continuing the caller's traceparent. */
   tracing?: Pick<Tracing, 'fastify'>;
 }
@@ -100,7 +102,8 @@ export async function buildApp(deps: AppDeps) {
     }
   });
 
-  const metrics = createHttpMetrics(deps.metricsRegistry, deps.pool);
+  const operationsRepository = new PostgresOperationsRepository(deps.pool);
+  const metrics = createHttpMetrics(deps.metricsRegistry, operationsRepository);
   registerOutboxBacklogGauges(deps.metricsRegistry, deps.pool);
   // Set before any plugin is registered: encapsulated plugins inherit the handlers in force when they register.
   app.setNotFoundHandler((request, reply) => {
@@ -133,10 +136,22 @@ export async function buildApp(deps: AppDeps) {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const store = deps.store ?? new PostgresIdempotencyStore(deps.pool);
+  const store = deps.store ?? operationsRepository;
   const waiter = new CompletionWaiter({ connectionString: deps.config.DATABASE_URL!, logger: deps.logger });
   app.addHook('onClose', () => waiter.close());
-  const startOperation = createOperationStarter({ temporal: deps.temporal, store, taskQueue: deps.config.TEMPORAL_TASK_QUEUE });
+  const startOperation = createOperationStarter({ temporal: deps.temporal, store, taskQueue: deps.config.TEMPORAL_TASK_QUEUE, modelChain: deps.config.GEMINI_MODELS });
+  const useCases = createOperationUseCases({
+    operations: store,
+    startOperation,
+    waiter,
+    progress: new PostgresProgressReader(deps.pool),
+    observe: {
+      duplicateAbsorbed: (record) => metrics.duplicatesAbsorbed.inc({ tenant: record.tenantId, operation_type: record.operationType }),
+      reservationTimer: () => metrics.reservationSeconds.startTimer(),
+    },
+    defaultRetentionHours: deps.config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
+    clock,
+  });
 
   await app.register(healthRoutes, { pool: deps.pool, temporal: deps.temporal, metricsRegistry: deps.metricsRegistry });
 
@@ -165,15 +180,11 @@ export async function buildApp(deps: AppDeps) {
         }),
     });
     await v1.register(operationRoutes, {
-      store,
-      startOperation,
-      waiter,
+      useCases,
       metrics,
       maxWaitSeconds: deps.config.ONCEFLOW_MAX_WAIT_SECONDS,
       allowedModels: deps.config.GEMINI_ALLOWED_MODELS,
-      defaultRetentionHours: deps.config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
       temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
-      clock,
     });
 
     // ── Authenticated route plugins (Bearer API key → request.tenantId, rate limited per tenant) ──

@@ -1,20 +1,38 @@
 import type { Client } from '@temporalio/client';
 import { searchAttributes, type OperationWorkflowInput } from '../../workflows/definitions';
-import type { IdempotencyStore, OperationRecord } from '../idempotency/store';
+import type { OperationsRepository, OperationRecord } from './repository';
+import { AppError, messageOf } from '../errors';
+import { modelChainFor } from './model-chain';
 import { findOperationType } from './registry';
 
-/** Thrown when Temporal did not accept the start; the row stays `reserved` and the next request or the reconciler retries. */
-export class WorkflowStartError extends Error {
+/**
+ * Thrown when Temporal did not accept the start (unreachable, deadline passed,
+ * or the previous run under the key has not closed yet); the row stays
+ * `reserved` and the next request or the reconciler retries. The facade answers 503.
+ */
+export class WorkflowStartError extends AppError<{ workflowId: string }> {
   override readonly name = 'WorkflowStartError';
-  constructor(readonly workflowId: string, options: { cause: unknown }) {
-    super(`could not start workflow ${workflowId}: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+  readonly workflowId: string;
+  constructor(workflowId: string, options: { cause: unknown }) {
+    super(`could not start workflow ${workflowId}: ${messageOf(options.cause)}`, { context: { workflowId }, cause: options.cause });
+    this.workflowId = workflowId;
+  }
+}
+
+/** Thrown when a row names an operation type this process does not register (a newer API's row, or a bug). */
+export class UnknownOperationTypeError extends AppError<{ operationType: string }> {
+  override readonly name = 'UnknownOperationTypeError';
+  constructor(operationType: string) {
+    super(`operation type ${operationType} is not registered`, { context: { operationType } });
   }
 }
 
 export interface OperationStarterOptions {
   temporal: Client;
-  store: IdempotencyStore;
+  store: OperationsRepository;
   taskQueue: string;
+  /** GEMINI_MODELS: the fallback chain, primary first; resolved per operation into the workflow input. */
+  modelChain: readonly string[];
   /** Longest a start may take before it counts as failed. Default 5000 ms. */
   startTimeoutMs?: number;
 }
@@ -27,13 +45,14 @@ export interface OperationStarterOptions {
 export function createOperationStarter(options: OperationStarterOptions) {
   return async function startOperation(record: OperationRecord): Promise<string> {
     const definition = findOperationType(record.operationType);
-    if (!definition) throw new Error(`operation type ${record.operationType} is not registered`);
+    if (!definition) throw new UnknownOperationTypeError(record.operationType);
     const input: OperationWorkflowInput = {
       operationId: record.operationId,
       tenantId: record.tenantId,
       operationType: record.operationType,
       idempotencyKey: record.idempotencyKey,
       input: record.input,
+      models: modelChainFor((record.input as { model?: string } | null)?.model, options.modelChain),
     };
     const start = () =>
       // Bounded: with Temporal down the SDK would retry for long; a prompt 503 lets the client retry instead.
