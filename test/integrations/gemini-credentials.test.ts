@@ -51,7 +51,7 @@ describe("Gemini refusing the deployment's API key", () => {
   const credentialErrors = (status: string) => scrapedMetricValue(`http://127.0.0.1:${metricsPort}/metrics`, 'onceflow_gemini_credential_errors_total', { status });
   const finished = async (key: string) => eventually('the operation to finish', async () => {
     const { rows } = await pool.query(
-      `SELECT status, error, error_status, released FROM operations
+      `SELECT status, error, released FROM operations
         WHERE tenant_id = $1 AND idempotency_key = $2 ORDER BY created_at DESC LIMIT 1`, [tenant.tenantId, key]);
     return rows[0]?.status !== 'running' && rows[0]?.status !== 'reserved' ? rows[0] : undefined;
   }, 90_000);
@@ -70,10 +70,11 @@ describe("Gemini refusing the deployment's API key", () => {
       const outputBefore = worker.output().length;
       const key = randomUUID();
       const body = { prompt: `key refused: ${name}` };
-      expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type, body })).status).toBe(202);
+      const first = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type, body, headers: { prefer: 'wait=60' } });
+      expect({ name, status: first.status, type: first.json?.type }).toEqual({ name, status: 503, type: 'https://onceflow.dev/problems/provider-unavailable' });
       const failed = await finished(key);
-      expect({ name, status: failed.status, errorStatus: failed.error_status, type: failed.error.type, released: failed.released })
-        .toEqual({ name, status: 'failed', errorStatus: 503, type: 'provider-unavailable', released: true });
+      expect({ name, status: failed.status, type: failed.error.type, released: failed.released })
+        .toEqual({ name, status: 'failed', type: 'provider-unavailable', released: true });
       // Neither retried nor handed to the next model: the same key would be refused again, and nothing was the prompt's fault.
       expect((await fake.calls({ paid: true })).length).toBe(1);
       expect(await credentialErrors(String(refusal.status)) - before).toBe(1);
@@ -95,7 +96,7 @@ describe("Gemini refusing the deployment's API key", () => {
     const body = { prompt: 'a prompt Gemini refuses' };
     expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body })).status).toBe(202);
     const failed = await finished(key);
-    expect({ errorStatus: failed.error_status, type: failed.error.type, released: failed.released }).toEqual({ errorStatus: 422, type: 'prompt-rejected', released: false });
+    expect({ type: failed.error.type, released: failed.released }).toEqual({ type: 'prompt-rejected', released: false });
     const repeat = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body });
     expect(repeat.status).toBe(422);
     expect(repeat.headers.get('idempotent-replayed')).toBe('true');
