@@ -89,6 +89,18 @@ describe("Gemini refusing the deployment's API key", () => {
     }
   }, 300_000);
 
+  it('a report whose interaction reads are refused for the key raises the same operator signal, and its failure releases the key', async () => {
+    await fake.interactions({ hold: true });
+    await fake.script([{ kind: 'error', status: 403, message: 'Permission denied: API key revoked.', reason: 'API_KEY_INVALID' }], 'interactions.get');
+    const before = await credentialErrors('403');
+    const key = randomUUID();
+    expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report', body: { prompt: 'revoked mid-report' } })).status).toBe(202);
+    const failed = await finished(key);
+    expect({ status: failed.status, released: failed.released }).toEqual({ status: 'failed', released: true });
+    expect(await credentialErrors('403') - before).toBe(1);
+    expect((await fake.calls()).filter((c) => c.operation === 'interactions.get' && c.status === 403)).toHaveLength(1);
+  }, 120_000);
+
   it('a 400 on the prompt itself stays final: 422 prompt-rejected, replayed to repeats, no credential signal', async () => {
     await fake.script([{ kind: 'error', status: 400, message: 'Request contains an invalid argument.', reason: 'BAD_REQUEST' }]);
     const before = await credentialErrors('400');

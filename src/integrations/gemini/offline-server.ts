@@ -16,7 +16,7 @@
  *   POST /__control/script  {"model": "gemini-2.5-flash", "responses": [Behaviour, …]}
  *        queues behaviours for the next paid calls (generateContent or an
  *        interaction create) to that model ("*" for any model); when the queue
- *        is empty, calls succeed.
+ *        is empty, calls succeed. Model "interactions.get" scripts errors of interaction reads.
  *   POST /__control/interactions {"durationMs": 300, "hold": false, "holdReads": false,
  *        "webhook": {"url": "…", "secret": "whsec_…", "deliveries": 1} | null}
  *        how new interactions behave; `hold` keeps them running until completed by hand
@@ -262,6 +262,13 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
       const getInteraction = /^\/v1beta\/interactions\/([^/:]+)$/.exec(url.pathname);
       if (getInteraction && request.method === 'GET') {
         const interaction = interactions.get(decodeURIComponent(getInteraction[1]!));
+        // Reads follow the script of the pseudo-model `interactions.get`, errors only (a key revoked while a report runs).
+        const scriptedRead = scripts.get('interactions.get')?.shift();
+        if (scriptedRead?.kind === 'error') {
+          calls.push({ operation: 'interactions.get', model: interaction?.model ?? '', requestHash: '', outcome: 'error', status: scriptedRead.status, atMs: Date.now() });
+          const details = scriptedRead.reason ? [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: scriptedRead.reason, domain: 'googleapis.com' }] : [];
+          return send(scriptedRead.status, { error: { code: scriptedRead.status, message: scriptedRead.message ?? `offline model server: scripted ${scriptedRead.status}`, status: STATUS_NAMES[scriptedRead.status] ?? 'UNKNOWN', details } });
+        }
         calls.push({ operation: 'interactions.get', model: interaction?.model ?? '', requestHash: '', outcome: 'ok', status: interaction ? 200 : 404, atMs: Date.now() });
         if (!interaction) return send(404, { error: { code: 404, message: 'interaction not found', status: 'NOT_FOUND', details: [] } });
         const resource = interactionResource(interaction);
