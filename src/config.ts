@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { maxGeminiRequestTimeoutMs } from '../workflows/activity-options';
+import { MIN_API_KEY_ENTROPY_BITS, weakTenantKeys } from './tenants/key-strength';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -161,6 +162,28 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Turn on OpenTelemetry tracing (OTLP settings come from the standard OTEL_* variables). Default false. */
   ONCEFLOW_TRACING: booleanFlag.default(false),
+  /** Concurrent `Prefer: wait` requests one tenant may hold in one API process; beyond it the request is answered at once, as if its wait had elapsed. Default 20. */
+  ONCEFLOW_MAX_WAITING_PER_TENANT: positiveInt.default(20),
+  /** Concurrent `Prefer: wait` requests one API process holds, all tenants together. Default 500. */
+  ONCEFLOW_MAX_WAITING_PER_PROCESS: positiveInt.default(500),
+  /** Failed authentications one client address may make per minute before it is answered 429 without a database lookup. Default 30. */
+  ONCEFLOW_AUTH_FAILURES_PER_MINUTE: positiveInt.default(30),
+  /** Refuse weak ONCEFLOW_TENANTS keys (under 128 bits of estimated entropy) and, with NODE_ENV=production, missing payload keys. Default: on when NODE_ENV=production. */
+  ONCEFLOW_STRICT_SECRETS: booleanFlag.optional(),
+  /**
+   * Payload encryption keys of Temporal payloads, `keyId:key` pairs (key: 32 bytes as 64 hex characters or base64),
+   * comma separated; the first encrypts, every one decrypts (rotation: put the new key first, keep the old ones until
+   * their histories are gone). Default: unset, payloads in clear (refused under ONCEFLOW_STRICT_SECRETS/production).
+   */
+  ONCEFLOW_PAYLOAD_KEYS: optionalString,
+  /** Bearer token that the codec endpoint (/codec/encode, /codec/decode) requires. Default: unset, the endpoint is off. */
+  ONCEFLOW_CODEC_TOKEN: optionalString,
+  /** Origin allowed to call the codec endpoint from a browser (the Temporal UI). Default: TEMPORAL_UI_URL's origin. */
+  ONCEFLOW_CODEC_CORS_ORIGIN: optionalString,
+  /** Bearer token /metrics requires (on the public listener and on API_METRICS_PORT). Default: unset, no token. */
+  ONCEFLOW_METRICS_TOKEN: optionalString,
+  /** When set, the API serves /metrics on this port (a separate listener, HOST) and not on the public one. Default: unset, /metrics on PORT. */
+  API_METRICS_PORT: port.optional(),
   /** `production` refuses development defaults for secrets. */
   NODE_ENV: optionalString,
 });
@@ -177,6 +200,11 @@ export class ConfigError extends Error {
   }
 }
 
+/** Development defaults for secrets are refused: ONCEFLOW_STRICT_SECRETS, or NODE_ENV=production when it is unset. */
+export function strictSecrets(config: { ONCEFLOW_STRICT_SECRETS?: boolean; NODE_ENV?: string }): boolean {
+  return config.ONCEFLOW_STRICT_SECRETS ?? config.NODE_ENV === 'production';
+}
+
 /** Parses the environment once. Call at process start and pass the result down. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
@@ -191,6 +219,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const notAllowed = parsed.data.GEMINI_MODELS.filter((model) => !parsed.data.GEMINI_ALLOWED_MODELS.includes(model));
   if (notAllowed.length > 0) {
     throw new ConfigError([{ variable: 'GEMINI_MODELS', message: `${notAllowed.join(', ')} not in GEMINI_ALLOWED_MODELS (${parsed.data.GEMINI_ALLOWED_MODELS.join(', ')})` }]);
+  }
+  if (strictSecrets(parsed.data) && parsed.data.ONCEFLOW_TENANTS) {
+    const weak = weakTenantKeys(parsed.data.ONCEFLOW_TENANTS);
+    if (weak.length > 0) {
+      throw new ConfigError([
+        {
+          variable: 'ONCEFLOW_TENANTS',
+          message: `the keys of ${weak.join(', ')} have less than ${MIN_API_KEY_ENTROPY_BITS} bits of entropy (e.g. 32 random hex characters or more, or a key from \`onceflow tenants create\`); refused because NODE_ENV=production or ONCEFLOW_STRICT_SECRETS is on`,
+        },
+      ]);
+    }
   }
   return { ...parsed.data, stateDir: path.resolve(parsed.data.ONCEFLOW_STATE_DIR) };
 }

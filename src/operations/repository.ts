@@ -327,15 +327,21 @@ export class PostgresOperationsRepository implements OperationsRepository {
   }
 
   async purgeExpired(options: { nowMs: number; limit: number }): Promise<number> {
-    const { rowCount } = await this.run(
-      'purgeExpired',
+    return (await this.purgeExpiredIds(options)).length;
+  }
+
+  /** purgeExpired, returning the purged operations' ids: their effects are deleted in the same transaction (src/effects/retention.ts). */
+  async purgeExpiredIds(options: { nowMs: number; limit: number }): Promise<string[]> {
+    const { rows } = await this.run<{ operation_id: string }>(
+      'purgeExpiredIds',
       `DELETE FROM operations WHERE ctid IN (
          SELECT ctid FROM operations
           WHERE expires_at <= to_timestamp($1 / 1000.0) AND status IN ${FINAL}
-          LIMIT $2)`,
+          LIMIT $2)
+       RETURNING operation_id`,
       [options.nowMs, options.limit],
     );
-    return rowCount ?? 0;
+    return rows.map((row) => row.operation_id);
   }
 
   /**

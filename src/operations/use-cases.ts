@@ -38,6 +38,8 @@ export interface StartOrAttachCommand extends KeyScope {
   input: unknown;
   /** Hold up to this long for the final result; 0 answers at once. */
   waitSeconds: number;
+  /** Aborted when the caller is gone (the client closed its connection): a wait stops at once. */
+  signal?: AbortSignal;
 }
 
 export interface OperationUseCasesDeps {
@@ -97,7 +99,7 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     // schedule starts the workflow.
     const runId = await deps.startOperation(record);
     const started: OperationState = { ...record, runId, status: OperationStatus.Running };
-    const finished = command.waitSeconds > 0 ? await waitForFinish(started, command.waitSeconds) : undefined;
+    const finished = command.waitSeconds > 0 ? await waitForFinish(started, command.waitSeconds, command.signal) : undefined;
     return { kind: 'started', record: started, finished };
   }
 
@@ -115,7 +117,7 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     }
     if (isFinal(record.status)) return { kind: 'replayed', record, waited: false };
     if (command.waitSeconds > 0) {
-      const finished = await waitForFinish(record, command.waitSeconds);
+      const finished = await waitForFinish(record, command.waitSeconds, command.signal);
       if (finished) return { kind: 'replayed', record: finished, waited: true };
     }
     return { kind: 'inProgress', record, progress: await deps.progress.read(record) };
@@ -150,12 +152,12 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     return full;
   }
 
-  function waitForFinish(record: OperationState, waitSeconds: number): Promise<OperationState | undefined> {
+  function waitForFinish(record: OperationState, waitSeconds: number, signal: AbortSignal | undefined): Promise<OperationState | undefined> {
     return deps.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
       // Without the input: waiting must never re-read the stored request body.
       const current = await deps.operations.findStateById(record.operationId);
       return current && isFinal(current.status) ? current : undefined;
-    });
+    }, { tenantId: record.tenantId, signal });
   }
 
   /** A live operation by key, with its progress while it runs; undefined for unknown, expired or another tenant's keys. */

@@ -87,7 +87,7 @@ describe('maintenance: reconcile and purge', () => {
     const report = await reconcile({ taskQueue: worker.taskQueue });
     expect(report.abandoned).toBeGreaterThanOrEqual(1);
     const closed = await row(key);
-    expect(closed).toMatchObject({ status: 'failed', released: true, error: { type: 'operation-abandoned' }, error_status: 502 });
+    expect(closed).toMatchObject({ status: 'failed', released: true, error: { type: 'operation-abandoned' } });
     const events = await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [closed.operation_id]);
     expect(events.rows).toEqual([{ event_type: 'operation.failed' }]);
 

@@ -11,7 +11,7 @@ import { publicStatuses } from '../../operations/status';
 import type { OperationUseCases, StartOrAttachResult } from '../../operations/use-cases';
 import { PROBLEM_BASE } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
-import { parsePreferWait } from '../prefer';
+import { parsePreferWait, whileConnected } from '../prefer';
 import { failureProblem, problems } from '../problems';
 import { problemResponses, problemSchema } from '../schemas';
 
@@ -188,14 +188,10 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     if (derived) reply.header('Idempotency-Key', idempotencyKey);
     const keyHeaders: Record<string, string> = derived ? { 'Idempotency-Key': idempotencyKey } : {};
     const waitSeconds = parsePreferWait(request.headers.prefer, options.maxWaitSeconds);
-    const result = await useCases.startOrAttach({
-      definition,
-      tenantId,
-      operationType: definition.name,
-      idempotencyKey,
-      input: request.body,
-      waitSeconds,
-    });
+    // A client that hangs up mid-wait frees its waiting slot at once.
+    const result = await whileConnected(request.raw.socket, (signal) =>
+      useCases.startOrAttach({ definition, tenantId, operationType: definition.name, idempotencyKey, input: request.body, waitSeconds, signal }),
+    );
     note(request, result);
     return answer(result, reply, waitSeconds, keyHeaders);
   }
