@@ -14,7 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { findFreePort } from '../src/dev/ports';
+import { findFreePort } from '../dev/ports';
 import { oneActivity } from './arms/one-activity';
 import { outbox } from './arms/outbox';
 import { peer } from './arms/peer';

@@ -18,7 +18,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { Registry } from 'prom-client';
 import { createPool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { fingerprint } from '../../src/idempotency/fingerprint';
 import { PostgresOperationsRepository } from '../../src/operations/repository';
 import { operationWorkflowId } from '../../src/idempotency/workflow-id';

