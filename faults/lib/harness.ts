@@ -32,8 +32,9 @@ export interface FaultStack {
   stop(): Promise<void>;
 }
 
-export async function startFaultStack(log: (line: string) => void): Promise<FaultStack> {
-  const infra = await startInfra({ log, temporalStateFile: true, eagerWorkflowStart: false });
+/** `temporal: 'cluster'` runs the stack on a Temporal cluster (faults/cluster.ts); default the dev server with a state file. */
+export async function startFaultStack(log: (line: string) => void, options: { temporal?: 'dev' | 'cluster' } = {}): Promise<FaultStack> {
+  const infra = await startInfra({ log, temporalStateFile: true, eagerWorkflowStart: false, temporal: options.temporal });
   await provisionBenchTenant(infra.pool);
   const geminiPort = await findFreePort();
   const apiPort = await findFreePort();
