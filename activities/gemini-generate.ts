@@ -7,7 +7,7 @@ import { GuardDatabaseError } from '../src/effects/errors';
 import { guardForeignCall, type EffectKey, type GuardedCall } from '../src/effects/guard';
 import type { GeminiClient, GenerateResponse } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
-import { ownerLabels, reportCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { ownerLabels, reportIfCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { budgetRefusal, spendCap } from '../src/spend/paid-call';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { modelChainFor } from '../src/operations/model-chain';
@@ -208,7 +208,7 @@ export function activityFailure(
   }
   const failure = classifyGeminiError(error);
   const outcome = outcomeOf[failure.type];
-  if (failure.type === FailureType.GeminiCredentialsRejected) reportCredentialsRejected(context.metrics, failure, context);
+  reportIfCredentialsRejected(context.metrics, failure, context);
   context.metrics.calls.inc({ model: context.model, outcome, ...context.owner });
   context.logger?.warn({ ...context.log, outcome, durationMs: context.durationMs, error: failure.message }, 'gemini call failed');
   return ApplicationFailure.create({

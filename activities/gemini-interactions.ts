@@ -5,7 +5,7 @@ import type { Logger } from '../src/observability/logger';
 import { geminiStoreRetryMs } from '../workflows/activity-options';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
-import { ownerLabels, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { ownerLabels, reportIfCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { activityFailure, countCallStart, countTokens, listAttempts, outcomeOf, reachedGeminiBefore, recordAttempt, type GeminiAttempt } from './gemini-generate';
 import { whileHeartbeating } from './heartbeat';
 import { estimateCostMicros } from '../src/operations/pricing';
@@ -166,6 +166,7 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       const failure = classifyGeminiError(error);
+      reportIfCredentialsRejected(deps.geminiMetrics, failure, { logger: deps.logger, log: { correlationId: input.operationId, interactionId: input.interactionId } });
       throw ApplicationFailure.create({
         type: failure.type,
         message: `interaction ${input.interactionId}: ${failure.message}`,

@@ -5,7 +5,7 @@ import type { OperationError } from './operation-outcome';
  * (which throw them) and workflows (which branch on them). Written once here.
  */
 export const FailureType = {
-  /** Gemini refused the request itself (400, 401, 403): retrying cannot help, nor can another model. */
+  /** Gemini refused the request itself (a 400 on the prompt): retrying cannot help, nor can another model. */
   GeminiRejected: 'GeminiRejected',
   /**
    * 404: what the call named is unknown to Gemini. For a paid call that is the
@@ -50,7 +50,7 @@ export const nonRetryableFailureTypes: FailureType[] = [
  * layer alone maps each to a status and title (src/http/problems.ts).
  */
 export const OperationFailure = {
-  /** Gemini refused the request itself (400, 401, 403); another model would too. */
+  /** Gemini refused the request itself (a 400 on the prompt); another model would too. */
   PromptRejected: 'prompt-rejected',
   /** Gemini's safety filters blocked the prompt or the answer. */
   PromptBlocked: 'prompt-blocked',
@@ -58,7 +58,7 @@ export const OperationFailure = {
   ProviderFailure: 'provider-failure',
   /** The tenant's spending limit stopped the operation before a paid call. */
   BudgetExceeded: 'budget-exceeded',
-  /** Gemini refused the deployment's own credentials (401/403 on the API key): the service's fault, not the tenant's; the key is released. */
+  /** Gemini refused the deployment's own API key: not the request's fault; the key is released so a repeat starts a new run. */
   ProviderUnavailable: 'provider-unavailable',
   /** The operation was canceled before it finished. */
   OperationCanceled: 'operation-canceled',
@@ -69,10 +69,10 @@ export type OperationFailure = (typeof OperationFailure)[keyof typeof OperationF
 
 /**
  * Activity failures that end the operation at once, without trying the next
- * model, and how the operation fails (its failure slug, and whether the key is
- * released so that a repeat starts a new run).
+ * model, and how the operation then fails (its OperationFailure, and whether
+ * the key is released so that a repeat starts a new run).
  */
-export const operationEndingFailures: Partial<Record<FailureType, Omit<OperationError, 'detail'>>> = {
+export const operationEndingFailures: Partial<Record<FailureType, Pick<OperationError, 'type' | 'retryable'>>> = {
   [FailureType.BudgetExceeded]: { type: OperationFailure.BudgetExceeded, retryable: false },
   [FailureType.GeminiCredentialsRejected]: { type: OperationFailure.ProviderUnavailable, retryable: true },
 };

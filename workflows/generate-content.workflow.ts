@@ -49,8 +49,10 @@ const { listGeminiAttempts } = proxyActivities<Activities>(activityOptions.quick
  * One Gemini text generation. Each model of the chain (resolved at start, in
  * the input) gets its retry policy (activity-options `geminiCall`); a model
  * that exhausts it hands over to the next, and so does a model Gemini does not
- * know (404). A request Gemini refuses (400, 401, 403, safety) ends the
+ * know (404). A request Gemini refuses (a 400 on the prompt, safety) ends the
  * operation at once: another model would refuse it too, and each try costs money.
+ * So do a spend cap reached and the deployment's API key refused
+ * (operationEndingFailures): neither depends on the model.
  *
  * A success on the first model is one regular activity (the paid call, which
  * also returns the attempts) and one local activity (finishing): 12 history

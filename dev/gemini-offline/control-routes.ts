@@ -5,7 +5,7 @@
  *   POST /script  {"model": "gemini-2.5-flash", "responses": [Behaviour, …]}
  *        queues behaviours for the next paid calls (generateContent or an
  *        interaction create) to that model ("*" for any model); when the queue
- *        is empty, calls succeed.
+ *        is empty, calls succeed. Model "interactions.get" queues errors for interaction reads.
  *   POST /interactions {"durationMs": 300, "hold": false, "holdReads": false,
  *        "webhook": {"url": "…", "secret": "whsec_…", "deliveries": 1} | null}
  *        how new interactions behave; `hold` keeps them running until completed by hand

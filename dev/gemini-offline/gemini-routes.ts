@@ -178,6 +178,13 @@ export const geminiRoutes: FastifyPluginAsync<{ model: OfflineModel }> = async (
 
   app.get<{ Params: { id: string } }>('/v1beta/interactions/:id', async (request, reply) => {
     const interaction = state.interactions.get(request.params.id);
+    // A read error scripted under `interactions.get` (a key revoked while a report runs).
+    const readError = state.nextReadError();
+    if (readError) {
+      state.calls.push({ operation: 'interactions.get', model: interaction?.model ?? '', requestHash: '', outcome: 'error', status: readError.status, atMs: Date.now() });
+      const details = readError.reason ? [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: readError.reason, domain: 'googleapis.com' }] : [];
+      return reply.code(readError.status).send(geminiError(readError.status, readError.message ?? `offline model server: scripted ${readError.status}`, details));
+    }
     state.calls.push({ operation: 'interactions.get', model: interaction?.model ?? '', requestHash: '', outcome: 'ok', status: interaction ? 200 : 404, atMs: Date.now() });
     if (!interaction) return reply.code(404).send(geminiError(404, 'interaction not found'));
     // Read on arrival: a held read answers with the state it saw then.

@@ -112,6 +112,12 @@ export class OfflineModel {
     return queue.length;
   }
 
+  /** A scripted error for the next interaction read (queued under the pseudo-model `interactions.get`), if any. */
+  nextReadError(): Extract<Behaviour, { kind: 'error' }> | undefined {
+    const next = this.scripts.get('interactions.get')?.shift();
+    return next?.kind === 'error' ? next : undefined;
+  }
+
   /** The scripted behaviour for this call, else a chaos roll, else ok. */
   nextBehaviour(model: string): Behaviour {
     for (const key of [model, '*']) {

@@ -20,7 +20,7 @@ export const failureProblems = {
   'prompt-blocked': { status: 422, title: 'Prompt blocked by Gemini safety filters' },
   'provider-failure': { status: 502, title: 'Gemini failed' },
   'budget-exceeded': { status: 402, title: 'Budget exceeded' },
-  /** Gemini refused the deployment's own credentials: the service is unavailable, not the request wrong; the key is released for a retry. */
+  /** Gemini refused the deployment's own API key: the service is unavailable, not the request wrong; the key was released. */
   'provider-unavailable': { status: 503, title: 'Gemini is unavailable to this service' },
   /**
    * 410 Gone: the operation was stopped on request and will never have a

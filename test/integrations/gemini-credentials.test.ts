@@ -51,7 +51,7 @@ describe("Gemini refusing the deployment's API key", () => {
   const credentialErrors = (status: string) => scrapedMetricValue(`http://127.0.0.1:${metricsPort}/metrics`, 'onceflow_gemini_credential_errors_total', { status });
   const finished = async (key: string) => eventually('the operation to finish', async () => {
     const { rows } = await pool.query(
-      `SELECT status, error, error_status, released FROM operations
+      `SELECT status, error, released FROM operations
         WHERE tenant_id = $1 AND idempotency_key = $2 ORDER BY created_at DESC LIMIT 1`, [tenant.tenantId, key]);
     return rows[0]?.status !== 'running' && rows[0]?.status !== 'reserved' ? rows[0] : undefined;
   }, 90_000);
@@ -70,7 +70,8 @@ describe("Gemini refusing the deployment's API key", () => {
       const outputBefore = worker.output().length;
       const key = randomUUID();
       const body = { prompt: `key refused: ${name}` };
-      expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type, body })).status).toBe(202);
+      const first = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type, body, headers: { prefer: 'wait=60' } });
+      expect({ name, status: first.status, type: first.json?.type }).toEqual({ name, status: 503, type: 'https://onceflow.dev/problems/provider-unavailable' });
       const failed = await finished(key);
       expect({ name, status: failed.status, type: failed.error.type, released: failed.released })
         .toEqual({ name, status: 'failed', type: 'provider-unavailable', released: true });
@@ -87,6 +88,18 @@ describe("Gemini refusing the deployment's API key", () => {
       expect(repeat.json!.status).toBe('succeeded');
     }
   }, 300_000);
+
+  it('a report whose interaction reads are refused for the key raises the same operator signal, and its failure releases the key', async () => {
+    await fake.interactions({ hold: true });
+    await fake.script([{ kind: 'error', status: 403, message: 'Permission denied: API key revoked.', reason: 'API_KEY_INVALID' }], 'interactions.get');
+    const before = await credentialErrors('403');
+    const key = randomUUID();
+    expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report', body: { prompt: 'revoked mid-report' } })).status).toBe(202);
+    const failed = await finished(key);
+    expect({ status: failed.status, released: failed.released }).toEqual({ status: 'failed', released: true });
+    expect(await credentialErrors('403') - before).toBe(1);
+    expect((await fake.calls()).filter((c) => c.operation === 'interactions.get' && c.status === 403)).toHaveLength(1);
+  }, 120_000);
 
   it('a 400 on the prompt itself stays final: 422 prompt-rejected, replayed to repeats, no credential signal', async () => {
     await fake.script([{ kind: 'error', status: 400, message: 'Request contains an invalid argument.', reason: 'BAD_REQUEST' }]);

@@ -60,8 +60,8 @@ describe('per-tenant spend caps', () => {
   const spent = async (tenantId: string, period = 'month') =>
     Number((await pool.query('SELECT spent_micro_usd FROM budget_spend WHERE tenant_id = $1 AND period = $2', [tenantId, period])).rows[0]?.spent_micro_usd ?? 0);
   const operations = async (tenantId: string) =>
-    (await pool.query<{ operation_id: string; idempotency_key: string; status: string; error: { type: string } | null; error_status: number | null; released: boolean }>(
-      'SELECT operation_id, idempotency_key, status, error, error_status, released FROM operations WHERE tenant_id = $1', [tenantId])).rows;
+    (await pool.query<{ operation_id: string; idempotency_key: string; status: string; error: { type: string } | null; released: boolean }>(
+      'SELECT operation_id, idempotency_key, status, error, released FROM operations WHERE tenant_id = $1', [tenantId])).rows;
   const allFinished = (tenantId: string, count: number) => eventually(`${count} operations to finish`, async () => {
     const rows = await operations(tenantId);
     return rows.length === count && rows.every((r) => r.status === 'succeeded' || r.status === 'failed') ? rows : undefined;

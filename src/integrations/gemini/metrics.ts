@@ -1,4 +1,5 @@
 import { Counter, type Registry } from 'prom-client';
+import { FailureType } from '../../../workflows/failure-types';
 
 /**
  * Gemini metrics of a worker. Money (calls, tokens, estimated cost, calls
@@ -69,11 +70,12 @@ export function createGeminiMetrics(registry: Registry, options: GeminiMetricsOp
  * The operator's signal that Gemini refused the deployment's own key: a
  * counter to alert on and an error line. Tenants only see the service unavailable.
  */
-export function reportCredentialsRejected(
+export function reportIfCredentialsRejected(
   metrics: GeminiMetrics,
-  failure: { status?: number; message: string },
+  failure: { type: FailureType; status?: number; message: string },
   context: { logger?: { error(fields: object, message: string): void }; log: object },
 ): void {
+  if (failure.type !== FailureType.GeminiCredentialsRejected) return;
   metrics.credentialErrors.inc({ status: String(failure.status ?? 'unknown') });
   context.logger?.error({ ...context.log, status: failure.status, error: failure.message }, 'Gemini refused the deployment API key (GEMINI_API_KEY): every paid call fails until an operator fixes it');
 }
