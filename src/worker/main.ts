@@ -20,6 +20,7 @@ import { installTemporalRuntime } from '../temporal/runtime';
 import { geminiClientFromConfig } from '../integrations/gemini/from-config';
 import { ensureOutboxPruneSchedule } from '../outbox/prune-schedule';
 import { createGeminiMetrics } from '../integrations/gemini/metrics';
+import { createDoorMetrics } from '../doors/metrics';
 
 runEntrypoint('worker', async ({ onShutdown }) => {
   const config = loadConfig();
@@ -55,6 +56,8 @@ runEntrypoint('worker', async ({ onShutdown }) => {
       geminiMetrics: createGeminiMetrics(registry),
       modelChain: config.GEMINI_MODELS,
       outboxRetentionDays: config.OUTBOX_RETENTION_DAYS,
+      defaultRetentionHours: config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
+      doorMetrics: createDoorMetrics(registry),
     },
   });
   // Idempotent: every worker start makes sure the prune schedule exists; it then runs once per hour however many workers there are.
