@@ -106,3 +106,8 @@ export async function markScheduleDeleted(db: Db, tenantId: string, scheduleId: 
   const { rowCount } = await db.query(`UPDATE schedules SET deleted_at = now(), updated_at = now() WHERE tenant_id = $1 AND schedule_id = $2 AND deleted_at IS NULL`, [tenantId, scheduleId]);
   return (rowCount ?? 0) > 0;
 }
+
+/** Takes a create key back when Temporal refused the new schedule's spec (nothing ever ran under it). */
+export async function deleteScheduleRow(db: Db, scheduleId: string): Promise<void> {
+  await db.query('DELETE FROM schedules WHERE schedule_id = $1', [scheduleId]);
+}

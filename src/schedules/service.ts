@@ -5,12 +5,12 @@
  * answers; nothing here knows Fastify.
  */
 import { randomUUID } from 'node:crypto';
-import { type Client, ScheduleAlreadyRunning, ScheduleNotFoundError } from '@temporalio/client';
+import { type Client, isGrpcServiceError, ScheduleAlreadyRunning, ScheduleNotFoundError } from '@temporalio/client';
 import type pg from 'pg';
 import { fingerprint } from '../idempotency/fingerprint';
 import { findOperationType, operationTypeNames } from '../operations/registry';
 import type { InputIssue } from '../doors/start-operation';
-import { findSchedule, insertSchedule, listSchedules, markScheduleDeleted, updateSchedule, type ScheduleCursor, type ScheduleRow } from './repository';
+import { deleteScheduleRow, findSchedule, insertSchedule, listSchedules, markScheduleDeleted, updateSchedule, type ScheduleCursor, type ScheduleRow } from './repository';
 import { scheduleSlotKey } from './slot-key';
 import type { ScheduleSpecInput } from './spec';
 import { scheduleSummary, temporalScheduleId, temporalScheduleOptions } from './temporal';
@@ -50,6 +50,14 @@ export type CreateScheduleResult =
   | { kind: 'unknown-type'; type: string; knownTypes: readonly string[] }
   | { kind: 'invalid-input'; issues: InputIssue[] };
 
+/** Temporal refused the spec (a cron expression it cannot parse): nothing was created. */
+export class InvalidScheduleSpecError extends Error {
+  override readonly name = 'InvalidScheduleSpecError';
+  constructor(options: { cause: unknown }) {
+    super(`Temporal refused the schedule spec: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+  }
+}
+
 export async function createSchedule(deps: ScheduleServiceDeps, request: CreateScheduleRequest): Promise<CreateScheduleResult> {
   const definition = findOperationType(request.operationType);
   if (!definition) return { kind: 'unknown-type', type: request.operationType, knownTypes: operationTypeNames };
@@ -72,7 +80,15 @@ export async function createSchedule(deps: ScheduleServiceDeps, request: CreateS
   // If the process died after the insert, the Temporal Schedule may not exist
   // yet: every repeat of the create makes sure it does (an existing one is
   // left as it is, including changes made since by PATCH).
-  await ensureTemporalSchedule(deps, row);
+  try {
+    await ensureTemporalSchedule(deps, row);
+  } catch (error) {
+    if (!isInvalidArgument(error)) throw error;
+    // The cron expression is only parsed by Temporal: take the key back, so
+    // the caller can fix the spec and send the same request again.
+    if (inserted) await deleteScheduleRow(deps.pool, row.scheduleId);
+    return { kind: 'invalid-input', issues: [{ path: '/spec/cron', message: (error as Error).message }] };
+  }
   return { kind: inserted ? 'created' : 'existing', schedule: await withLiveState(deps, row) };
 }
 
@@ -140,12 +156,16 @@ export async function changeSchedule(deps: ScheduleServiceDeps, tenantId: string
   if (change.spec) {
     const spec = change.spec;
     const summary = scheduleSummary({ ...row, spec });
-    await handle.update((previous) => ({
-      ...previous,
-      spec: toTemporalSpec(spec),
-      policies: { ...previous.policies, ...toTemporalPolicies(spec) },
-      state: { ...previous.state, note: summary },
-    }));
+    try {
+      await handle.update((previous) => ({
+        ...previous,
+        spec: toTemporalSpec(spec),
+        policies: { ...previous.policies, ...toTemporalPolicies(spec) },
+        state: { ...previous.state, note: summary },
+      }));
+    } catch (error) {
+      throw isInvalidArgument(error) ? new InvalidScheduleSpecError({ cause: error }) : error;
+    }
   }
   if (change.paused === true) await handle.pause(`paused by tenant ${tenantId}`);
   if (change.paused === false) await handle.unpause(`resumed by tenant ${tenantId}`);
@@ -173,6 +193,16 @@ export async function backfillSchedule(deps: ScheduleServiceDeps, tenantId: stri
   return true;
 }
 
+/**
+ * Temporal's answer to a spec it cannot parse: gRPC INVALID_ARGUMENT (3),
+ * which the SDK's schedule client rethrows as a TypeError with the server's
+ * message ("CronString does not have 5-7 fields").
+ */
+function isInvalidArgument(error: unknown): boolean {
+  if (error instanceof TypeError) return true;
+  return isGrpcServiceError(error) ? error.code === 3 : (error as { code?: unknown } | undefined)?.code === 3 || (error as { cause?: { code?: unknown } } | undefined)?.cause?.code === 3;
+}
+
 function encodeCursor(cursor: ScheduleCursor): string {
   return Buffer.from(JSON.stringify([cursor.createdAt.toISOString(), cursor.scheduleId])).toString('base64url');
 }
@@ -181,7 +211,9 @@ function decodeCursor(raw: string): ScheduleCursor | undefined {
   try {
     const [createdAt, scheduleId] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as [string, string];
     const date = new Date(createdAt);
-    if (typeof scheduleId !== 'string' || Number.isNaN(date.getTime())) return undefined;
+    // Only what encodeCursor can have written reaches SQL (a NUL or a year PostgreSQL refuses would be a 500).
+    if (typeof scheduleId !== 'string' || !/^sch_[0-9a-f-]{36}$/.test(scheduleId) || Number.isNaN(date.getTime())) return undefined;
+    if (date.getUTCFullYear() < 2000 || date.getUTCFullYear() > 9999) return undefined;
     return { createdAt: date, scheduleId };
   } catch {
     return undefined;

@@ -91,6 +91,17 @@ describe('scheduled operations', () => {
     expect((await request('POST', '/v1/schedules', { key: randomUUID(), body: { ...body, spec: { intervalSeconds: 60, cron: '* * * * *' } } })).status).toBe(400);
     expect((await request('POST', '/v1/schedules', { key: randomUUID(), body: { ...body, spec: { cron: '0 9 * * *', timeZone: 'Mars/Olympus' } } })).status).toBe(400);
 
+    // A cron expression only Temporal parses: refused, and the key is free again for the fixed request.
+    const badCronKey = randomUUID();
+    const badCron = await request('POST', '/v1/schedules', { key: badCronKey, body: { ...body, spec: { cron: 'every blue moon' } } });
+    expect(badCron.status).toBe(400);
+    expect(badCron.json!.issues[0].path).toBe('/spec/cron');
+    const fixed = await request('POST', '/v1/schedules', { key: badCronKey, body: { ...body, spec: { cron: '0 9 * * MON-FRI', timeZone: 'Europe/Paris' } } });
+    expect(fixed.status).toBe(201);
+    created.push(fixed.json!.id as string);
+    expect((await request('PATCH', `/v1/schedules/${fixed.json!.id}`, { body: { spec: { cron: 'not a cron' } } })).status).toBe(400);
+    expect((await request('GET', '/v1/schedules?cursor=bm90IGEgY3Vyc29y')).status).toBe(400);
+
     const read = await request('GET', `/v1/schedules/${first.id}`);
     expect(read.status).toBe(200);
     expect(read.json!.state).toBe('active');

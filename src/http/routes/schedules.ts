@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from '../../idempotency/key';
 import { operationPath } from '../../operations/resource';
 import type { ScheduleRow } from '../../schedules/repository';
-import { backfillSchedule, changeSchedule, createSchedule, deleteSchedule, getSchedule, listTenantSchedules, type ScheduleView } from '../../schedules/service';
+import { backfillSchedule, changeSchedule, createSchedule, deleteSchedule, getSchedule, InvalidScheduleSpecError, listTenantSchedules, type ScheduleView } from '../../schedules/service';
 import { scheduleSpecSchema } from '../../schedules/spec';
 import { scheduleSlotKey } from '../../schedules/slot-key';
 import { temporalScheduleId } from '../../schedules/temporal';
@@ -88,7 +88,7 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
         case 'unknown-type':
           throw new ProblemError({ status: 404, type: 'unknown-operation-type', title: 'Unknown operation type', detail: `"${result.type}" is not an operation type; known types: ${result.knownTypes.join(', ')}`, extensions: { operationType: result.type } });
         case 'invalid-input':
-          throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'the input does not match the operation type’s schema; nothing was created', extensions: { issues: result.issues } });
+          throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'the input or the spec is not acceptable; nothing was created', extensions: { issues: result.issues } });
         case 'key-reused':
           throw new ProblemError({ status: 422, type: 'idempotency-key-reused', title: 'Idempotency-Key reused with a different payload', detail: 'this key created a different schedule; use a new key for a new schedule', extensions: { idempotencyKey: key.key, scheduleId: result.schedule.scheduleId } });
         case 'created':
@@ -141,7 +141,13 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
       },
     },
     async (request) => {
-      const changed = await changeSchedule(deps, requireTenant(request), request.params.id, request.body);
+      let changed;
+      try {
+        changed = await changeSchedule(deps, requireTenant(request), request.params.id, request.body);
+      } catch (error) {
+        if (!(error instanceof InvalidScheduleSpecError)) throw error;
+        throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'Temporal refused the spec; nothing was changed', extensions: { issues: [{ path: '/spec/cron', message: error.message }] } });
+      }
       if (!changed) throw notFound();
       return toResource(changed);
     },
