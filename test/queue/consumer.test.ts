@@ -6,6 +6,7 @@ import { createApiTenant, postOperation, startTestApi, type TestApi } from '../h
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { until } from '../helpers/until';
+import { cliEnv, expectExit, parseJson, runCli } from '../cli/run-cli';
 import { drainQueue, metricValue, publishMessages, startConsumerProcess, startTestRabbitmq, type ConsumerProcess } from './helpers';
 
 jest.setTimeout(300_000);
@@ -74,7 +75,12 @@ describe('queue messages', () => {
       { body: { operationType: 'generate-content', input: { prompt: 'nobody' } }, headers: { 'onceflow-tenant': 'no-such-tenant', 'idempotency-key': randomUUID() } },
     ]);
     await until(async () => (await metricValue(consumer.metricsUrl, 'onceflow_queue_dead_letters_total')) === 5, 'five dead letters', 60_000);
+    // The operator CLI shows them, and leaves them where they are.
+    const cli = await runCli(['queue', 'dead-letters', '--json'], cliEnv({ RABBITMQ_URL: rabbit.url, QUEUE_DEAD_LETTER_NAME: `${queue}.dead-letter` }));
+    expectExit(cli, 0);
+    expect(parseJson(cli).map((letter: { problem: string }) => letter.problem)).toContain('idempotency-key-reused');
     const dead = await drainQueue(rabbit.url, `${queue}.dead-letter`);
+    expect(dead).toHaveLength(5);
     const problems = dead.map((letter) => JSON.parse(String(letter.properties.headers!['onceflow-problem'])) as { type: string; status: number });
     expect(problems.map((p) => p.type.replace('https://onceflow.dev/problems/', '')).sort()).toEqual(
       ['idempotency-key-missing', 'idempotency-key-reused', 'invalid-request', 'invalid-request', 'tenant-unknown'].sort(),

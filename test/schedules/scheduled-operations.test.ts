@@ -8,6 +8,7 @@ import { createTestPool } from '../helpers/db';
 import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
 import { until } from '../helpers/until';
+import { expectExit, parseJson, runCli } from '../cli/run-cli';
 
 const INTERVAL_SECONDS = 2;
 
@@ -116,6 +117,11 @@ describe('scheduled operations', () => {
     const other = await createApiTenant(pool, 'sched-other');
     const foreign = await fetch(`${api.baseUrl}/v1/schedules/${first.id}`, { headers: { authorization: `Bearer ${other.apiKey}` } });
     expect(foreign.status).toBe(404);
+
+    // The operator CLI lists them.
+    const cli = await runCli(['schedules', 'list', '--tenant', tenant.tenantId, '--json']);
+    expectExit(cli, 0);
+    expect(parseJson(cli).map((row: { scheduleId: string }) => row.scheduleId)).toEqual(expect.arrayContaining([first.id, fixed.json!.id]));
 
     expect((await request('DELETE', `/v1/schedules/${first.id}`)).status).toBe(204);
     expect((await request('GET', `/v1/schedules/${first.id}`)).status).toBe(404);
