@@ -4,10 +4,8 @@ import type pg from 'pg';
 import type { ScheduledSlotInput } from '../workflows/scheduled-slot.workflow';
 import { FailureType } from '../workflows/failure-types';
 import { countDoorResult, type DoorMetrics } from '../src/doors/metrics';
-import { EntryPoint, startOperationFromDoor } from '../src/doors/start-operation';
-import { PostgresIdempotencyStore } from '../src/idempotency/store';
+import { createDoorDeps, EntryPoint, startOperationFromDoor } from '../src/doors/start-operation';
 import type { Logger } from '../src/observability/logger';
-import { createOperationStarter } from '../src/operations/starter';
 import { scheduleSlotKey } from '../src/schedules/slot-key';
 
 export interface StartScheduledOperationDeps {
@@ -15,6 +13,8 @@ export interface StartScheduledOperationDeps {
   logger: Logger;
   /** Default: the worker's own client (`Context.current().client`). */
   temporal?: Client;
+  /** GEMINI_MODELS: the chain each slot's operation runs with. */
+  modelChain: readonly string[];
   /** ONCEFLOW_DEFAULT_RETENTION_HOURS; default 24. */
   defaultRetentionHours?: number;
   /** Counts each slot's outcome with entry_point=schedule; default none. */
@@ -36,13 +36,20 @@ export interface StartScheduledOperationResult {
  * is the same, so no second operation is possible.
  */
 export function createStartScheduledOperation(deps: StartScheduledOperationDeps) {
-  const store = new PostgresIdempotencyStore(deps.pool);
   return async function startScheduledOperation(slot: ScheduledSlotInput & { nominalTimeMs: number }): Promise<StartScheduledOperationResult> {
     const context = Context.current();
-    const startOperation = createOperationStarter({ temporal: deps.temporal ?? context.client, store, taskQueue: context.info.taskQueue });
+    const door = createDoorDeps({
+      pool: deps.pool,
+      temporal: deps.temporal ?? context.client,
+      taskQueue: context.info.taskQueue,
+      modelChain: deps.modelChain,
+      // The input was validated when the schedule was created.
+      allowedModels: [],
+      defaultRetentionHours: deps.defaultRetentionHours ?? 24,
+    });
     const key = scheduleSlotKey(slot.scheduleId, slot.nominalTimeMs);
     const result = await startOperationFromDoor(
-      { store, startOperation, defaultRetentionHours: deps.defaultRetentionHours ?? 24 },
+      door,
       { tenantId: slot.tenantId, type: slot.operationType, key, input: slot.input, entryPoint: EntryPoint.Schedule },
     );
     countDoorResult(deps.doorMetrics, EntryPoint.Schedule, slot.tenantId, slot.operationType, result);

@@ -20,7 +20,7 @@ import { Registry } from 'prom-client';
 import { createPool } from '../../src/db/pool';
 import { findFreePort } from '../../src/dev/ports';
 import { fingerprint } from '../../src/idempotency/fingerprint';
-import { PostgresIdempotencyStore } from '../../src/idempotency/store';
+import { PostgresOperationsRepository } from '../../src/operations/repository';
 import { operationWorkflowId } from '../../src/idempotency/workflow-id';
 import { createGeminiClient } from '../../src/integrations/gemini/client';
 import { createGeminiMetrics } from '../../src/integrations/gemini/metrics';
@@ -269,7 +269,7 @@ async function startDriverWorker(ctx: BenchContext) {
   return {
     client,
     taskQueue,
-    store: new PostgresIdempotencyStore(pool),
+    store: new PostgresOperationsRepository(pool),
     stop: async () => {
       worker.shutdown();
       await running;

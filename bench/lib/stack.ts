@@ -14,6 +14,7 @@ import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/observability/logger';
 import { startLocalPostgres, type LocalPostgres } from '../../src/dev/local-postgres';
+import { localTemporalServerArgs } from '../../src/dev/local-temporal';
 import { findFreePort } from '../../src/dev/ports';
 import { spawnRole, type Role } from '../../src/dev/supervisor';
 import { resolveTemporalBinary, type TemporalBinary } from '../../src/dev/temporal-binary';
@@ -126,7 +127,11 @@ async function startRestartableTemporal(options: {
         // The dev server logs every long poll a killed worker leaves behind at error level; the suites count outcomes themselves.
         log: { format: 'json', level: 'never' },
         // Eager workflow start is gated by dynamic config on older servers; set it explicitly.
-        extraArgs: options.eager ? ['--dynamic-config-value', 'system.enableEagerWorkflowStart=true'] : [],
+        // The same server settings as `make start` (src/dev/local-temporal.ts).
+        extraArgs: [
+          ...localTemporalServerArgs({ persistent: options.dbFilename !== undefined }),
+          ...(options.eager ? ['--dynamic-config-value', 'system.enableEagerWorkflowStart=true'] : []),
+        ],
       },
     });
   };

@@ -10,10 +10,9 @@ import { loadConfig } from '../config';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { createDoorMetrics } from '../doors/metrics';
-import { PostgresIdempotencyStore } from '../idempotency/store';
+import { createDoorDeps } from '../doors/start-operation';
 import { createLogger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
-import { createOperationStarter } from '../operations/starter';
 import { requireDatabaseUrl, runEntrypoint, StartupError } from '../process/entrypoint';
 import { startRabbitmqConsumer } from '../queue/adapters/rabbitmq';
 import { createQueueMetrics } from '../queue/metrics';
@@ -37,11 +36,17 @@ runEntrypoint('consumer', async ({ onShutdown, stopped }) => {
   onShutdown(() => temporal.connection.close());
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'onceflow_consumer_' });
-  const store = new PostgresIdempotencyStore(pool);
   const consumer = await startRabbitmqConsumer(
     { url: config.RABBITMQ_URL, queue: config.QUEUE_NAME, deadLetterQueue: config.QUEUE_DEAD_LETTER_NAME, prefetch: config.QUEUE_PREFETCH, logger },
     {
-      door: { store, startOperation: createOperationStarter({ temporal, store, taskQueue: config.TEMPORAL_TASK_QUEUE }), defaultRetentionHours: config.ONCEFLOW_DEFAULT_RETENTION_HOURS },
+      door: createDoorDeps({
+        pool,
+        temporal,
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        modelChain: config.GEMINI_MODELS,
+        allowedModels: config.GEMINI_ALLOWED_MODELS,
+        defaultRetentionHours: config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
+      }),
       logger,
       doorMetrics: createDoorMetrics(registry),
       queueMetrics: createQueueMetrics(registry),

@@ -23,6 +23,48 @@ export interface StartLocalTemporalOptions {
 }
 
 /**
+ * Server settings of the local dev server (`temporal server start-dev` takes
+ * no dynamic-config file; each value is a --dynamic-config-value flag).
+ *
+ * - history.transferProcessorMaxPollRPS: the dev server has one history
+ *   shard, and its transfer-queue reader polls at most this many times a
+ *   second (default 20). Every activity task and every workflow task after an
+ *   activity goes through it, so from about 20 tasks a second (one sequential
+ *   client) each waits up to 50 ms for the reader: measured here, a bare
+ *   one-activity workflow took 100 ms at the median with the default and
+ *   17-20 ms with 1000 (/work/shared/ENVIRONMENT.md). A cluster spreads tasks
+ *   over hundreds of shards and rarely meets this limit.
+ * - matching.numTaskqueue{Read,Write}Partitions = 1: a local stack has one
+ *   worker process; with the default four partitions its few pollers and the
+ *   tasks spread over four, and a task may wait to be forwarded to a partition
+ *   that has a poller.
+ */
+export const LOCAL_TEMPORAL_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
+  'history.transferProcessorMaxPollRPS': 1000,
+  'matching.numTaskqueueReadPartitions': 1,
+  'matching.numTaskqueueWritePartitions': 1,
+};
+
+/**
+ * SQLite pragmas for the persistent file of `make start` (dbFilename): a
+ * write-ahead log and NORMAL sync, the usual settings for a local SQLite file.
+ * A power loss may lose the last transactions of the dev server (never
+ * corrupt the file); production runs a real cluster on PostgreSQL.
+ */
+export const LOCAL_TEMPORAL_SQLITE_PRAGMAS: Readonly<Record<string, string>> = {
+  journal_mode: 'wal',
+  synchronous: 'normal',
+};
+
+/** The CLI flags of both tables; pragmas only with a file (the in-memory store ignores them). */
+export function localTemporalServerArgs(options: { persistent: boolean }): string[] {
+  return [
+    ...Object.entries(LOCAL_TEMPORAL_DYNAMIC_CONFIG).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]),
+    ...(options.persistent ? Object.entries(LOCAL_TEMPORAL_SQLITE_PRAGMAS).flatMap(([key, value]) => ['--sqlite-pragma', `${key}=${value}`]) : []),
+  ];
+}
+
+/**
  * Runs the real Temporal dev server (the `temporal` CLI) through the SDK's own
  * ephemeral-server manager, with Onceflow's search attributes registered.
  */
@@ -42,6 +84,7 @@ export async function startLocalTemporal(options: StartLocalTemporalOptions): Pr
         namespace,
         searchAttributes: allSearchAttributes,
         log: { format: 'json', level: 'error' },
+        extraArgs: localTemporalServerArgs({ persistent: options.dbFilename !== undefined }),
       },
     });
     return {

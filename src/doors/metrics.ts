@@ -30,6 +30,8 @@ export function outcomeOf(result: DoorResult): string {
       return 'fingerprint_conflict';
     case 'invalid-key':
       return 'key_invalid';
+    case 'key-missing':
+      return 'key_missing';
     case 'invalid-input':
     case 'unknown-type':
       return 'invalid_request';

@@ -96,12 +96,8 @@ async function decide(deps: QueueConsumerDeps, message: QueueMessage): Promise<D
   if (!tenantId) {
     return { kind: 'dead-letter', problem: problem(400, 'tenant-missing', 'Tenant missing', `a message names its tenant in the ${QueueHeaders.tenant} header`, { operationType }) };
   }
+  // Absent: derived from the type's key fields (CONTRACT v1.1) when it declares any, else refused.
   const key = message.headers[QueueHeaders.idempotencyKey];
-  if (!key) {
-    // No type declares key fields yet (CONTRACT v1.1 derived keys); when one
-    // does, its key is derived here from those fields as over HTTP.
-    return { kind: 'dead-letter', problem: problem(400, 'idempotency-key-missing', 'Idempotency-Key missing', `a message carries its key in the ${QueueHeaders.idempotencyKey} header`, { operationType }) };
-  }
   let result: DoorResult;
   try {
     result = await startOperationFromDoor(deps.door, { tenantId, type: operationType, key, input, entryPoint: EntryPoint.Queue });
@@ -113,7 +109,7 @@ async function decide(deps: QueueConsumerDeps, message: QueueMessage): Promise<D
     return { kind: 'retry', error: error as Error };
   }
   countDoorResult(deps.doorMetrics, EntryPoint.Queue, tenantId, operationType, result);
-  const context = { operationType, idempotencyKey: key };
+  const context = { operationType, ...('key' in result ? { idempotencyKey: result.key } : key ? { idempotencyKey: key } : {}) };
   switch (result.kind) {
     case 'started':
     case 'existing':
@@ -123,6 +119,8 @@ async function decide(deps: QueueConsumerDeps, message: QueueMessage): Promise<D
       return { kind: 'dead-letter', problem: problem(422, 'idempotency-key-reused', 'Idempotency-Key reused with a different payload', 'this key was first used with a different input; use a new key for a new request', context) };
     case 'invalid-input':
       return { kind: 'dead-letter', problem: problem(400, 'invalid-request', 'Invalid request', 'the input does not match the operation type’s schema; nothing was reserved', { ...context, issues: result.issues }) };
+    case 'key-missing':
+      return { kind: 'dead-letter', problem: problem(400, 'idempotency-key-missing', 'Idempotency-Key missing', `a message carries its key in the ${QueueHeaders.idempotencyKey} header (types with key fields derive it)`, context) };
     case 'invalid-key':
       return { kind: 'dead-letter', problem: problem(400, 'idempotency-key-invalid', 'Idempotency-Key invalid', result.detail, context) };
     case 'unknown-type':

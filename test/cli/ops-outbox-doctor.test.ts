@@ -50,10 +50,16 @@ describe('onceflow ops, outbox and doctor (subprocess)', () => {
     const onlyRunning = parseJson(await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--status', 'running', '--json']));
     expect(onlyRunning.map((r: any) => r.idempotencyKey)).toEqual([running.idempotencyKey]);
 
+    const newer = parseJson(await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--created-after', done.operation.createdAt, '--json']));
+    expect(newer.map((r: any) => r.idempotencyKey)).toEqual([running.idempotencyKey]);
+    const older = parseJson(await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--created-before', running.operation.createdAt, '--json']));
+    expect(older.map((r: any) => r.idempotencyKey)).toEqual([done.idempotencyKey]);
+    expect((await runCli(['ops', 'list', '--created-after', 'yesterday'])).code).not.toBe(0);
+
     const table = await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--type', 'generate-content']);
     expectExit(table, 0);
     const lines = table.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^TENANT\s+TYPE\s+KEY\s+STATUS\s+CREATED\s+DURATION\s+STEPS\s+WORKFLOW ID$/);
+    expect(lines[0]).toMatch(/^TENANT\s+TYPE\s+KEY\s+STATUS\s+CREATED\s+DURATION\s+EXPIRES\s+STEPS\s+WORKFLOW ID$/);
     expect(lines).toHaveLength(3);
     expect(table.stdout).toContain(done.idempotencyKey);
 

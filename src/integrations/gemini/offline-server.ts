@@ -44,8 +44,11 @@ export type Behaviour =
    * (default completed).
    */
   | { kind: 'ok'; text?: string; finalStatus?: 'completed' | 'failed'; delayMs?: number; hold?: boolean }
-  /** An error body; 429 carries a google.rpc.RetryInfo retryDelay when `retryDelaySeconds` is set. */
-  | { kind: 'error'; status: number; retryDelaySeconds?: number; message?: string }
+  /**
+   * An error body; 429 carries a google.rpc.RetryInfo retryDelay when `retryDelaySeconds` is set,
+   * and a google.rpc.ErrorInfo with `reason` when set (e.g. API_KEY_INVALID, as Gemini refuses a bad key).
+   */
+  | { kind: 'error'; status: number; retryDelaySeconds?: number; message?: string; reason?: string }
   /** The prompt is blocked for safety (promptFeedback.blockReason). */
   | { kind: 'safety' }
   /** Never answers (until the client gives up). */
@@ -309,9 +312,10 @@ export async function startOfflineGeminiServer(options: StartOfflineGeminiServer
           return;
         case 'error': {
           record(behaviour.status);
-          const details = behaviour.retryDelaySeconds
-            ? [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${behaviour.retryDelaySeconds}s` }]
-            : [];
+          const details: object[] = [
+            ...(behaviour.retryDelaySeconds ? [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${behaviour.retryDelaySeconds}s` }] : []),
+            ...(behaviour.reason ? [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: behaviour.reason, domain: 'googleapis.com' }] : []),
+          ];
           return send(behaviour.status, {
             error: {
               code: behaviour.status,

@@ -64,7 +64,7 @@ describe('docker-compose.yml', () => {
   it.each(['api', 'worker', 'relay'])('makes the operator set %s’s secrets: no development default slips into production', (name) => {
     const env = services[name]!.environment!;
     expect(env.NODE_ENV).toBe('production');
-    for (const secret of ['GEMINI_WEBHOOK_SECRET', 'ONCEFLOW_SECRET_KEY', 'GEMINI_API_KEY']) {
+    for (const secret of ['GEMINI_WEBHOOK_SECRET', 'ONCEFLOW_SECRET_KEY', 'GEMINI_API_KEY', 'ONCEFLOW_PAYLOAD_KEYS']) {
       expect(Object.keys(env)).toContain(secret);
       // `${VAR:?message}`: compose refuses to start when it is unset or empty
       expect(composeText).toMatch(new RegExp(`^\\s+${secret}: \\$\\{${secret}:\\?[^}]+\\}$`, 'm'));
@@ -72,7 +72,7 @@ describe('docker-compose.yml', () => {
   });
 
   it.each([
-    ['api', 'onceflow-api', 'PORT'],
+    ['api', 'onceflow-api', 'API_METRICS_PORT'],
     ['worker', 'onceflow-worker', 'WORKER_METRICS_PORT'],
     ['worker', 'onceflow-worker-sdk', 'WORKER_SDK_METRICS_PORT'],
     ['relay', 'onceflow-relay', 'RELAY_METRICS_PORT'],
@@ -123,5 +123,13 @@ describe('the Grafana dashboard', () => {
     expect(used.length).toBeGreaterThan(10);
     const base = (name: string) => name.replace(/_(bucket|sum|count)$/, '');
     expect(used.map(base).filter((name) => !defined.has(name))).toEqual([]);
+  });
+
+  it('keeps the api’s metrics off the published port and guards the codec endpoint', () => {
+    const api = services.api!;
+    expect(api.environment!.API_METRICS_PORT).toBeDefined();
+    expect(api.ports!.some((port) => port.endsWith(`:${api.environment!.API_METRICS_PORT}`))).toBe(false);
+    expect(composeText).toMatch(/^\s+ONCEFLOW_CODEC_TOKEN: \$\{ONCEFLOW_CODEC_TOKEN:\?[^}]+\}$/m);
+    expect(services['temporal-ui']!.environment!.TEMPORAL_CODEC_ENDPOINT).toBe('http://localhost:3000/codec');
   });
 });
