@@ -251,6 +251,7 @@ export async function buildApp(deps: AppDeps) {
       pool: deps.pool,
       temporal: deps.temporal,
       taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+      allowedModels: deps.config.GEMINI_ALLOWED_MODELS,
       temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
     });
   });

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { type Client, isGrpcServiceError, ScheduleAlreadyRunning, ScheduleNotFoundError } from '@temporalio/client';
 import type pg from 'pg';
 import { fingerprint } from '../idempotency/fingerprint';
-import { findOperationType, operationTypeNames } from '../operations/registry';
+import { findOperationType, inputSchemaAllowing, operationTypeNames } from '../operations/registry';
 import type { InputIssue } from '../doors/start-operation';
 import { deleteScheduleRow, findSchedule, insertSchedule, listSchedules, markScheduleDeleted, updateSchedule, type ScheduleCursor, type ScheduleRow } from './repository';
 import { scheduleSlotKey } from './slot-key';
@@ -21,6 +21,8 @@ export interface ScheduleServiceDeps {
   temporal: Client;
   /** The operations' task queue (TEMPORAL_TASK_QUEUE): slot runs and their operations run there. */
   taskQueue: string;
+  /** GEMINI_ALLOWED_MODELS: a schedule's `model` must be on it, as over HTTP (its slots are not checked again). */
+  allowedModels: readonly string[];
 }
 
 export interface CreateScheduleRequest {
@@ -61,7 +63,7 @@ export class InvalidScheduleSpecError extends Error {
 export async function createSchedule(deps: ScheduleServiceDeps, request: CreateScheduleRequest): Promise<CreateScheduleResult> {
   const definition = findOperationType(request.operationType);
   if (!definition) return { kind: 'unknown-type', type: request.operationType, knownTypes: operationTypeNames };
-  const parsed = definition.inputSchema.safeParse(request.input);
+  const parsed = inputSchemaAllowing(definition, deps.allowedModels).safeParse(request.input);
   if (!parsed.success) return { kind: 'invalid-input', issues: parsed.error.issues.map((issue) => ({ path: `/input/${issue.path.join('/')}`, message: issue.message })) };
   const input = parsed.data;
   const requestFingerprint = fingerprint({ operationType: definition.name, input, spec: request.spec, paused: request.paused }, []);

@@ -88,6 +88,10 @@ describe('scheduled operations', () => {
     expect(invalid.status).toBe(400);
     expect(invalid.json!.issues[0].path).toBe('/input/prompt');
     expect((await request('POST', '/v1/schedules', { body })).status).toBe(400);
+    // The model allowlist holds for schedules as over HTTP.
+    const notAllowed = await request('POST', '/v1/schedules', { key: randomUUID(), body: { ...body, input: { prompt: 'x', model: 'gemini-9-ultra' } } });
+    expect(notAllowed.status).toBe(400);
+    expect(notAllowed.json!.issues[0].path).toBe('/input/model');
     expect((await request('POST', '/v1/schedules', { key: randomUUID(), body: { ...body, operationType: 'nope' } })).status).toBe(404);
     expect((await request('POST', '/v1/schedules', { key: randomUUID(), body: { ...body, spec: { intervalSeconds: 60, cron: '* * * * *' } } })).status).toBe(400);
     expect((await request('POST', '/v1/schedules', { key: randomUUID(), body: { ...body, spec: { cron: '0 9 * * *', timeZone: 'Mars/Olympus' } } })).status).toBe(400);

@@ -18,6 +18,8 @@ export interface ScheduleRoutesOptions {
   temporal: Client;
   /** TEMPORAL_TASK_QUEUE: where slot runs and their operations run. */
   taskQueue: string;
+  /** GEMINI_ALLOWED_MODELS. */
+  allowedModels: readonly string[];
   temporalUi: { baseUrl: string; namespace: string };
 }
 
@@ -54,7 +56,7 @@ const notFound = () => new ProblemError({ status: 404, type: 'schedule-not-found
  * schedule id and the slot's nominal time (src/schedules/slot-key.ts).
  */
 export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = async (app, options) => {
-  const deps = { pool: options.pool, temporal: options.temporal, taskQueue: options.taskQueue };
+  const deps = { pool: options.pool, temporal: options.temporal, taskQueue: options.taskQueue, allowedModels: options.allowedModels };
   const toResource = (row: ScheduleView | ScheduleRow) => resource(row, options.temporalUi);
 
   app.post(
