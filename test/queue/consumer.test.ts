@@ -89,6 +89,18 @@ describe('queue messages', () => {
     expect(dead.some((letter) => letter.content.toString().includes('another payload'))).toBe(true);
     expect((await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1', [tenant.tenantId])).rows[0].n).toBe(2);
     expect(await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue', outcome: 'fingerprint_conflict' })).toBe(1);
+
+    // A type with key fields: a message without a key gets the key HTTP derives for the same fields (CONTRACT v1.1).
+    const draft = { title: `Queue door ${randomUUID()}`, publication: 'onceflow-weekly', prompt: 'draft it' };
+    const derivedOverHttp = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key: null, type: 'draft-content', body: draft });
+    expect(derivedOverHttp.status).toBe(202);
+    const derivedKey = derivedOverHttp.headers.get('idempotency-key')!;
+    expect(derivedKey).toMatch(/^derived:/);
+    const before = await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue' });
+    await publishMessages(rabbit.url, queue, [{ body: { operationType: 'draft-content', input: { ...draft, metadata: { via: 'queue' } } }, headers: headers() }]);
+    await until(async () => (await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue' })) === before + 1, 'the draft message counted');
+    expect(await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue', operation_type: 'draft-content', outcome: 'new' })).toBe(0);
+    expect((await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, derivedKey])).rows[0].n).toBe(1);
   });
 
   it('killed between receiving and acknowledging, again and again under load: every message runs once, none is lost, redeliveries are counted', async () => {
