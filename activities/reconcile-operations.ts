@@ -3,6 +3,7 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type pg from 'pg';
 import { PostgresOperationsRepository } from '../src/operations/repository';
 import type { Logger } from '../src/observability/logger';
+import { createReservationResumer } from '../src/operations/resume';
 import { createOperationStarter } from '../src/operations/starter';
 import { OperationFailure } from '../workflows/failure-types';
 import { createCompleteOperation } from './complete-operation';
@@ -67,17 +68,17 @@ export function createReconcileOperations(deps: ReconcileOperationsDeps) {
   return async function reconcileOperations(input: ReconcileOperationsInput): Promise<ReconcileOperationsResult> {
     const temporal = deps.temporal ?? Context.current().client;
     const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue, modelChain: deps.modelChain });
+    // The same resumer a repeat request uses for a reservation it finds stale.
+    const resumeReservation = createReservationResumer({ operations: store, startOperation, clock });
     const limit = input.limit ?? 100;
     const nowMs = clock();
     const result: ReconcileOperationsResult = { started: 0, startFailures: 0, abandoned: 0, stillRunning: 0 };
 
+    // States only: each row's input is read by the resumer, one at a time, never a page of request bodies.
     const unstarted = await store.findUnstarted({ olderThanMs: nowMs - (input.unstartedAfterMs ?? 30_000), limit });
     for (const record of unstarted) {
-      // An expired reservation is not worth starting; step 2 closes it.
-      if (record.expiresAt.getTime() <= nowMs) continue;
       try {
-        await startOperation(record);
-        result.started++;
+        if ((await resumeReservation(record.operationId)) === 'started') result.started++;
       } catch (error) {
         result.startFailures++;
         deps.logger.warn({ err: (error as Error).message, workflowId: record.workflowId }, 'reconciler could not start an operation; next pass retries');

@@ -10,8 +10,8 @@ import path from 'node:path';
 import amqp from 'amqplib';
 import { ROOT, BENCH_TENANT } from '../bench/lib/stack';
 import { sleep, until } from '../bench/lib/stats';
-import { startLocalRabbitmq } from '../src/dev/local-rabbitmq';
-import { findFreePort } from '../src/dev/ports';
+import { startLocalRabbitmq } from '../dev/local-rabbitmq';
+import { findFreePort } from '../dev/ports';
 import { geminiControl, insist, pool, type FaultStack, type KeyOutcome } from './lib/harness';
 import { checkInvariants, type InvariantReport } from './lib/invariants';
 
@@ -28,7 +28,7 @@ export interface ScenarioSettings {
 const body = (key: string) => ({ prompt: `fault suite: ${key}` });
 
 /** Client-side counts every scenario reports next to the invariants. */
-function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>; violations: string[] } {
+export function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>; violations: string[] } {
   const unexpected = outcomes.flatMap((o) => o.unexpected);
   const gaveUp = outcomes.filter((o) => o.finalStatus === 0);
   return {
@@ -46,7 +46,7 @@ function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>;
   };
 }
 
-function merge(name: string, injected: string, startedAt: number, client: ReturnType<typeof clientCounts>, invariants: InvariantReport): ScenarioResult {
+export function merge(name: string, injected: string, startedAt: number, client: ReturnType<typeof clientCounts>, invariants: InvariantReport): ScenarioResult {
   return {
     name,
     injected,

@@ -243,3 +243,39 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return { ...parsed.data, stateDir: path.resolve(parsed.data.ONCEFLOW_STATE_DIR) };
 }
+
+/**
+ * The few variables a process needs before, or without, a valid config: to
+ * describe a failed start (where it tried to connect), to print a stack when
+ * LOG_LEVEL=debug, and to watch the supervisor of `onceflow start`. Read
+ * without the schema, so one bad variable elsewhere cannot hide them.
+ */
+export interface StartupSettings {
+  databaseUrl: string | undefined;
+  temporalAddress: string | undefined;
+  debug: boolean;
+  /** ONCEFLOW_SUPERVISOR_PID, set by `onceflow start` on its children (internal); undefined when unset or not a pid. */
+  supervisorPid: number | undefined;
+}
+
+/** Set by the supervisor of `onceflow start` on every process it runs: the pid they watch. */
+export const SUPERVISOR_PID_ENV = 'ONCEFLOW_SUPERVISOR_PID';
+
+export function startupSettings(env: NodeJS.ProcessEnv = process.env): StartupSettings {
+  const pid = z.coerce.number().int().positive().safeParse(env[SUPERVISOR_PID_ENV]);
+  return {
+    databaseUrl: env.DATABASE_URL || undefined,
+    temporalAddress: env.TEMPORAL_ADDRESS || undefined,
+    debug: env.LOG_LEVEL === 'debug',
+    supervisorPid: pid.success ? pid.data : undefined,
+  };
+}
+
+/**
+ * A copy of this process's environment, for a child process that must see the
+ * same settings the user gave this one (the roles `onceflow start` runs, pip
+ * and go when it installs the temporal CLI). Children get it explicitly.
+ */
+export function inheritedEnvironment(): NodeJS.ProcessEnv {
+  return { ...process.env };
+}

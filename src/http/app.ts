@@ -34,6 +34,7 @@ import { createOperationStarter, WorkflowStartError } from '../operations/starte
 import { createAuthHook } from './auth';
 import { InvalidJsonError, ProblemError } from './errors';
 import { createHttpMetrics } from './metrics';
+import { problems } from './problems';
 import { healthRoutes } from './routes/health';
 import { operationRoutes } from './routes/operations';
 import { subscriptionRoutes } from './routes/subscriptions';
@@ -113,7 +114,7 @@ export async function buildApp(deps: AppDeps) {
   // raw NUL bytes; this refuses the percent-encoded form for every route at once.
   app.addHook('onRequest', async (request) => {
     if (/%00/i.test(request.url)) {
-      throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'the URL must not contain U+0000 (%00)', extensions: { issues: [] } });
+      throw problems.invalidRequest('the URL must not contain U+0000 (%00)');
     }
   });
 
@@ -136,7 +137,7 @@ export async function buildApp(deps: AppDeps) {
   registerOutboxBacklogGauges(deps.metricsRegistry, deps.pool);
   // Set before any plugin is registered: encapsulated plugins inherit the handlers in force when they register.
   app.setNotFoundHandler((request, reply) => {
-    sendProblem(reply, new ProblemError({ status: 404, type: 'not-found', title: 'Not found', detail: `no route for ${request.method} ${request.url.split('?')[0]}` }));
+    sendProblem(reply, problems.routeNotFound(request.method, request.url.split('?')[0]!));
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -220,14 +221,7 @@ export async function buildApp(deps: AppDeps) {
       max: deps.config.ONCEFLOW_RATE_LIMIT_PER_MINUTE,
       timeWindow: 60_000,
       keyGenerator: (request) => request.tenantId ?? request.ip,
-      errorResponseBuilder: (_request, context) =>
-        new ProblemError({
-          status: 429,
-          type: 'rate-limited',
-          title: 'Too many requests',
-          detail: `this tenant may send ${context.max} requests per minute; retry after ${Math.ceil(context.ttl / 1000)} s`,
-          headers: { 'Retry-After': String(Math.max(1, Math.ceil(context.ttl / 1000))) },
-        }),
+      errorResponseBuilder: (_request, context) => problems.rateLimited(context.max, Math.max(1, Math.ceil(context.ttl / 1000))),
     });
     await v1.register(operationRoutes, {
       useCases,
@@ -289,8 +283,8 @@ function answerMalformedRequest(error: Error & { code?: string; rawPacket?: unkn
   const keyValue = /^idempotency-key:(.*)$/im.exec(raw)?.[1] ?? '';
   const keyHeader = [...keyValue].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f);
   const problem = keyHeader
-    ? new ProblemError({ status: 400, type: 'idempotency-key-invalid', title: 'Idempotency-Key invalid', detail: 'an Idempotency-Key is printable ASCII only (a UUID is recommended)' })
-    : new ProblemError({ status: 400, type: 'invalid-request', title: 'Malformed request', detail: `the HTTP request could not be parsed (${error.code ?? 'parse error'})` });
+    ? problems.keyInvalid(undefined, 'an Idempotency-Key is printable ASCII only (a UUID is recommended)')
+    : problems.invalidRequest(`the HTTP request could not be parsed (${error.code ?? 'parse error'})`);
   const body = JSON.stringify(problem.body());
   socket.end(
     `HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
@@ -322,42 +316,29 @@ function sendProblem(reply: Pick<FastifyReply, 'code' | 'header' | 'type' | 'sen
 function toProblem(error: FastifyError): ProblemError {
   if (error instanceof ProblemError) return error;
   if (hasZodFastifySchemaValidationErrors(error)) {
-    return new ProblemError({
-      status: 400,
-      type: 'invalid-request',
-      title: 'Invalid request',
-      detail: 'the request does not match the operation type’s schema; nothing was reserved',
-      extensions: {
-        issues: error.validation.map((issue) => ({
-          path: issue.instancePath || '/',
-          message: issue.message,
-          code: (issue.params as { issue?: { code?: string } } | undefined)?.issue?.code,
-        })),
-      },
-    });
+    return problems.invalidRequest(
+      'the request does not match the route’s schema (the operation type’s, for a POST); nothing was reserved',
+      error.validation.map((issue) => ({
+        path: issue.instancePath || '/',
+        message: issue.message,
+        code: (issue.params as { issue?: { code?: string } } | undefined)?.issue?.code,
+      })),
+    );
   }
   if (error instanceof InvalidJsonError || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || error.code === 'FST_ERR_PROTO_POISONING' || error.code === 'FST_ERR_CTP_EMPTY_TYPE' || error.code === 'FST_ERR_CTP_INVALID_TYPE') {
-    return new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request body', detail: error.message, extensions: { issues: [] } });
+    return problems.invalidRequest(error.message);
   }
   if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    return new ProblemError({ status: 413, type: 'payload-too-large', title: 'Payload too large', detail: error.message });
+    return problems.payloadTooLarge(error.message);
   }
   if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return new ProblemError({ status: 415, type: 'unsupported-media-type', title: 'Unsupported media type', detail: 'send the body as application/json' });
+    return problems.unsupportedMediaType();
   }
   if (error instanceof IdempotencyStoreError || error instanceof WorkflowStartError || isDatabaseUnavailable(error)) {
-    const which = error instanceof WorkflowStartError ? 'Temporal' : 'PostgreSQL';
-    return new ProblemError({
-      status: 503,
-      type: 'service-unavailable',
-      title: 'Service unavailable',
-      detail: `${which} is unreachable right now; retrying with the same Idempotency-Key is safe`,
-      headers: { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS) },
-      cause: error,
-    });
+    return problems.unavailable(error instanceof WorkflowStartError ? 'Temporal' : 'PostgreSQL', UNAVAILABLE_RETRY_AFTER_SECONDS, error);
   }
   if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
-    return new ProblemError({ status: error.statusCode, type: 'bad-request', title: 'Bad request', detail: error.message });
+    return problems.badRequest(error.statusCode, error.message);
   }
-  return new ProblemError({ status: 500, type: 'internal-error', title: 'Internal error', detail: 'something went wrong on our side; it has been logged', cause: error });
+  return problems.internal(error);
 }

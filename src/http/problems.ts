@@ -38,6 +38,14 @@ const UNKNOWN_FAILURE: ProblemKind = { status: 502, title: 'Operation failed' };
 
 /** The problems the facade answers a request with. */
 export const requestProblems = {
+  'bad-request': { status: 400, title: 'Bad request' },
+  'unauthorized': { status: 401, title: 'Unauthorized' },
+  'not-found': { status: 404, title: 'Not found' },
+  'payload-too-large': { status: 413, title: 'Payload too large' },
+  'unsupported-media-type': { status: 415, title: 'Unsupported media type' },
+  'rate-limited': { status: 429, title: 'Too many requests' },
+  'internal-error': { status: 500, title: 'Internal error' },
+  'service-unavailable': { status: 503, title: 'Service unavailable' },
   'idempotency-key-missing': { status: 400, title: 'Idempotency-Key missing' },
   'idempotency-key-invalid': { status: 400, title: 'Idempotency-Key invalid' },
   'invalid-request': { status: 400, title: 'Invalid request' },
@@ -69,17 +77,41 @@ function requestProblem(
   detail: string,
   extensions: Record<string, unknown>,
   headers?: Record<string, string>,
+  more: { status?: number; cause?: unknown } = {},
 ): ProblemError {
   const { status, title } = requestProblems[slug];
-  return new ProblemError({ status, type: slug, title, detail, extensions, headers });
+  return new ProblemError({ status: more.status ?? status, type: slug, title, detail, extensions, headers, cause: more.cause });
 }
 
 /** The constructors of every problem an operation route answers with. */
 export const problems = {
   keyMissing: (operationType: string) =>
     requestProblem('idempotency-key-missing', `POST /v1/operations/${operationType} requires an Idempotency-Key header`, { operationType }),
-  keyInvalid: (operationType: string, detail: string) => requestProblem('idempotency-key-invalid', detail, { operationType }),
+  keyInvalid: (operationType: string | undefined, detail: string) =>
+    requestProblem('idempotency-key-invalid', detail, operationType === undefined ? {} : { operationType }),
+  /** A request refused before or instead of its schema: bad JSON, a malformed URL or query, a schema violation (`issues`). */
+  invalidRequest: (detail: string, issues: unknown[] = []) => requestProblem('invalid-request', detail, { issues }),
   invalidQuery: (detail: string, issues: unknown[] = []) => requestProblem('invalid-request', detail, { issues }),
+  /** Any other 4xx Fastify raised, keeping its status. */
+  badRequest: (status: number, detail: string) => requestProblem('bad-request', detail, {}, undefined, { status }),
+  routeNotFound: (method: string, path: string) => requestProblem('not-found', `no route for ${method} ${path}`, {}),
+  payloadTooLarge: (detail: string) => requestProblem('payload-too-large', detail, {}),
+  unsupportedMediaType: () => requestProblem('unsupported-media-type', 'send the body as application/json', {}),
+  rateLimited: (perMinute: number, retryAfterSeconds: number) =>
+    requestProblem('rate-limited', `this tenant may send ${perMinute} requests per minute; retry after ${retryAfterSeconds} s`, {}, {
+      'Retry-After': String(retryAfterSeconds),
+    }),
+  /** A dependency is unreachable; the details stay in the log (`cause`). */
+  unavailable: (dependency: 'PostgreSQL' | 'Temporal', retryAfterSeconds: number, cause: unknown) =>
+    requestProblem(
+      'service-unavailable',
+      `${dependency} is unreachable right now; retrying with the same Idempotency-Key is safe`,
+      {},
+      { 'Retry-After': String(retryAfterSeconds) },
+      { cause },
+    ),
+  /** Anything unexpected; 5xx details never leave the process. */
+  internal: (cause: unknown) => requestProblem('internal-error', 'something went wrong on our side; it has been logged', {}, undefined, { cause }),
   notFound: (operationType: string, idempotencyKey: string) =>
     requestProblem('operation-not-found', `no live ${operationType} operation has this idempotency key`, { idempotencyKey, operationType }),
   unknownType: (operationType: string, known: readonly string[]) =>

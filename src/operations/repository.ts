@@ -126,7 +126,7 @@ export interface OperationsRepository {
   /** Records the run once the workflow start succeeded; never moves a finished row back. */
   markStarted(operationId: string, runId: string): Promise<void>;
   /** Rows whose workflow start was never confirmed, reserved before `olderThanMs`. */
-  findUnstarted(options: { olderThanMs: number; limit: number }): Promise<OperationRecord[]>;
+  findUnstarted(options: { olderThanMs: number; limit: number }): Promise<OperationState[]>;
   /** Deletes rows expired at `nowMs` that are final; returns how many. */
   purgeExpired(options: { nowMs: number; limit: number }): Promise<number>;
 }
@@ -296,15 +296,15 @@ export class PostgresOperationsRepository implements OperationsRepository {
     return rows[0] ? { createdAt: rows[0].created_at, completedAt: rows[0].completed_at } : undefined;
   }
 
-  async findUnstarted(options: { olderThanMs: number; limit: number }): Promise<OperationRecord[]> {
-    const { rows } = await this.run<Row>(
+  async findUnstarted(options: { olderThanMs: number; limit: number }): Promise<OperationState[]> {
+    const { rows } = await this.run<StateRow>(
       'findUnstarted',
-      `SELECT ${COLUMNS} FROM operations
+      `SELECT ${STATE_COLUMNS} FROM operations
         WHERE status = 'reserved' AND updated_at < to_timestamp($1 / 1000.0)
         ORDER BY updated_at LIMIT $2`,
       [options.olderThanMs, options.limit],
     );
-    return rows.map(toRecord);
+    return rows.map(toState);
   }
 
   /** Running rows untouched since `runningBeforeMs`, and reserved rows expired at `nowMs`: their run is checked in Temporal. */

@@ -9,8 +9,9 @@ import { essentialPart, fingerprint, CURRENT_FINGERPRINT_VERSION } from '../idem
 import { operationWorkflowId } from '../idempotency/workflow-id';
 import type { CompletionWaiter } from './completion-waiter';
 import type { OperationProgress, ProgressReader } from './progress';
-import type { KeyScope, ListPosition, OperationRecord, OperationState, PostgresOperationsRepository } from './repository';
+import type { KeyScope, ListPosition, OperationState, PostgresOperationsRepository } from './repository';
 import type { OperationTypeDefinition } from './registry';
+import { createReservationResumer } from './resume';
 import type { StartOperation } from './starter';
 import { bindsKey, isFinal, OperationStatus } from './status';
 
@@ -70,6 +71,7 @@ export interface ListCommand {
 
 export function createOperationUseCases(deps: OperationUseCasesDeps) {
   const observe = deps.observe ?? { duplicateAbsorbed: () => undefined, reservationTimer: () => () => undefined };
+  const resumeReservation = createReservationResumer(deps);
 
   async function startOrAttach(command: StartOrAttachCommand): Promise<StartOrAttachResult> {
     const { definition } = command;
@@ -111,7 +113,7 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     if (record.status === OperationStatus.Reserved && deps.clock() - record.updatedAt.getTime() > STALE_RESERVATION_MS) {
       // Self-healing: the first request never confirmed its start. This repeat
       // does start work, so it is not counted as a duplicate absorbed.
-      await resumeReserved(record.operationId);
+      await resumeReservation(record.operationId);
     } else {
       observe.duplicateAbsorbed(record);
     }
@@ -139,19 +141,6 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     return { kind: 'conflict', record, differences: differences.length > 0 ? differences : [''], fingerprintVersion: version };
   }
 
-  /**
-   * Starts the run of a reservation whose start was never confirmed. The
-   * start is idempotent (derived workflow id, USE_EXISTING), so a start that
-   * did reach Temporal just attaches. The repeat path reads no input; starting
-   * needs it (a rare second read). Shared by repeats and the reconciler.
-   */
-  async function resumeReserved(operationId: string): Promise<OperationRecord | undefined> {
-    const full = await deps.operations.findById(operationId);
-    if (full?.status !== OperationStatus.Reserved) return undefined;
-    await deps.startOperation(full);
-    return full;
-  }
-
   function waitForFinish(record: OperationState, waitSeconds: number, signal: AbortSignal | undefined): Promise<OperationState | undefined> {
     return deps.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
       // Without the input: waiting must never re-read the stored request body.
@@ -173,7 +162,7 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     return deps.operations.list({ ...command, liveAtMs: deps.clock() });
   }
 
-  return { startOrAttach, resumeReserved, read, list };
+  return { startOrAttach, read, list };
 }
 
 export type OperationUseCases = ReturnType<typeof createOperationUseCases>;

@@ -3,13 +3,13 @@ import { Client, Connection } from '@temporalio/client';
 import { createPurgeExpiredOperations } from '../../activities/purge-expired-operations';
 import { createReconcileOperations } from '../../activities/reconcile-operations';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { createLogger } from '../../src/observability/logger';
 import { ensureMaintenanceSchedule } from '../../src/operations/maintenance-schedule';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
 
 /**
  * Self-healing and expiry run by Temporal, not by the API process: the
@@ -24,19 +24,12 @@ describe('maintenance: reconcile and purge', () => {
   let idleApi: TestApi;
   const logger = createLogger({ service: 'test-maintenance', level: 'silent' });
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    worker = await startTestWorker({ pool });
+    ({ pool, temporal, worker, api: idleApi, close } = await startTestStack({ worker: {}, api: { taskQueue: uniqueTaskQueue('idle') } }));
     tenant = await createApiTenant(pool, 'maint');
-    idleApi = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('idle') });
   });
-  afterAll(async () => {
-    await idleApi.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   const row = async (key: string) =>
     (await pool.query('SELECT operation_id, status, run_id, error, error_status, released FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];

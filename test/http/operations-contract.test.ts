@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { createCompleteOperation } from '../../activities/complete-operation';
 import { createPool, type Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { connectTemporalClient } from '../../src/temporal/client';
 import { createApiTenant, postOperation, rawPost, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
 import type { OperationFailure } from '../../workflows/failure-types';
 
 /**
@@ -23,20 +23,15 @@ describe('POST /v1/operations/{type}: the contract table', () => {
   let liveApi: TestApi; // a worker completes operations
   let worker: TestWorker;
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
+    ({ pool, temporal, worker, api: liveApi, close } = await startTestStack({ worker: {}, api: {} }));
     tenant = await createApiTenant(pool);
     idleApi = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('idle') });
-    worker = await startTestWorker({ pool });
-    liveApi = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
   });
   afterAll(async () => {
     await idleApi.close();
-    await liveApi.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
+    await close();
   });
 
   const reservations = async (key: string) =>

@@ -123,6 +123,25 @@ describe('contract v1.1: answers that explain themselves', () => {
     expect(read.headers.get('retry-after')).toBe('8');
   });
 
+  it('shows a background interaction’s state in the progress of a running generate-report, and polls it slowly', async () => {
+    const key = randomUUID();
+    await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report' });
+    const { rows } = await pool.query<{ operation_id: string; workflow_id: string }>(
+      'SELECT operation_id, workflow_id FROM operations WHERE tenant_id = $1 AND idempotency_key = $2',
+      [tenant.tenantId, key],
+    );
+    // As the submission ledger holds it once Gemini accepted the interaction.
+    await pool.query(
+      `INSERT INTO gemini_interactions (operation_id, step, workflow_id, model, interaction_id, status, submit_attempts, submitted_at)
+       VALUES ($1, 'submit', $2, 'gemini-2.5-pro', $3, 'submitted', 1, now())`,
+      [rows[0]!.operation_id, rows[0]!.workflow_id, `interaction-${randomUUID()}`],
+    );
+    const repeat = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report' });
+    expect(repeat.status).toBe(409);
+    expect(repeat.json!.progress).toMatchObject({ step: 'waiting-for-interaction', interaction: { state: 'submitted' } });
+    expect(repeat.headers.get('retry-after')).toBe('10');
+  });
+
   it('clamps Retry-After to 60 s however long the backoff', async () => {
     const key = randomUUID();
     await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key });

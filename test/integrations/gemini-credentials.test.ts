@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
-import { startOfflineGeminiServer, type Behaviour, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { findFreePort } from '../../dev/ports';
+import { startOfflineGeminiServer, type Behaviour, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { startWorkerProcess, type RunningProcess } from '../helpers/processes';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import type { LocalRabbitmq } from '../../src/dev/local-rabbitmq';
+import type { LocalRabbitmq } from '../../dev/local-rabbitmq';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';

@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import amqp from 'amqplib';
-import { findFreePort } from '../../src/dev/ports';
-import { startLocalRabbitmq, type LocalRabbitmq } from '../../src/dev/local-rabbitmq';
+import { findFreePort } from '../../dev/ports';
+import { startLocalRabbitmq, type LocalRabbitmq } from '../../dev/local-rabbitmq';
 import { testInfra } from '../helpers/infra';
 
 const ROOT = path.resolve(__dirname, '../..');

@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { Registry } from 'prom-client';
 import { createPool, type Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { startMetricsServer } from '../../src/observability/metrics-server';
 import { startTestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';

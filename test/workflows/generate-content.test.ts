@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
+import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
+import { type TestWorker } from '../helpers/temporal';
 import { refuseInserts } from '../fakes/db-faults';
 import { FakeGeminiControl } from '../fakes/gemini';
 import { metricValue } from '../fakes/metrics';
+import { startTestStack } from '../helpers/stack';
 
 /**
  * generate-content end to end: real facade, real Temporal worker, real
@@ -23,22 +23,17 @@ describe('generate-content never pays Gemini twice', () => {
   let api: TestApi;
   let tenant: { tenantId: string; apiKey: string };
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
     gemini = await startOfflineGeminiServer();
     fake = new FakeGeminiControl(gemini.url);
-    worker = await startTestWorker({ pool, geminiBaseUrl: gemini.url, geminiTimeoutMs: 1_500 });
-    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
+    ({ pool, temporal, worker, api, close } = await startTestStack({ worker: { geminiBaseUrl: gemini.url, geminiTimeoutMs: 1_500 }, api: {} }));
     tenant = await createApiTenant(pool);
   });
   beforeEach(() => fake.reset());
   afterAll(async () => {
-    await api.close();
-    await worker.stop();
+    await close();
     await gemini.close();
-    await temporal.connection.close();
-    await pool.end();
   });
 
   const bills = async (key: string) =>

@@ -19,14 +19,20 @@ describe('runs of earlier versions replay on the current workflows', () => {
     } catch {
       // installed already
     }
-    const files = (await readdir(historiesDir)).filter((name) => name.endsWith('.json')).sort();
+    // One folder per released version of the workflows (v1/, v2/, …).
+    const files = (await readdir(historiesDir, { recursive: true })).filter((name) => name.endsWith('.json')).sort();
     const histories = await Promise.all(files.map(async (name) => ({
       workflowId: name,
       history: historyFromPlainObject(JSON.parse(await readFile(path.join(historiesDir, name), 'utf8'))),
     })));
-    // Every workflow the worker registers has at least one recorded run.
-    const types = new Set(histories.map(({ history }) => history.events[0]!.workflowExecutionStartedEventAttributes!.workflowType!.name));
-    expect([...types].sort()).toEqual(['generateContentWorkflow', 'generateReportWorkflow', 'maintenanceWorkflow', 'pruneOutboxWorkflow']);
+    // Every version recorded a run of every workflow the worker registers.
+    const versions = [...new Set(files.map((name) => path.dirname(name)))];
+    expect(versions).toEqual(expect.arrayContaining(['v1', 'v2']));
+    for (const version of versions) {
+      const types = new Set(histories.filter(({ workflowId }) => path.dirname(workflowId) === version)
+        .map(({ history }) => history.events[0]!.workflowExecutionStartedEventAttributes!.workflowType!.name));
+      expect({ version, types: [...types].sort() }).toEqual({ version, types: ['generateContentWorkflow', 'generateReportWorkflow', 'maintenanceWorkflow', 'pruneOutboxWorkflow'] });
+    }
 
     const failures: string[] = [];
     let replayed = 0;

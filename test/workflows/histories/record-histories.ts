@@ -9,15 +9,17 @@
  *
  *   npx jest --selectProjects integration --testMatch '**' '/histories/record-histories.ts'
  *
- * (one glob, without the quote break). Each file is named `<scenario>.json`
- * and holds the history as history-json.ts writes it.
+ * (one glob, without the quote break). It writes `recorded/<scenario>.json`
+ * (each history as history-json.ts writes it); rename `recorded/` to the
+ * next version folder (v1/, v2/, …) and commit it. The replay test reads
+ * every version folder: each released shape must keep replaying.
  */
 import { randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../../src/integrations/gemini/offline-server';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../../dev/gemini-offline/server';
 import { DEV_GEMINI_WEBHOOK_SECRET } from '../../../src/integrations/gemini/webhooks';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../../helpers/api';
 import { createTestPool } from '../../helpers/db';
@@ -61,8 +63,12 @@ describe('record workflow histories', () => {
   });
 
   const save = async (name: string, workflowId: string) => {
-    const history = await temporal.workflow.getHandle(workflowId).fetchHistory();
-    await writeFile(path.join(__dirname, `${name}.json`), `${JSON.stringify(historyToPlainObject(history), null, 1)}\n`);
+    const handle = temporal.workflow.getHandle(workflowId);
+    // The facade answers at the finishing COMMIT, before the run closes: record whole runs.
+    await handle.result();
+    const history = await handle.fetchHistory();
+    await mkdir(path.join(__dirname, 'recorded'), { recursive: true });
+    await writeFile(path.join(__dirname, 'recorded', `${name}.json`), `${JSON.stringify(historyToPlainObject(history), null, 1)}\n`);
   };
   const operate = async (api: TestApi, type: string, body: Record<string, unknown>, wait?: number) => {
     const response = await postOperation(api.baseUrl, {

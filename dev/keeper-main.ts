@@ -2,7 +2,7 @@
  * Keeper process (see keeper.ts): runs one local server for the supervisor in
  * a process group of its own, and stops it when told to, on SIGINT/SIGTERM/
  * SIGHUP, or when the supervisor disappears.
- * Spawned with an IPC channel; `node --import tsx src/dev/keeper-main.ts`.
+ * Spawned with an IPC channel (see node-entry.ts for built JS vs tsx).
  */
 import { readFileSync } from 'node:fs';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
