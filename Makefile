@@ -1,5 +1,5 @@
 # The two commands a newcomer needs. Each installs what it needs first and is safe to run again.
-.PHONY: start test install browser
+.PHONY: start test install browser broker
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -16,6 +16,15 @@ browser:
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
 	  echo "note: chromium not installed; the Temporal UI screenshot test will skip"
 
+# The queue tests start their own RabbitMQ from Debian's rabbitmq-server
+# package (dev/local-rabbitmq.ts); installed here when we are root on
+# Debian/Ubuntu and it is missing.
+broker:
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null; } ; } || \
+	  echo "note: rabbitmq-server not installed; the queue tests need it (apt-get install rabbitmq-server)"
+
 ## make start: the whole local system on embedded defaults (Ctrl-C stops it)
 start: install
 	node --import tsx src/cli/main.ts start
@@ -24,7 +33,7 @@ start: install
 ## then the short fault suite (real SIGKILLs and restarts; faults/README.md), then
 ## a subset of the integration tests and the cluster fault scenarios against a
 ## real Temporal cluster (PostgreSQL, 4 shards, four service processes; built once)
-test: install browser
+test: install browser broker
 	@mkdir -p .onceflow/test-results && rm -f .onceflow/test-results/jest.json .onceflow/test-results/jest-cluster.json faults/results/latest.json faults/results/cluster-latest.json
 	@status=0; \
 	  npm test -- --json --outputFile=.onceflow/test-results/jest.json || status=$$?; \

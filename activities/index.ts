@@ -11,6 +11,8 @@ import { createCompleteOperation } from './complete-operation';
 import { createPurgeExpiredOperations } from './purge-expired-operations';
 import { createPruneOutbox } from './prune-outbox';
 import { createReconcileOperations } from './reconcile-operations';
+import { createStartScheduledOperation } from './start-scheduled-operation';
+import type { DoorMetrics } from '../src/doors/metrics';
 import { createGenerateWithGemini, createListGeminiAttempts, createResolveModelChain } from './gemini-generate';
 import { createPollInteraction, createReportSettings, createSubmitInteraction, type ReportPolling } from './gemini-interactions';
 
@@ -27,6 +29,10 @@ export interface ActivityDeps {
   outboxRetentionDays?: number;
   /** How generate-report waits between polls; default DEFAULT_REPORT_POLLING (activities/gemini-interactions.ts). */
   reportPolling?: Partial<ReportPolling>;
+  /** ONCEFLOW_DEFAULT_RETENTION_HOURS, for the operations schedule slots start. Default 24. */
+  defaultRetentionHours?: number;
+  /** Outcome of each schedule slot (entry_point=schedule); default none. */
+  doorMetrics?: DoorMetrics;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -41,6 +47,7 @@ export function createActivities(deps: ActivityDeps) {
     submitInteraction: createSubmitInteraction(deps),
     pollInteraction: createPollInteraction(deps),
     reportSettings: createReportSettings(deps),
+    startScheduledOperation: createStartScheduledOperation(deps),
   };
 }
 

@@ -3,11 +3,15 @@
  * clients load it, then checks the invariants for the keys it used.
  */
 import { randomUUID } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import amqp from 'amqplib';
 import { ROOT, BENCH_TENANT } from '../bench/lib/stack';
-import { sleep } from '../bench/lib/stats';
+import { sleep, until } from '../bench/lib/stats';
+import { startLocalRabbitmq } from '../dev/local-rabbitmq';
+import { findFreePort } from '../dev/ports';
 import { geminiControl, insist, pool, type FaultStack, type KeyOutcome } from './lib/harness';
 import { checkInvariants, type InvariantReport } from './lib/invariants';
 
@@ -284,6 +288,87 @@ export async function schemathesis(stack: FaultStack, settings: ScenarioSettings
   };
 }
 
+/**
+ * 8. The queue door: messages published to a RabbitMQ of the scenario's own,
+ * read by real consumer processes that are SIGKILLed again and again while
+ * they hold received, unacknowledged messages. Every message must become
+ * exactly one operation (none lost, none doubled), and the consumer that
+ * picks up after a kill counts RabbitMQ's redeliveries.
+ */
+export async function queueConsumerKills(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  await geminiControl(stack, 'reset');
+  const targetKills = settings.ci ? 3 : 10;
+  const keys = Array.from({ length: settings.ci ? 90 : 300 }, (_, i) => `qk-${i}-${randomUUID().slice(0, 6)}`);
+  const dir = await mkdtemp(path.join(tmpdir(), 'onceflow-faults-rabbitmq-'));
+  const rabbit = await startLocalRabbitmq({ dir, port: await findFreePort(), distPort: await findFreePort() });
+  const queue = `faults-${randomUUID().slice(0, 8)}`;
+  const running: ChildProcess[] = [];
+  const startConsumer = async () => {
+    const metricsPort = await findFreePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/consumer/main.ts')], {
+      cwd: ROOT,
+      env: { ...stack.env, RABBITMQ_URL: rabbit.url, QUEUE_NAME: queue, QUEUE_DEAD_LETTER_NAME: `${queue}.dead-letter`, QUEUE_PREFETCH: '32', CONSUMER_METRICS_PORT: String(metricsPort), LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
+    running.push(child);
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    await until(async () => (await fetch(metricsUrl).then((r) => r.ok, () => false)), 'the consumer serving metrics', 120_000, 200);
+    return { child, metricsUrl };
+  };
+  const reserved = async () =>
+    (await stack.infra.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1 AND idempotency_key = ANY($2)', [BENCH_TENANT.tenantId, keys])).rows[0]!.n;
+  let kills = 0;
+  let redeliveries = 0;
+  let deadLetters = 0;
+  try {
+    const connection = await amqp.connect(rabbit.url);
+    const channel = await connection.createConfirmChannel();
+    await channel.assertQueue(queue, { durable: true });
+    for (const key of keys) {
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ operationType: 'generate-content', input: body(key) })), {
+        persistent: true,
+        headers: { 'onceflow-tenant': BENCH_TENANT.tenantId, 'idempotency-key': key },
+      });
+    }
+    await channel.waitForConfirms();
+    await connection.close();
+    while (kills < targetKills) {
+      const consumer = await startConsumer();
+      const before = await reserved();
+      await until(async () => (await reserved()) > before + 3 || before === keys.length, 'the consumer making progress', 120_000, 20);
+      consumer.child.kill('SIGKILL');
+      await new Promise((resolve) => (consumer.child.exitCode === null && consumer.child.signalCode === null ? consumer.child.once('exit', resolve) : resolve(undefined)));
+      kills++;
+      stack.log(`  consumer SIGKILL ${kills}/${targetKills} (${await reserved()}/${keys.length} messages reserved)`);
+    }
+    const last = await startConsumer();
+    await until(async () => (await reserved()) === keys.length, 'every message reserved', 180_000, 500).catch(() => undefined);
+    const metric = async (name: string) => {
+      const text = await (await fetch(last.metricsUrl)).text();
+      return text.split('\n').filter((line) => line.startsWith(name)).reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+    };
+    redeliveries = await metric('onceflow_queue_redeliveries_total');
+    deadLetters = await metric('onceflow_queue_dead_letters_total');
+  } finally {
+    for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await rabbit.stop();
+  }
+  const lost = keys.length - (await reserved());
+  const invariants = await checkInvariants(stack, keys);
+  return {
+    name: 'queue consumer SIGKILLed between receive and ack under load',
+    injected: `${kills} consumer SIGKILLs with up to 32 unacknowledged messages in hand`,
+    durationSeconds: Math.round((Date.now() - startedAt) / 1000),
+    counts: { messages: keys.length, 'consumer SIGKILLs': kills, 'redeliveries counted by the last consumer': redeliveries, 'dead letters': deadLetters, 'messages lost': lost, ...invariants.counts },
+    violations: [
+      ...(lost > 0 ? [`${lost} messages never became an operation`] : []),
+      ...(deadLetters > 0 ? [`${deadLetters} valid messages were dead-lettered`] : []),
+      ...invariants.violations,
+    ],
+  };
+}
+
 export const scenarios = {
   'worker-kill': workerKills,
   'api-kill': apiKills,
@@ -292,5 +377,6 @@ export const scenarios = {
   'relay-kill': relayKills,
   'gemini-chaos': geminiChaos,
   schemathesis,
+  'queue-consumer-kill': queueConsumerKills,
 } as const;
 

@@ -156,6 +156,16 @@ export const envSchema = z.object({
   RELAY_RETRY_CAP_MS: positiveInt.default(3_600_000),
   /** A failing delivery is dead-lettered only after RELAY_MAX_ATTEMPTS attempts and once its event is this old, in ms. Default 86400000 (24 h). */
   RELAY_DEAD_LETTER_AFTER_MS: z.coerce.number().int().min(0).default(86_400_000),
+  /** AMQP URL of the RabbitMQ the queue consumer reads (`amqp://user:pass@host:5672`). Unset: the consumer refuses to start. */
+  RABBITMQ_URL: optionalString,
+  /** Queue of operation messages the consumer reads. Default `onceflow.operations`. */
+  QUEUE_NAME: z.string().min(1).default('onceflow.operations'),
+  /** Queue where refused messages go, each with its problem in the `onceflow-problem` header. Default `onceflow.operations.dead-letter`. */
+  QUEUE_DEAD_LETTER_NAME: z.string().min(1).default('onceflow.operations.dead-letter'),
+  /** Unacknowledged messages one consumer holds at a time. Default 16. */
+  QUEUE_PREFETCH: positiveInt.max(1000).default(16),
+  /** Queue consumer metrics port (Prometheus). Default 9467. */
+  CONSUMER_METRICS_PORT: port.default(9467),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
   /** pino level. Default `info`. */

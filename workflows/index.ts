@@ -3,3 +3,4 @@ export { generateContentWorkflow } from './generate-content.workflow';
 export { generateReportWorkflow } from './generate-report.workflow';
 export { maintenanceWorkflow } from './maintenance.workflow';
 export { pruneOutboxWorkflow } from './prune-outbox.workflow';
+export { scheduledSlotWorkflow } from './scheduled-slot.workflow';

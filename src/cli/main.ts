@@ -12,6 +12,8 @@ import { doctorCommand } from './commands/doctor';
 import { keysCommand } from './commands/keys';
 import { opsCommand } from './commands/ops';
 import { outboxCommand } from './commands/outbox';
+import { queueCommand } from './commands/queue';
+import { schedulesCommand } from './commands/schedules';
 import { migrateCommand, startCommand } from './commands/stack';
 import { tenantsCommand } from './commands/tenants';
 import { exitCodeFor } from './errors';
@@ -21,7 +23,7 @@ export function buildProgram(): Command {
     .description('Idempotent AI operations on Temporal and PostgreSQL')
     .showHelpAfterError()
     .addHelpText('after', '\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 not found, 4 timed out.');
-  for (const command of [startCommand(), migrateCommand(), opsCommand(), keysCommand(), tenantsCommand(), budgetsCommand(), outboxCommand(), doctorCommand()]) {
+  for (const command of [startCommand(), migrateCommand(), opsCommand(), keysCommand(), tenantsCommand(), budgetsCommand(), outboxCommand(), schedulesCommand(), queueCommand(), doctorCommand()]) {
     program.addCommand(command);
   }
   // Commander exits 1 on usage errors; ours is 2, so scripts can tell "wrong call" from "it failed".

@@ -39,6 +39,7 @@ import { healthRoutes } from './routes/health';
 import { operationRoutes } from './routes/operations';
 import { subscriptionRoutes } from './routes/subscriptions';
 import { deadLetterRoutes } from './routes/dead-letters';
+import { scheduleRoutes } from './routes/schedules';
 import { geminiWebhookRoutes } from './routes/gemini-webhooks';
 import { secretBoxFromConfig } from '../crypto/secret-box';
 import { registerOutboxBacklogGauges } from '../outbox/metrics';
@@ -237,8 +238,16 @@ export async function buildApp(deps: AppDeps) {
     // scoped by it: another tenant's resource answers 404, never 403.
     //   - src/http/routes/subscriptions.ts → subscriptionRoutes (/v1/subscriptions)
     //   - src/http/routes/dead-letters.ts → deadLetterRoutes (/v1/dead-letters, /v1/dead-letters/replay)
+    //   - src/http/routes/schedules.ts → scheduleRoutes (/v1/schedules, scheduled operations)
     await v1.register(subscriptionRoutes, { pool: deps.pool, secretBox: secretBoxFromConfig(deps.config) });
     await v1.register(deadLetterRoutes, { pool: deps.pool });
+    await v1.register(scheduleRoutes, {
+      pool: deps.pool,
+      temporal: deps.temporal,
+      taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+      allowedModels: deps.config.GEMINI_ALLOWED_MODELS,
+      temporalUi: { baseUrl: deps.config.TEMPORAL_UI_URL, namespace: deps.config.TEMPORAL_NAMESPACE },
+    });
   });
 
   return app;

@@ -20,8 +20,8 @@ export function createHttpMetrics(registry: Registry, operations: Pick<PostgresO
   return {
     requests: new Counter({
       name: 'onceflow_idempotency_requests_total',
-      help: 'POST /v1/operations requests by outcome',
-      labelNames: ['tenant', 'operation_type', 'outcome'] as const,
+      help: 'Requests to start an operation by outcome and entry point (http here; schedule and queue in the worker and the consumer)',
+      labelNames: ['tenant', 'operation_type', 'outcome', 'entry_point'] as const,
       registers: [registry],
     }),
     duplicatesAbsorbed: new Counter({

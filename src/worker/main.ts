@@ -21,6 +21,7 @@ import { payloadCodecFromConfig } from '../temporal/codec-config';
 import { geminiClientFromConfig } from '../integrations/gemini/from-config';
 import { ensureOutboxPruneSchedule } from '../outbox/prune-schedule';
 import { createGeminiMetrics } from '../integrations/gemini/metrics';
+import { createDoorMetrics } from '../doors/metrics';
 import { assertModelsPriced } from '../operations/pricing';
 import { registerSpendGauges } from '../spend/metrics';
 import { provisionBudgets } from '../spend/provision';
@@ -66,6 +67,8 @@ runEntrypoint('worker', async ({ onShutdown }) => {
       geminiMetrics: createGeminiMetrics(registry, { allowedModels: config.GEMINI_ALLOWED_MODELS }),
       modelChain: config.GEMINI_MODELS,
       outboxRetentionDays: config.OUTBOX_RETENTION_DAYS,
+      defaultRetentionHours: config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
+      doorMetrics: createDoorMetrics(registry),
     },
   });
   // Idempotent: every worker start makes sure the prune schedule exists; it then runs once per hour however many workers there are.

@@ -46,8 +46,8 @@ describe('operations endpoints and tenants', () => {
     const response = await fetch(`${api.baseUrl}/metrics`);
     expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await response.text();
-    expect(text).toContain(`onceflow_idempotency_requests_total{tenant="${tenant.tenantId}",operation_type="generate-content",outcome="new"} 1`);
-    expect(text).toContain(`onceflow_idempotency_requests_total{tenant="${tenant.tenantId}",operation_type="generate-content",outcome="in_progress"} 1`);
+    expect(text).toContain(`onceflow_idempotency_requests_total{tenant="${tenant.tenantId}",operation_type="generate-content",outcome="new",entry_point="http"} 1`);
+    expect(text).toContain(`onceflow_idempotency_requests_total{tenant="${tenant.tenantId}",operation_type="generate-content",outcome="in_progress",entry_point="http"} 1`);
   });
 
   it('counts every answer to POST /v1/operations by outcome, and only repeats that started no work as duplicates absorbed', async () => {

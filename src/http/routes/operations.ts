@@ -97,7 +97,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     const operationType = (request.routeOptions.config as { operationType?: string }).operationType;
     if (request.method !== 'POST' || !operationType || !request.tenantId) return;
     const outcome = outcomes.get(request) ?? outcomeOfStatus(reply.statusCode);
-    if (outcome) options.metrics.requests.inc({ tenant: request.tenantId, operation_type: operationType, outcome });
+    if (outcome) options.metrics.requests.inc({ tenant: request.tenantId, operation_type: operationType, outcome, entry_point: 'http' });
   });
 
   for (const definition of Object.values(operationTypes) as OperationTypeDefinition[]) {
