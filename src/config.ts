@@ -48,6 +48,11 @@ const modelList = z
   .transform((raw) => raw.split(',').map((m) => m.trim()).filter(Boolean))
   .pipe(z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1));
 
+/** Comma-separated host names or IP literals (IPv6 without brackets); empty by default. */
+const hostList = z
+  .string()
+  .transform((raw) => raw.split(',').map((h) => h.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')).filter(Boolean));
+
 export const envSchema = z.object({
   /** Project-local directory for Temporal's SQLite file, embedded Postgres data and downloaded tools. Default `.onceflow`. */
   ONCEFLOW_STATE_DIR: z.string().default('.onceflow'),
@@ -131,6 +136,18 @@ export const envSchema = z.object({
   RELAY_RETRY_CAP_MS: positiveInt.default(3_600_000),
   /** A failing delivery is dead-lettered only after RELAY_MAX_ATTEMPTS attempts and once its event is this old, in ms. Default 86400000 (24 h). */
   RELAY_DEAD_LETTER_AFTER_MS: z.coerce.number().int().min(0).default(86_400_000),
+  /**
+   * Hosts (names or IP literals, exact) that subscription URLs may name even
+   * though they are or resolve to a loopback, private, link-local, CGNAT,
+   * unspecified or multicast address: an internal consumer the deployment
+   * needs. Checked by the API at create/update and by the relay on every
+   * connection. Default none.
+   */
+  WEBHOOK_ALLOWED_HOSTS: hostList.default([]),
+  /** Subscriptions one tenant may have; one more answers 409 subscription-limit-reached. Default 10. */
+  ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT: positiveInt.max(1000).default(10),
+  /** Deliveries a relay keeps on the wire to one subscription; a slow or dead subscriber holds at most this many slots. Default 64. */
+  RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION: positiveInt.max(1000).default(64),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
   /** pino level. Default `info`. */

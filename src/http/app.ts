@@ -34,6 +34,7 @@ import { healthRoutes } from './routes/health';
 import { operationRoutes } from './routes/operations';
 import { subscriptionRoutes } from './routes/subscriptions';
 import { deadLetterRoutes } from './routes/dead-letters';
+import { AddressPolicy, type HostResolver } from '../outbox/address-policy';
 import { geminiWebhookRoutes } from './routes/gemini-webhooks';
 import { secretBoxFromConfig } from '../crypto/secret-box';
 import { registerOutboxBacklogGauges } from '../outbox/metrics';
@@ -50,6 +51,8 @@ export interface AppDeps {
   clock?: () => number;
   /** Default: the PostgreSQL store on `pool`. */
   store?: IdempotencyStore;
+  /** Resolves subscription hosts for the URL check; default the system resolver. Tests inject one to stage DNS rebinding. */
+  resolveHost?: HostResolver;
   /** Present when ONCEFLOW_TRACING is on: every request gets a server span continuing the caller's traceparent. */
   tracing?: Pick<Tracing, 'fastify'>;
 }
@@ -182,7 +185,12 @@ export async function buildApp(deps: AppDeps) {
     // scoped by it: another tenant's resource answers 404, never 403.
     //   - src/http/routes/subscriptions.ts → subscriptionRoutes (/v1/subscriptions)
     //   - src/http/routes/dead-letters.ts → deadLetterRoutes (/v1/dead-letters, /v1/dead-letters/replay)
-    await v1.register(subscriptionRoutes, { pool: deps.pool, secretBox: secretBoxFromConfig(deps.config) });
+    await v1.register(subscriptionRoutes, {
+      pool: deps.pool,
+      secretBox: secretBoxFromConfig(deps.config),
+      addressPolicy: new AddressPolicy({ allowedHosts: deps.config.WEBHOOK_ALLOWED_HOSTS, resolve: deps.resolveHost }),
+      maxPerTenant: deps.config.ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT,
+    });
     await v1.register(deadLetterRoutes, { pool: deps.pool });
   });
 

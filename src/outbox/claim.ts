@@ -18,6 +18,44 @@ export interface ClaimedDelivery {
 }
 
 /**
+ * How long a relay keeps trying to record outcomes while PostgreSQL is away
+ * (restarting, failing over), after the delivery timeout. Part of the lease.
+ */
+export const recordWindowMs = 12_000;
+/**
+ * Lease time that nothing in the relay spends on purpose: the claim's own
+ * round trip, event-loop stalls and GC pauses, timers firing late on a busy
+ * machine. Keeps the relay's last record attempt clear of the lease's end.
+ */
+const LEASE_SLACK_MS = 2_000;
+
+/**
+ * The lease a relay takes on what it claims. One statement picks due
+ * deliveries `FOR UPDATE SKIP LOCKED` and leases them (`locked_until`,
+ * `locked_by`) before any HTTP call, so two relays never take the same
+ * delivery. We lease rather than keep the rows locked in a transaction
+ * across the HTTP call because a slow subscriber (up to the delivery
+ * timeout) would then pin one connection and one open transaction per
+ * batch, and a PostgreSQL restart would abort that transaction and unlock
+ * every row the subscribers had already received.
+ *
+ * The lease covers everything a claimed delivery can take: the delivery (its
+ * timeout runs from the claim, so waiting for a connection counts), then up
+ * to `recordWindowMs` of writing the outcome (waiting behind the statement
+ * before it, retries while PostgreSQL is away), plus LEASE_SLACK_MS; the
+ * relay gives up recording just before the lease runs out. If a relay dies
+ * after the subscriber received an event but before it recorded it, or
+ * cannot record it within the lease, the event goes out again with the same
+ * `webhook-id` once the lease has run out; the subscriber's inbox drops the
+ * repeat. The old lease, 2 × timeout + 5 s, was shorter than the recording
+ * retries alone for timeouts under ~1 s, so another relay redelivered while
+ * this one was still recording.
+ */
+export function leaseMsFor(deliveryTimeoutMs: number): number {
+  return deliveryTimeoutMs + recordWindowMs + LEASE_SLACK_MS;
+}
+
+/**
  * Planner settings for the claim's transaction; see `CLAIM_DUE_DELIVERIES`.
  * Exported with the statement so a test can plan exactly what the relay runs.
  */
