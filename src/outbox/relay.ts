@@ -229,6 +229,8 @@ export class OutboxRelay {
       limit,
       leaseMs: this.leaseMs,
       relayId: this.relayId,
+      perSubscription: this.inFlight.maxPerSubscription,
+      subscriptionBudgets: this.inFlight.subscriptionBudgets(),
     });
     return { rows, startedAtMs, signers: new Map() };
   }
