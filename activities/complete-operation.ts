@@ -6,7 +6,7 @@ import type { OperationOutcome } from '../workflows/operation-outcome';
 import { runEffect } from '../src/effects/guard';
 import { findOperationType, resultIssues } from '../src/operations/registry';
 import { FailureType } from '../workflows/failure-types';
-import { OPERATION_FINISHED_CHANNEL } from '../src/operations/status';
+import { PostgresOperationsRepository } from '../src/operations/repository';
 import { enqueueEvent } from '../src/outbox/enqueue';
 import { estimateCostMicros } from '../src/operations/pricing';
 
@@ -27,7 +27,8 @@ export interface CompleteOperationResult {
  * effect guard. If the worker dies before COMMIT nothing of it exists and the
  * retried activity does it all; after COMMIT the retry returns the stored result.
  */
-export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger }) {
+export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; operations?: PostgresOperationsRepository }) {
+  const operations = deps.operations ?? new PostgresOperationsRepository(deps.pool);
   return async function completeOperation(input: CompleteOperationInput): Promise<CompleteOperationResult> {
     // A result that breaks its type's declared schema is a bug in the workflow
     // that built it: refuse it before anything is written (no bill, no event),
@@ -49,25 +50,17 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger }
           input.outcome === 'failed' &&
           input.error.retryable &&
           (findOperationType(input.operationType)?.releaseKeyOnExhaustedFailure ?? false);
-        const { rows } = await tx.query<{ created_at: Date; completed_at: Date }>(
-          `UPDATE operations
-              SET status = $2, result = $3, error = $4, error_status = $5, released = $6,
-                  completed_at = now(), updated_at = now()
-            WHERE operation_id = $1
-            RETURNING created_at, completed_at`,
-          [
-            input.operationId,
-            status,
-            input.outcome === 'succeeded' ? JSON.stringify(input.result ?? null) : null,
-            input.outcome === 'failed' ? JSON.stringify(input.error) : null,
-            input.outcome === 'failed' ? input.error.status : null,
-            released,
-          ],
-        );
         // No row: the key expired and was purged or reserved again while this
         // run finished. The work was done, so it is still billed and published
         // once (the effect row guards both); only the stale row update is moot.
-        const row = rows[0] ?? { created_at: new Date(), completed_at: new Date() };
+        const now = new Date();
+        const row = (await operations.complete(tx, {
+          operationId: input.operationId,
+          status,
+          result: input.outcome === 'succeeded' ? input.result : null,
+          error: input.outcome === 'failed' ? input.error : null,
+          released,
+        })) ?? { createdAt: now, completedAt: now };
         if (input.usage) {
           await tx.query(
             `INSERT INTO usage_ledger
@@ -100,13 +93,12 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger }
             operationId: input.operationId,
             workflowId: input.workflowId,
             status,
-            createdAt: row.created_at.toISOString(),
-            completedAt: row.completed_at.toISOString(),
+            createdAt: row.createdAt.toISOString(),
+            completedAt: row.completedAt.toISOString(),
             result: input.outcome === 'succeeded' ? input.result : null,
             error: input.outcome === 'failed' ? input.error : null,
           },
         });
-        await tx.query('SELECT pg_notify($1, $2)', [OPERATION_FINISHED_CHANNEL, input.operationId]);
         return { status, eventId };
       },
     );

@@ -7,8 +7,10 @@ import { GuardDatabaseError } from '../src/effects/errors';
 import { guardForeignCall, type EffectKey, type GuardedCall } from '../src/effects/guard';
 import type { GeminiClient, GenerateResponse } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
-import { ownerLabels, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { ownerLabels, reportCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { budgetRefusal, spendCap } from '../src/spend/paid-call';
 import { estimateCostMicros } from '../src/operations/pricing';
+import { modelChainFor } from '../src/operations/model-chain';
 import { whileHeartbeating } from './heartbeat';
 
 export interface GenerateWithGeminiInput extends GeminiCallOwner {
@@ -29,6 +31,23 @@ export interface GeminiAttempt {
   error?: string;
 }
 
+/**
+ * What generateWithGemini returns: the answer, and every recorded Gemini call
+ * of the operation so far (the result's `attempts[]`), read by the activity
+ * that already holds a connection instead of by a round trip of its own.
+ */
+export interface GenerateWithGeminiResult extends GenerateResponse {
+  attempts: GeminiAttempt[];
+}
+
+/** The `details[0]` of a Gemini activity's ApplicationFailure. */
+export interface GeminiFailureDetails {
+  status: number | null;
+  model: string;
+  /** Every recorded call of the operation when this attempt failed; absent when PostgreSQL could not be read. */
+  attempts?: GeminiAttempt[];
+}
+
 export const outcomeOf: Record<FailureType, GeminiAttempt['outcome']> = {
   [FailureType.GeminiRateLimited]: 'rate_limited',
   [FailureType.GeminiUnavailable]: 'unavailable',
@@ -36,6 +55,8 @@ export const outcomeOf: Record<FailureType, GeminiAttempt['outcome']> = {
   // gemini_attempts has no outcome of its own for it yet; the error says 404.
   [FailureType.GeminiNotFound]: 'model_not_found',
   [FailureType.GeminiSafetyBlocked]: 'safety_blocked',
+  [FailureType.GeminiCredentialsRejected]: 'unavailable',
+  [FailureType.BudgetExceeded]: 'rejected',
   [FailureType.DatabaseUnavailable]: 'unavailable',
   [FailureType.InvalidState]: 'rejected',
 };
@@ -62,7 +83,7 @@ export interface GeminiActivityDeps {
  */
 export function createGenerateWithGemini(deps: GeminiActivityDeps) {
   const clock = deps.clock ?? Date.now;
-  return (input: GenerateWithGeminiInput): Promise<GenerateResponse> => whileHeartbeating(async (signal) => {
+  return (input: GenerateWithGeminiInput): Promise<GenerateWithGeminiResult> => whileHeartbeating(async (signal) => {
     const { attempt } = Context.current().info;
     const key = { operationId: input.operationId, step: `gemini:${input.model}`, workflowId: input.workflowId };
     const owner = ownerLabels(input);
@@ -70,28 +91,46 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
     let guarded: GuardedCall<GenerateResponse>;
     try {
       const retry = await reachedGeminiBefore(deps.pool, key, input, attempt);
+      const spend = spendCap({ ...key, tenantId: input.tenantId, model: input.model, promptText: `${input.request.system ?? ''}${input.request.prompt}`, maxOutputTokens: input.request.maxOutputTokens });
       guarded = await guardForeignCall<GenerateResponse>(deps.pool, key, {
+        admit: spend.admit,
         call: () => {
           countCallStart(deps.geminiMetrics, input, retry);
           return deps.gemini.generate({ ...input.request, model: input.model, signal });
         },
-        record: (tx, response) => recordAttempt(tx, input, attempt, {
-          model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs,
-          promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens,
-        }),
-        failed: (db, error) => {
+        record: async (tx, response) => {
+          await recordAttempt(tx, input, attempt, {
+            model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs,
+            promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens,
+          });
+          await spend.settle(tx, response.usage);
+        },
+        failed: async (db, error) => {
           const failure = classifyGeminiError(error);
-          return recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+          await recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+          await spend.releaseIfUnpaid(db, error);
         },
       }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
-      throw activityFailure(error, { signal, model: input.model, owner, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
+      // The attempts so far travel with the failure, so that the workflow that
+      // ends here needs no read of its own. Best effort: without them the
+      // workflow reads them itself (listGeminiAttempts), retried until PostgreSQL is back.
+      const attempts = await listAttempts(deps.pool, input.operationId).catch(() => undefined);
+      throw activityFailure(error, { signal, model: input.model, owner, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs, attempts });
     }
     const response = guarded.result;
+    // Read after the answer is stored: if this read fails the retry reuses the stored answer and pays nothing.
+    const withAttempts = async (): Promise<GenerateWithGeminiResult> => {
+      try {
+        return { ...response, attempts: await listAttempts(deps.pool, input.operationId) };
+      } catch (error) {
+        throw ApplicationFailure.create({ type: FailureType.DatabaseUnavailable, message: `listing the attempts: ${(error as Error).message}`, cause: error as Error });
+      }
+    };
     if (guarded.kind === 'reused') {
       deps.geminiMetrics.callsAvoided.inc({ model: input.model, ...owner });
       deps.logger?.info({ ...logContext(input, attempt), geminiResponseId: response.responseId }, 'gemini call avoided: stored response reused');
-      return response;
+      return withAttempts();
     }
     // Paid for, even when a concurrent attempt's answer was stored first (raced): count this call's own tokens.
     const paid = guarded.kind === 'raced' ? guarded.ownAnswer : response;
@@ -101,7 +140,7 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
       { ...logContext(input, attempt), outcome: 'succeeded', durationMs: clock() - startedMs, geminiResponseId: paid.responseId, promptTokens: paid.usage.promptTokens, outputTokens: paid.usage.outputTokens, ...(guarded.kind === 'raced' ? { storedResponseId: response.responseId } : {}) },
       guarded.kind === 'raced' ? 'gemini call succeeded, but a concurrent attempt stored its answer first; that one is returned' : 'gemini call succeeded',
     );
-    return response;
+    return withAttempts();
   });
 }
 
@@ -149,9 +188,16 @@ export function countTokens(
  */
 export function activityFailure(
   error: unknown,
-  context: { signal: AbortSignal; model: string; owner: { tenant: string; operation_type: string }; attempt: number; metrics: GeminiMetrics; logger?: Logger; log: object; durationMs: number },
+  context: {
+    signal: AbortSignal; model: string; owner: { tenant: string; operation_type: string }; attempt: number;
+    metrics: GeminiMetrics; logger?: Logger; log: object; durationMs: number;
+    /** The operation's recorded calls, handed to the workflow in the failure's details. */
+    attempts?: GeminiAttempt[];
+  },
 ): unknown {
   if (context.signal.aborted) return context.signal.reason;
+  const refused = budgetRefusal(error, context);
+  if (refused) return refused;
   if (error instanceof GuardDatabaseError) {
     if (error.phase === 'storing') {
       // The call was made and paid for; its answer could not be stored, so the retry pays again.
@@ -162,6 +208,7 @@ export function activityFailure(
   }
   const failure = classifyGeminiError(error);
   const outcome = outcomeOf[failure.type];
+  if (failure.type === FailureType.GeminiCredentialsRejected) reportCredentialsRejected(context.metrics, failure, context);
   context.metrics.calls.inc({ model: context.model, outcome, ...context.owner });
   context.logger?.warn({ ...context.log, outcome, durationMs: context.durationMs, error: failure.message }, 'gemini call failed');
   return ApplicationFailure.create({
@@ -170,7 +217,7 @@ export function activityFailure(
     nonRetryable: failure.nonRetryable,
     // The server's delay for a 429; otherwise full-jitter backoff (see geminiBackoff).
     nextRetryDelay: failure.nonRetryable ? undefined : failure.retryDelayMs ?? jitteredBackoffMs(context.attempt),
-    details: [{ status: failure.status ?? null, model: context.model }],
+    details: [{ status: failure.status ?? null, model: context.model, ...(context.attempts ? { attempts: context.attempts } : {}) } satisfies GeminiFailureDetails],
   });
 }
 
@@ -190,32 +237,43 @@ export async function recordAttempt(db: Pick<pg.Pool, 'query'>, input: Pick<Gene
   );
 }
 
-/** Every recorded attempt of an operation, oldest first: the result's `attempts[]`. */
+/**
+ * Every recorded attempt of an operation, oldest first: the result's
+ * `attempts[]`. The Gemini activities return it themselves; workflows call
+ * this only when a failure came without it (and runs recorded before it did).
+ */
 export function createListGeminiAttempts(deps: { pool: pg.Pool }) {
   return async function listGeminiAttempts(input: { operationId: string }): Promise<GeminiAttempt[]> {
-    const { rows } = await deps.pool.query<{
-      model: string; outcome: GeminiAttempt['outcome']; duration_ms: number;
-      prompt_tokens: number | null; output_tokens: number | null; error: string | null;
-    }>(
-      `SELECT model, outcome, duration_ms, prompt_tokens, output_tokens, error
-         FROM gemini_attempts WHERE operation_id = $1 ORDER BY created_at, attempt`,
-      [input.operationId],
-    );
-    return rows.map((row) => ({
-      model: row.model,
-      outcome: row.outcome,
-      durationMs: row.duration_ms,
-      ...(row.prompt_tokens !== null ? { promptTokens: row.prompt_tokens } : {}),
-      ...(row.output_tokens !== null ? { outputTokens: row.output_tokens } : {}),
-      ...(row.error !== null ? { error: row.error } : {}),
-    }));
+    return listAttempts(deps.pool, input.operationId);
   };
 }
 
-/** The model chain for a request: the requested model first, then the configured fallbacks. */
+export async function listAttempts(pool: Pick<pg.Pool, 'query'>, operationId: string): Promise<GeminiAttempt[]> {
+  const { rows } = await pool.query<{
+    model: string; outcome: GeminiAttempt['outcome']; duration_ms: number;
+    prompt_tokens: number | null; output_tokens: number | null; error: string | null;
+  }>(
+    `SELECT model, outcome, duration_ms, prompt_tokens, output_tokens, error
+       FROM gemini_attempts WHERE operation_id = $1 ORDER BY created_at, attempt`,
+    [operationId],
+  );
+  return rows.map((row) => ({
+    model: row.model,
+    outcome: row.outcome,
+    durationMs: row.duration_ms,
+    ...(row.prompt_tokens !== null ? { promptTokens: row.prompt_tokens } : {}),
+    ...(row.output_tokens !== null ? { outputTokens: row.output_tokens } : {}),
+    ...(row.error !== null ? { error: row.error } : {}),
+  }));
+}
+
+/**
+ * The model chain as an activity: runs started before the chain travelled in
+ * the workflow input (src/operations/starter.ts) still call it when they replay.
+ */
 export function createResolveModelChain(deps: { modelChain: readonly string[] }) {
   return async function resolveModelChain(input: { requested?: string }): Promise<string[]> {
-    return [...new Set([...(input.requested ? [input.requested] : []), ...deps.modelChain])];
+    return modelChainFor(input.requested, deps.modelChain);
   };
 }
 

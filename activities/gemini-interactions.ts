@@ -6,8 +6,11 @@ import { geminiStoreRetryMs } from '../workflows/activity-options';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
 import { ownerLabels, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
-import { activityFailure, countCallStart, countTokens, outcomeOf, reachedGeminiBefore, recordAttempt } from './gemini-generate';
+import { activityFailure, countCallStart, countTokens, listAttempts, outcomeOf, reachedGeminiBefore, recordAttempt, type GeminiAttempt } from './gemini-generate';
 import { whileHeartbeating } from './heartbeat';
+import { estimateCostMicros } from '../src/operations/pricing';
+import { settleSpend } from '../src/spend/ledger';
+import { spendCap } from '../src/spend/paid-call';
 
 export interface SubmitInteractionInput extends GeminiCallOwner {
   operationId: string;
@@ -22,6 +25,11 @@ export interface SubmitInteractionResult {
   interactionId: string;
   /** True when the ledger already held an id: nothing was submitted (or paid) this time. */
   reused: boolean;
+}
+
+/** What pollInteraction returns: Gemini's state and, once it completed, the operation's recorded calls (the result's `attempts[]`). */
+export interface PollInteractionResult extends InteractionState {
+  attempts?: GeminiAttempt[];
 }
 
 export interface PollInteractionInput extends GeminiCallOwner {
@@ -89,7 +97,9 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
     let guarded: GuardedCall<{ interactionId: string }>;
     try {
       const retry = await reachedGeminiBefore(deps.pool, key, input, attempt);
+      const spend = spendCap({ ...key, tenantId: input.tenantId, model: input.model, promptText: `${input.request.system ?? ''}${input.request.prompt}` });
       guarded = await guardForeignCall<{ interactionId: string }>(deps.pool, key, {
+        admit: spend.admit,
         reserve: async (db) => {
           await db.query(
             `INSERT INTO gemini_interactions (operation_id, step, workflow_id, model) VALUES ($1, $2, $3, $4)
@@ -124,6 +134,7 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
           // stays counted: it may have started one.
           if (failure.status !== undefined) await db.query(`UPDATE gemini_interactions SET submit_attempts = submit_attempts - 1 ${where}`, [input.operationId, step]);
           await recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+          await spend.releaseIfUnpaid(db, error);
         },
       }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
@@ -148,7 +159,7 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
  * worker slot. When the read shows the end, the ledger row records it once.
  */
 export function createPollInteraction(deps: InteractionActivityDeps) {
-  return (input: PollInteractionInput): Promise<InteractionState> => whileHeartbeating(async (signal) => {
+  return (input: PollInteractionInput): Promise<PollInteractionResult> => whileHeartbeating(async (signal) => {
     let state: InteractionState;
     try {
       state = await deps.gemini.getInteraction(input.interactionId, { signal });
@@ -173,8 +184,9 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
       // The poll that records the end counts the report's tokens and cost:
       // once, however many polls (or retried polls) see the completion.
       if (rows[0] && state.status === 'completed' && state.usage) {
-        countTokens(deps.geminiMetrics, { model: state.model || rows[0].model, ...ownerLabels(input) }, state.usage);
+        countTokens(deps.geminiMetrics, { model: rows[0].model, ...ownerLabels(input) }, state.usage);
       }
+      if (rows[0]) await settleSpend(deps.pool, { operationId: input.operationId, step: stepOf(rows[0].model), actualMicroUsd: state.usage ? estimateCostMicros({ model: rows[0].model, ...state.usage }) : 0 });
       if (state.usage) {
         await deps.pool.query(
           `UPDATE gemini_attempts SET prompt_tokens = $3, output_tokens = $4
@@ -182,6 +194,8 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
           [input.operationId, state.model, state.usage.promptTokens, state.usage.outputTokens],
         );
       }
+      // Read here, where the connection already is, instead of by a round trip of the workflow's own.
+      if (state.status === 'completed') return { ...state, attempts: await listAttempts(deps.pool, input.operationId) };
     }
     return state;
   });

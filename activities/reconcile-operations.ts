@@ -1,9 +1,11 @@
 import { Context } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type pg from 'pg';
-import { PostgresIdempotencyStore } from '../src/idempotency/store';
+import { PostgresOperationsRepository } from '../src/operations/repository';
 import type { Logger } from '../src/observability/logger';
+import { createReservationResumer } from '../src/operations/resume';
 import { createOperationStarter } from '../src/operations/starter';
+import { OperationFailure } from '../workflows/failure-types';
 import { createCompleteOperation } from './complete-operation';
 
 export interface ReconcileOperationsInput {
@@ -29,13 +31,17 @@ export interface ReconcileOperationsResult {
 }
 
 /** The failure recorded for a run that ended without finishing its operation (terminated, timed out, lost). */
-export const ABANDONED_ERROR_TYPE = 'operation-abandoned';
+export const ABANDONED_ERROR_TYPE = OperationFailure.OperationAbandoned;
 
 export interface ReconcileOperationsDeps {
   pool: pg.Pool;
+  /** The operations repository; default one on `pool`. */
+  operations?: PostgresOperationsRepository;
   logger: Logger;
   /** Default: the worker's own client (`Context.current().client`). */
   temporal?: Client;
+  /** GEMINI_MODELS: the chain a lost operation's workflow is started with. */
+  modelChain: readonly string[];
   /** Epoch ms; default Date.now. Tests move it forward instead of sleeping. */
   clock?: () => number;
 }
@@ -55,67 +61,55 @@ export interface ReconcileOperationsDeps {
  *    effect-guarded), releasing the key so a retry starts a new run.
  */
 export function createReconcileOperations(deps: ReconcileOperationsDeps) {
-  const store = new PostgresIdempotencyStore(deps.pool);
+  const store = deps.operations ?? new PostgresOperationsRepository(deps.pool);
   const completeOperation = createCompleteOperation(deps);
   const clock = deps.clock ?? Date.now;
 
   return async function reconcileOperations(input: ReconcileOperationsInput): Promise<ReconcileOperationsResult> {
     const temporal = deps.temporal ?? Context.current().client;
-    const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue });
+    const startOperation = createOperationStarter({ temporal, store, taskQueue: input.taskQueue, modelChain: deps.modelChain });
+    // The same resumer a repeat request uses for a reservation it finds stale.
+    const resumeReservation = createReservationResumer({ operations: store, startOperation, clock });
     const limit = input.limit ?? 100;
     const nowMs = clock();
     const result: ReconcileOperationsResult = { started: 0, startFailures: 0, abandoned: 0, stillRunning: 0 };
 
+    // States only: each row's input is read by the resumer, one at a time, never a page of request bodies.
     const unstarted = await store.findUnstarted({ olderThanMs: nowMs - (input.unstartedAfterMs ?? 30_000), limit });
     for (const record of unstarted) {
-      // An expired reservation is not worth starting; step 2 closes it.
-      if (record.expiresAt.getTime() <= nowMs) continue;
       try {
-        await startOperation(record);
-        result.started++;
+        if ((await resumeReservation(record.operationId)) === 'started') result.started++;
       } catch (error) {
         result.startFailures++;
         deps.logger.warn({ err: (error as Error).message, workflowId: record.workflowId }, 'reconciler could not start an operation; next pass retries');
       }
     }
 
-    const { rows } = await deps.pool.query<{
-      operation_id: string; tenant_id: string; operation_type: string; idempotency_key: string; workflow_id: string; run_id: string | null;
-    }>(
-      `SELECT operation_id, tenant_id, operation_type, idempotency_key, workflow_id, run_id
-         FROM operations
-        WHERE (status = 'running' AND updated_at < to_timestamp($1::bigint / 1000.0))
-           OR (status = 'reserved' AND expires_at <= to_timestamp($2::bigint / 1000.0))
-        ORDER BY updated_at
-        LIMIT $3`,
-      [nowMs - (input.checkRunningAfterMs ?? 600_000), nowMs, limit],
-    );
-    for (const row of rows) {
-      const state = await runState(temporal, row.workflow_id, row.run_id);
+    const toCheck = await store.findToCheck({ runningBeforeMs: nowMs - (input.checkRunningAfterMs ?? 600_000), nowMs, limit });
+    for (const row of toCheck) {
+      const state = await runState(temporal, row.workflowId, row.runId);
       if (state === 'RUNNING') {
         result.stillRunning++;
-        await deps.pool.query(`UPDATE operations SET updated_at = now() WHERE operation_id = $1 AND status IN ('reserved', 'running')`, [row.operation_id]);
+        await store.touch(row.operationId);
         continue;
       }
       // If the run finished its operation a moment ago, the effect guard in
       // completeOperation returns that stored outcome: nothing is written twice.
       await completeOperation({
-        operationId: row.operation_id,
-        tenantId: row.tenant_id,
-        operationType: row.operation_type,
-        idempotencyKey: row.idempotency_key,
-        workflowId: row.workflow_id,
+        operationId: row.operationId,
+        tenantId: row.tenantId,
+        operationType: row.operationType,
+        idempotencyKey: row.idempotencyKey,
+        workflowId: row.workflowId,
         outcome: 'failed',
         error: {
           type: ABANDONED_ERROR_TYPE,
-          title: 'Operation did not finish',
-          status: 502,
           detail: `its workflow run ended (${state}) without recording a result; a retry with the same Idempotency-Key starts a new run`,
           retryable: true,
         },
       });
       result.abandoned++;
-      deps.logger.warn({ workflowId: row.workflow_id, runId: row.run_id, state }, 'operation abandoned by its run; failed and released');
+      deps.logger.warn({ workflowId: row.workflowId, runId: row.runId, state }, 'operation abandoned by its run; failed and released');
     }
     return result;
   };

@@ -6,24 +6,28 @@
  * writes bench/results/latest.json and the table in bench/README.md.
  *
  * Flags: --quick (1 run of 3 s per arm: checks the harness, not a result),
- *        --only repeat,starts,completed,outbox,peer (a partial run writes
+ *        --only repeat,starts,completed,outbox,peer,one-activity (a partial run writes
  *          latest.json only; the README's table is always one whole run)
  *        --runs N   --seconds S
  *        --pairs N --pair-seconds S (paired arms: repeat path and starts; default 9 × 3 s)
+ *        --temporal cluster (the Temporal server on PostgreSQL, 4 shards, four service
+ *        processes, instead of the dev server; writes bench/results/latest-cluster.json)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { findFreePort } from '../src/dev/ports';
+import { findFreePort } from '../dev/ports';
+import { oneActivity } from './arms/one-activity';
 import { outbox } from './arms/outbox';
 import { peer } from './arms/peer';
 import { repeatPath } from './arms/repeat';
 import { acceptedStarts, completedOperations } from './arms/starts';
 import { createMemorySampler, type BenchContext, type Figure } from './lib/context';
+import { TEMPORAL_SERVER_VERSION } from '../dev/temporal-cluster';
 import { provisionBenchTenant, roleEnv, ROOT, startInfra, startRole, waitForHttp } from './lib/stack';
 import { machineInfo, round, versions } from './lib/stats';
 
-const ARMS = { repeat: repeatPath, starts: acceptedStarts, completed: completedOperations, outbox, peer } as const;
+const ARMS = { repeat: repeatPath, starts: acceptedStarts, completed: completedOperations, outbox, peer, 'one-activity': oneActivity } as const;
 type ArmName = keyof typeof ARMS;
 
 function parseArgs(argv: string[]) {
@@ -42,6 +46,8 @@ function parseArgs(argv: string[]) {
     pairs: Number(flag('pairs') ?? (quick ? 1 : 9)),
     pairSeconds: Number(flag('pair-seconds') ?? 3),
     arms: only ?? (Object.keys(ARMS) as ArmName[]),
+    /** `--temporal cluster`: the Temporal server on PostgreSQL, 4 shards, four processes, instead of the dev server. */
+    temporal: (flag('temporal') ?? 'dev') as 'dev' | 'cluster',
   };
 }
 
@@ -53,8 +59,9 @@ async function main(): Promise<void> {
   log(`machine: ${machine.nproc} cores, ${machine.memoryGiB} GiB, ${machine.cpuModel}; load average ${machine.loadAverageAtStart.join(' ')}`);
   if (machine.loadAverageAtStart[0]! > machine.nproc * 0.5) log(`WARNING: the machine is busy (load ${machine.loadAverageAtStart[0]}); figures will be noisy`);
 
-  log('starting PostgreSQL and the Temporal dev server');
-  const infra = await startInfra({ log });
+  if (!['dev', 'cluster'].includes(args.temporal)) throw new Error(`--temporal must be dev or cluster, not ${args.temporal}`);
+  log(`starting PostgreSQL and the Temporal ${args.temporal === 'cluster' ? `server ${TEMPORAL_SERVER_VERSION} cluster (4 shards, four processes)` : 'dev server'}`);
+  const infra = await startInfra({ log, temporal: args.temporal });
   const processes: BenchContext['processes'] = {};
   let stopping: Promise<void> | undefined;
   // The roles and subscribers run detached (their own process groups), so
@@ -121,15 +128,16 @@ async function main(): Promise<void> {
     durationSeconds: Math.round((Date.now() - startedAt) / 1000),
     settings: args,
     machine,
-    versions: versions({ temporal: temporalVersion(infra.temporalBinary.path), postgresql: postgresVersion }),
+    versions: versions({ temporal: args.temporal === 'cluster' ? `server ${TEMPORAL_SERVER_VERSION} (cluster)` : temporalVersion(infra.temporalBinary.path), postgresql: postgresVersion }),
     figures,
     failures,
     raw,
   };
   await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
-  await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await writeFile(path.join(ROOT, `bench/results/latest${args.temporal === 'cluster' ? '-cluster' : ''}.json`), `${JSON.stringify(result, null, 2)}\n`);
   const table = renderTable(result);
-  if (!args.quick && !args.partial) await updateReadme(table);
+  // The README's main table is the dev server's; cluster figures are written up by hand next to it.
+  if (!args.quick && !args.partial && args.temporal === 'dev') await updateReadme(table);
   process.stdout.write(`\n${table}\n`);
   if (Object.keys(failures).length > 0) {
     process.stdout.write(`\nfailed arms: ${Object.keys(failures).join(', ')} (see bench/results/latest.json)\n`);

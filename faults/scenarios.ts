@@ -24,7 +24,7 @@ export interface ScenarioSettings {
 const body = (key: string) => ({ prompt: `fault suite: ${key}` });
 
 /** Client-side counts every scenario reports next to the invariants. */
-function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>; violations: string[] } {
+export function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>; violations: string[] } {
   const unexpected = outcomes.flatMap((o) => o.unexpected);
   const gaveUp = outcomes.filter((o) => o.finalStatus === 0);
   return {
@@ -42,7 +42,7 @@ function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>;
   };
 }
 
-function merge(name: string, injected: string, startedAt: number, client: ReturnType<typeof clientCounts>, invariants: InvariantReport): ScenarioResult {
+export function merge(name: string, injected: string, startedAt: number, client: ReturnType<typeof clientCounts>, invariants: InvariantReport): ScenarioResult {
   return {
     name,
     injected,

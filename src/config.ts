@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { maxGeminiRequestTimeoutMs } from '../workflows/activity-options';
+import { MIN_API_KEY_ENTROPY_BITS, weakTenantKeys } from './tenants/key-strength';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -52,6 +53,19 @@ const modelList = z
 const hostList = z
   .string()
   .transform((raw) => raw.split(',').map((h) => h.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')).filter(Boolean));
+/** `tenant:period:usd` triples (see ONCEFLOW_BUDGETS). */
+const budgetList = z.string().transform((raw, ctx) => {
+  const budgets: { tenantId: string; period: 'day' | 'month'; limitMicroUsd: number }[] = [];
+  for (const triple of raw.split(',').map((t) => t.trim()).filter(Boolean)) {
+    const [tenantId = '', period = '', usd = ''] = triple.split(':');
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenantId) || (period !== 'day' && period !== 'month') || !/^\d+(\.\d{1,6})?$/.test(usd)) {
+      ctx.addIssue({ code: 'custom', message: `expected "tenant:day|month:usd" triples such as acme:month:50, got "${triple}"` });
+      return z.NEVER;
+    }
+    budgets.push({ tenantId, period, limitMicroUsd: Math.round(Number(usd) * 1_000_000) });
+  }
+  return budgets;
+});
 
 export const envSchema = z.object({
   /** Project-local directory for Temporal's SQLite file, embedded Postgres data and downloaded tools. Default `.onceflow`. */
@@ -110,8 +124,18 @@ export const envSchema = z.object({
   GEMINI_API_KEY: optionalString,
   /** Gemini base URL (a proxy, or the offline server). Default: Google's endpoint. */
   GEMINI_BASE_URL: optionalString,
-  /** Model fallback chain for generate-content, first is primary. Default `gemini-2.5-flash,gemini-2.5-flash-lite`. */
+  /** Model fallback chain for generate-content, first is primary; every one must be in GEMINI_ALLOWED_MODELS. Default `gemini-2.5-flash,gemini-2.5-flash-lite`. */
   GEMINI_MODELS: modelList.default(['gemini-2.5-flash', 'gemini-2.5-flash-lite']),
+  /**
+   * The models a request may name (`model`); anything else is answered 400. Each must have a price in
+   * src/operations/pricing.ts or the worker refuses to start. Default `gemini-2.5-flash,gemini-2.5-flash-lite,gemini-2.5-pro`.
+   */
+  GEMINI_ALLOWED_MODELS: modelList.default(['gemini-2.5-flash', 'gemini-2.5-flash-lite', 'gemini-2.5-pro']),
+  /**
+   * Spend caps provisioned at start: `tenant:period:usd` triples, comma separated, period `day` or `month`
+   * (UTC calendar), e.g. `acme:month:50,acme:day:5`. The CLI (`onceflow budgets set`) sets the same. Default none (no cap).
+   */
+  ONCEFLOW_BUDGETS: budgetList.optional(),
   /**
    * Timeout of one Gemini call, in ms; a hung call fails and is retried. At most
    * maxGeminiRequestTimeoutMs (workflows/activity-options.ts), so we cut a hung
@@ -154,6 +178,28 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Turn on OpenTelemetry tracing (OTLP settings come from the standard OTEL_* variables). Default false. */
   ONCEFLOW_TRACING: booleanFlag.default(false),
+  /** Concurrent `Prefer: wait` requests one tenant may hold in one API process; beyond it the request is answered at once, as if its wait had elapsed. Default 20. */
+  ONCEFLOW_MAX_WAITING_PER_TENANT: positiveInt.default(20),
+  /** Concurrent `Prefer: wait` requests one API process holds, all tenants together. Default 500. */
+  ONCEFLOW_MAX_WAITING_PER_PROCESS: positiveInt.default(500),
+  /** Failed authentications one client address may make per minute before it is answered 429 without a database lookup. Default 30. */
+  ONCEFLOW_AUTH_FAILURES_PER_MINUTE: positiveInt.default(30),
+  /** Refuse weak ONCEFLOW_TENANTS keys (under 128 bits of estimated entropy) and, with NODE_ENV=production, missing payload keys. Default: on when NODE_ENV=production. */
+  ONCEFLOW_STRICT_SECRETS: booleanFlag.optional(),
+  /**
+   * Payload encryption keys of Temporal payloads, `keyId:key` pairs (key: 32 bytes as 64 hex characters or base64),
+   * comma separated; the first encrypts, every one decrypts (rotation: put the new key first, keep the old ones until
+   * their histories are gone). Default: unset, payloads in clear (refused under ONCEFLOW_STRICT_SECRETS/production).
+   */
+  ONCEFLOW_PAYLOAD_KEYS: optionalString,
+  /** Bearer token that the codec endpoint (/codec/encode, /codec/decode) requires. Default: unset, the endpoint is off. */
+  ONCEFLOW_CODEC_TOKEN: optionalString,
+  /** Origin allowed to call the codec endpoint from a browser (the Temporal UI). Default: TEMPORAL_UI_URL's origin. */
+  ONCEFLOW_CODEC_CORS_ORIGIN: optionalString,
+  /** Bearer token /metrics requires (on the public listener and on API_METRICS_PORT). Default: unset, no token. */
+  ONCEFLOW_METRICS_TOKEN: optionalString,
+  /** When set, the API serves /metrics on this port (a separate listener, HOST) and not on the public one. Default: unset, /metrics on PORT. */
+  API_METRICS_PORT: port.optional(),
   /** `production` refuses development defaults for secrets. */
   NODE_ENV: optionalString,
 });
@@ -170,6 +216,11 @@ export class ConfigError extends Error {
   }
 }
 
+/** Development defaults for secrets are refused: ONCEFLOW_STRICT_SECRETS, or NODE_ENV=production when it is unset. */
+export function strictSecrets(config: { ONCEFLOW_STRICT_SECRETS?: boolean; NODE_ENV?: string }): boolean {
+  return config.ONCEFLOW_STRICT_SECRETS ?? config.NODE_ENV === 'production';
+}
+
 /** Parses the environment once. Call at process start and pass the result down. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
@@ -181,5 +232,56 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       })),
     );
   }
+  const notAllowed = parsed.data.GEMINI_MODELS.filter((model) => !parsed.data.GEMINI_ALLOWED_MODELS.includes(model));
+  if (notAllowed.length > 0) {
+    throw new ConfigError([{ variable: 'GEMINI_MODELS', message: `${notAllowed.join(', ')} not in GEMINI_ALLOWED_MODELS (${parsed.data.GEMINI_ALLOWED_MODELS.join(', ')})` }]);
+  }
+  if (strictSecrets(parsed.data) && parsed.data.ONCEFLOW_TENANTS) {
+    const weak = weakTenantKeys(parsed.data.ONCEFLOW_TENANTS);
+    if (weak.length > 0) {
+      throw new ConfigError([
+        {
+          variable: 'ONCEFLOW_TENANTS',
+          message: `the keys of ${weak.join(', ')} have less than ${MIN_API_KEY_ENTROPY_BITS} bits of entropy (e.g. 32 random hex characters or more, or a key from \`onceflow tenants create\`); refused because NODE_ENV=production or ONCEFLOW_STRICT_SECRETS is on`,
+        },
+      ]);
+    }
+  }
   return { ...parsed.data, stateDir: path.resolve(parsed.data.ONCEFLOW_STATE_DIR) };
+}
+
+/**
+ * The few variables a process needs before, or without, a valid config: to
+ * describe a failed start (where it tried to connect), to print a stack when
+ * LOG_LEVEL=debug, and to watch the supervisor of `onceflow start`. Read
+ * without the schema, so one bad variable elsewhere cannot hide them.
+ */
+export interface StartupSettings {
+  databaseUrl: string | undefined;
+  temporalAddress: string | undefined;
+  debug: boolean;
+  /** ONCEFLOW_SUPERVISOR_PID, set by `onceflow start` on its children (internal); undefined when unset or not a pid. */
+  supervisorPid: number | undefined;
+}
+
+/** Set by the supervisor of `onceflow start` on every process it runs: the pid they watch. */
+export const SUPERVISOR_PID_ENV = 'ONCEFLOW_SUPERVISOR_PID';
+
+export function startupSettings(env: NodeJS.ProcessEnv = process.env): StartupSettings {
+  const pid = z.coerce.number().int().positive().safeParse(env[SUPERVISOR_PID_ENV]);
+  return {
+    databaseUrl: env.DATABASE_URL || undefined,
+    temporalAddress: env.TEMPORAL_ADDRESS || undefined,
+    debug: env.LOG_LEVEL === 'debug',
+    supervisorPid: pid.success ? pid.data : undefined,
+  };
+}
+
+/**
+ * A copy of this process's environment, for a child process that must see the
+ * same settings the user gave this one (the roles `onceflow start` runs, pip
+ * and go when it installs the temporal CLI). Children get it explicitly.
+ */
+export function inheritedEnvironment(): NodeJS.ProcessEnv {
+  return { ...process.env };
 }

@@ -25,6 +25,12 @@ export interface OperationWorkflowInput<TInput = unknown> {
   operationType: string;
   idempotencyKey: string;
   input: TInput;
+  /**
+   * The Gemini models to try, in order (src/operations/model-chain.ts),
+   * resolved by the starter. Absent in runs started before it travelled here:
+   * those keep their recorded shape and resolve it with an activity.
+   */
+  models?: string[];
 }
 
 /**

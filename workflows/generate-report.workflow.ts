@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, condition, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, condition, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { GenerateReportInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
@@ -8,11 +8,22 @@ import {
   type GenerateReportProgress,
   type OperationWorkflowInput,
 } from './definitions';
-import { FailureType } from './failure-types';
+import { FailureType, OperationFailure, operationEndingFailures } from './failure-types';
+import { generateReportV1 } from './generate-report.v1';
 import type { OperationError, OperationOutcome } from './operation-outcome';
 
-const { completeOperation } = proxyActivities<Activities>(activityOptions.databaseWrite);
-const { reportSettings, listGeminiAttempts } = proxyActivities<Activities>(activityOptions.quickRead);
+/**
+ * Local activities, run by the worker inside the workflow task instead of as
+ * tasks of their own through the server. reportSettings only reads the
+ * worker's configuration. completeOperation writes outcome, bill and event in
+ * ONE transaction under its effect guard: a local activity rerun (the worker
+ * died before its workflow task completed) finds the committed effect and
+ * returns it, so nothing is billed or published twice (see generate-content).
+ */
+const { completeOperation } = proxyLocalActivities<Activities>(activityOptions.databaseWrite);
+const { reportSettings } = proxyLocalActivities<Activities>(activityOptions.quickRead);
+/** Only when the completed poll came without the attempts (a run whose poll was recorded before it returned them). */
+const { listGeminiAttempts } = proxyActivities<Activities>(activityOptions.quickRead);
 
 /**
  * A long report as one Gemini background interaction.
@@ -27,7 +38,6 @@ const { reportSettings, listGeminiAttempts } = proxyActivities<Activities>(activ
  * own effect guard, however many webhooks and polls saw the completion.
  */
 export async function generateReportWorkflow(operation: OperationWorkflowInput<GenerateReportInput>): Promise<void> {
-  const { workflowId } = workflowInfo();
   const progress: GenerateReportProgress = {
     step: 'submitting', model: null, interactionId: null, modelsTried: [], polls: 0, webhookWakeups: 0, lastStatus: null,
   };
@@ -38,8 +48,12 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
   setHandler(interactionEndedSignal, ({ interactionId }) => {
     signalled.set(interactionId, (signalled.get(interactionId) ?? 0) + 1);
   });
+  // Runs started before the chain travelled in the input keep their recorded shape.
+  const models = operation.models;
+  if (models === undefined) return generateReportV1(operation, progress, signalled);
 
-  const { models, polling } = await reportSettings({ requested: operation.input.model });
+  const { workflowId } = workflowInfo();
+  const { polling } = await reportSettings({ requested: operation.input.model });
   const { prompt, system } = operation.input;
 
   let submitted: { interactionId: string; model: string } | undefined;
@@ -65,12 +79,17 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
       break;
     } catch (error) {
       const failure = applicationFailureOf(error);
+      const ending = failure && operationEndingFailures[failure.type as FailureType];
+      if (ending) {
+        lastError = { ...ending, detail: failure.message };
+        break;
+      }
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
-        lastError = { type: 'prompt-rejected', title: 'Prompt rejected by Gemini', status: 422, detail: failure.message, retryable: false };
+        lastError = { type: OperationFailure.PromptRejected, detail: failure.message, retryable: false };
         break;
       }
       lastError = {
-        type: 'provider-failure', title: 'Gemini failed', status: 502,
+        type: OperationFailure.ProviderFailure,
         detail: `every model failed to accept the report; last: ${failure?.message ?? String(error)}`, retryable: true,
       };
     }
@@ -107,7 +126,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
       if (state.terminal) {
         if (state.status === 'completed') {
           const usage = state.usage ?? { promptTokens: 0, outputTokens: 0, totalTokens: 0 };
-          const attempts = await listGeminiAttempts({ operationId: operation.operationId });
+          const attempts = state.attempts ?? await listGeminiAttempts({ operationId: operation.operationId });
           await finish(operation, workflowId, progress, {
             outcome: 'succeeded',
             result: {
@@ -119,7 +138,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
         } else {
           await finish(operation, workflowId, progress, {
             outcome: 'failed',
-            error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: `interaction ${state.status}: ${state.error ?? 'no detail'}`, retryable: true },
+            error: { type: OperationFailure.ProviderFailure, detail: `interaction ${state.status}: ${state.error ?? 'no detail'}`, retryable: true },
           });
         }
         return;
@@ -130,7 +149,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
         // e.g. 404: the interaction is gone; waiting longer cannot bring it back.
         await finish(operation, workflowId, progress, {
           outcome: 'failed',
-          error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: `reading the interaction failed: ${failure?.message ?? String(error)}`, retryable: true },
+          error: { type: OperationFailure.ProviderFailure, detail: `reading the interaction failed: ${failure?.message ?? String(error)}`, retryable: true },
         });
         return;
       }
@@ -138,13 +157,12 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
     }
     // The signals this poll answered must not spin the loop; one that arrived
     // while it ran may announce the end the poll just missed, so it wakes the
-    // next poll at once instead of waiting out the timer (up to maxMs). Runs
-    // started before this change consumed every signal here; they keep doing so.
-    consumed = patched('report-poll-consumes-earlier-signals-only') ? signalsBeforePoll : signals();
+    // next poll at once instead of waiting out the timer (up to maxMs).
+    consumed = signalsBeforePoll;
     if (waitedMs > polling.maxWaitMs) {
       await finish(operation, workflowId, progress, {
         outcome: 'failed',
-        error: { type: 'provider-failure', title: 'Gemini did not finish the report', status: 502, detail: `interaction ${submitted.interactionId} still ${progress.lastStatus ?? 'unknown'} after ${Math.round(polling.maxWaitMs / 60_000)} minutes`, retryable: true },
+        error: { type: OperationFailure.ProviderFailure, detail: `interaction ${submitted.interactionId} still ${progress.lastStatus ?? 'unknown'} after ${Math.round(polling.maxWaitMs / 60_000)} minutes`, retryable: true },
       });
       return;
     }

@@ -2,14 +2,15 @@
  * How every operation workflow ends: the shapes handed to the completeOperation
  * activity. Types only, shared with activities/.
  */
+import type { OperationFailure } from './failure-types';
 
-/** A failure as the client will see it (problem+json fields) and whether a new run may retry it. */
+/**
+ * What went wrong, as the workflow saw it, and whether a new run may retry it.
+ * No HTTP here: the facade maps `type` to a status and title (src/http/problems.ts).
+ */
 export interface OperationError {
-  /** Problem type slug, e.g. `provider-failure` (becomes https://onceflow.dev/problems/<slug>). */
-  type: string;
-  title: string;
-  /** HTTP status a repeat answers with, e.g. 422 rejected prompt, 502 provider failure. */
-  status: number;
+  /** What happened, from the one table OperationFailure (also the problem slug on the wire). */
+  type: OperationFailure;
   detail: string;
   /** True when retries were exhausted on a transient cause; the type may release the key. */
   retryable: boolean;

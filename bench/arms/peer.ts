@@ -5,7 +5,7 @@
  * Onceflow. Both arms are reported as measured.
  */
 import { randomUUID } from 'node:crypto';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import type { BenchContext } from '../lib/context';
 import { postOperation } from '../lib/facade';
 import { runClosedLoop, type LoadResult } from '../lib/load';

@@ -2,7 +2,7 @@
  * 1. Repeat path: replays of a finished operation through the facade against
  * a bare Fastify endpoint doing one primary-key read from the same PostgreSQL.
  */
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import type { BenchContext } from '../lib/context';
 import { AUTH, postOperation } from '../lib/facade';
 import { runAutocannon, type LoadResult } from '../lib/load';

@@ -18,13 +18,14 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { Registry } from 'prom-client';
 import { createPool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { fingerprint } from '../../src/idempotency/fingerprint';
-import { PostgresIdempotencyStore } from '../../src/idempotency/store';
+import { PostgresOperationsRepository } from '../../src/operations/repository';
 import { operationWorkflowId } from '../../src/idempotency/workflow-id';
 import { createGeminiClient } from '../../src/integrations/gemini/client';
 import { createGeminiMetrics } from '../../src/integrations/gemini/metrics';
 import { createLogger } from '../../src/observability/logger';
+import { modelChainFor } from '../../src/operations/model-chain';
 import { operationTypes } from '../../src/operations/registry';
 import { connectTemporalClient } from '../../src/temporal/client';
 import { createOnceflowWorker } from '../../src/worker/create-worker';
@@ -37,6 +38,8 @@ import { BENCH_TENANT, roleEnv, startRole, waitForHttp } from '../lib/stack';
 import { median, pairedRatio, pairSpread, ratio, round } from '../lib/stats';
 
 const CONCURRENCY = 16;
+/** The chain the bench processes run with (GEMINI_MODELS default); the driver resolves it as the facade's starter does. */
+const MODEL_CHAIN = ['gemini-2.5-flash', 'gemini-2.5-flash-lite'];
 const definition = operationTypes['generate-content'];
 /** The facade's default retention (ONCEFLOW_DEFAULT_RETENTION_HOURS), which the bench processes run with. */
 const RETENTION_MS = 24 * 3_600_000;
@@ -112,7 +115,10 @@ export async function acceptedStarts(ctx: BenchContext): Promise<void> {
   const cpuGroups: CpuGroup[] = [
     { name: 'harness', pids: () => [process.pid] },
     { name: 'api', pids: () => [startsApi.pid] },
-    { name: 'temporal', comm: 'temporal' },
+    // The dev server is one `temporal` process; a cluster is four service processes (bench --temporal cluster).
+    ctx.infra.cluster
+      ? { name: 'temporal', pids: () => Object.values(ctx.infra.cluster!.services).flatMap((s) => s.pid() ?? []) }
+      : { name: 'temporal', comm: 'temporal' },
     { name: 'postgres', comm: 'postgres' },
   ];
   const cpuMs: Record<StartArm, Map<string, number>> = { facade: new Map(), bare: new Map(), bareNative: new Map() };
@@ -211,7 +217,7 @@ export async function completedOperations(ctx: BenchContext): Promise<void> {
             fingerprint: fingerprint(body, definition.nonEssentialFields), workflowId: operationWorkflowId(BENCH_TENANT.tenantId, definition.name, key),
             input: body, nowMs, expiresAtMs: nowMs + RETENTION_MS,
           });
-          const input: OperationWorkflowInput = { operationId: record.operationId, tenantId: record.tenantId, operationType: record.operationType, idempotencyKey: key, input: body };
+          const input: OperationWorkflowInput = { operationId: record.operationId, tenantId: record.tenantId, operationType: record.operationType, idempotencyKey: key, input: body, models: modelChainFor(undefined, MODEL_CHAIN) };
           const handle = await driver.client.workflow.start(definition.workflowType, { ...startOptions(driver.taskQueue, key, input), requestEagerStart: eager });
           if (handle.eagerlyStarted) eagerlyStarted[eager ? 'on' : 'off']++;
           await driver.store.markStarted(record.operationId, handle.firstExecutionRunId);
@@ -262,14 +268,14 @@ async function startDriverWorker(ctx: BenchContext) {
       logger: createLogger({ service: 'bench-driver', level: 'silent' }),
       gemini: createGeminiClient({ apiKey: 'offline-model-server', baseUrl: ctx.geminiUrl, timeoutMs: 30_000 }),
       geminiMetrics: createGeminiMetrics(new Registry()),
-      modelChain: ['gemini-2.5-flash', 'gemini-2.5-flash-lite'],
+      modelChain: MODEL_CHAIN,
     },
   });
   const running = worker.run();
   return {
     client,
     taskQueue,
-    store: new PostgresIdempotencyStore(pool),
+    store: new PostgresOperationsRepository(pool),
     stop: async () => {
       worker.shutdown();
       await running;

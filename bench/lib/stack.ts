@@ -2,7 +2,7 @@
  * The real stack for benchmarks and the fault suite: an embedded PostgreSQL, a
  * Temporal dev server (optionally with a state file, so it can be stopped and
  * started again without losing workflows), and Onceflow's own processes
- * started exactly as `npm start` starts them (src/dev/supervisor.ts spawnRole).
+ * started exactly as `npm start` starts them (dev/supervisor.ts spawnRole).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -13,13 +13,15 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/observability/logger';
-import { startLocalPostgres, type LocalPostgres } from '../../src/dev/local-postgres';
-import { findFreePort } from '../../src/dev/ports';
-import { spawnRole, type Role } from '../../src/dev/supervisor';
-import { resolveTemporalBinary, type TemporalBinary } from '../../src/dev/temporal-binary';
+import { startLocalPostgres, type LocalPostgres } from '../../dev/local-postgres';
+import { localTemporalServerArgs } from '../../dev/local-temporal';
+import { findFreePort } from '../../dev/ports';
+import { spawnRole, type Role } from '../../dev/supervisor';
+import { resolveTemporalBinary, type TemporalBinary } from '../../dev/temporal-binary';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { provisionTenants } from '../../src/tenants/api-keys';
 import { allSearchAttributes } from '../../workflows/definitions';
+import { startLocalCluster, type TemporalCluster } from '../../dev/temporal-cluster';
 import { sleep } from './stats';
 
 export const ROOT = path.resolve(__dirname, '../..');
@@ -40,6 +42,8 @@ export interface Infra {
   postgres: LocalPostgres;
   temporal: RestartableTemporal;
   temporalBinary: TemporalBinary;
+  /** With `temporal: 'cluster'`: the four service processes, for scenarios that kill one. */
+  cluster?: TemporalCluster;
   /** A pool for the harness itself (counting, seeding). */
   pool: Pool;
   stop(): Promise<void>;
@@ -51,6 +55,12 @@ export interface StartInfraOptions {
   temporalStateFile?: boolean;
   /** Turn on eager workflow start in the dev server's dynamic config. Default true. */
   eagerWorkflowStart?: boolean;
+  /**
+   * `dev` (default): the dev server from the temporal CLI. `cluster`: the
+   * Temporal server on this run's PostgreSQL, 4 shards, four service processes
+   * (dev/temporal-cluster), with production defaults (no eager-start or poll-rate tuning).
+   */
+  temporal?: 'dev' | 'cluster';
 }
 
 /**
@@ -79,13 +89,28 @@ export async function startInfra(options: StartInfraOptions): Promise<Infra> {
   });
   const pgPort = await findFreePort();
   const postgres = await startLocalPostgres({ dir: path.join(stateDir, 'pg'), port: pgPort });
-  const temporal = await startRestartableTemporal({
-    binary: temporalBinary,
-    port: await findFreePort(),
-    dbFilename: options.temporalStateFile ? path.join(stateDir, 'temporal.sqlite') : undefined,
-    eager: options.eagerWorkflowStart ?? true,
-    downloadDir: path.join(ROOT, '.onceflow', 'tools'),
-  });
+  let cluster: TemporalCluster | undefined;
+  let temporal: RestartableTemporal;
+  if (options.temporal === 'cluster') {
+    cluster = await startLocalCluster({
+      toolsDir: path.join(ROOT, '.onceflow', 'tools'),
+      postgresUrl: postgres.connectionString,
+      dir: path.join(stateDir, 'temporal-cluster'),
+      log: (line) => options.log(`  ${line}`),
+    }).catch(async (error: unknown) => {
+      await postgres.stop();
+      throw error;
+    });
+    temporal = restartableCluster(cluster);
+  } else {
+    temporal = await startRestartableTemporal({
+      binary: temporalBinary,
+      port: await findFreePort(),
+      dbFilename: options.temporalStateFile ? path.join(stateDir, 'temporal.sqlite') : undefined,
+      eager: options.eagerWorkflowStart ?? true,
+      downloadDir: path.join(ROOT, '.onceflow', 'tools'),
+    });
+  }
   const pool = createPool({ connectionString: postgres.connectionString, max: 8, applicationName: 'onceflow-bench' });
   await migrate(pool);
   return {
@@ -94,6 +119,7 @@ export async function startInfra(options: StartInfraOptions): Promise<Infra> {
     postgres,
     temporal,
     temporalBinary,
+    cluster,
     pool,
     stop: async () => {
       await pool.end().catch(() => undefined);
@@ -126,7 +152,11 @@ async function startRestartableTemporal(options: {
         // The dev server logs every long poll a killed worker leaves behind at error level; the suites count outcomes themselves.
         log: { format: 'json', level: 'never' },
         // Eager workflow start is gated by dynamic config on older servers; set it explicitly.
-        extraArgs: options.eager ? ['--dynamic-config-value', 'system.enableEagerWorkflowStart=true'] : [],
+        // The same server settings as `make start` (dev/local-temporal.ts).
+        extraArgs: [
+          ...localTemporalServerArgs({ persistent: options.dbFilename !== undefined }),
+          ...(options.eager ? ['--dynamic-config-value', 'system.enableEagerWorkflowStart=true'] : []),
+        ],
       },
     });
   };
@@ -141,6 +171,21 @@ async function startRestartableTemporal(options: {
       await current?.teardown();
     },
     start,
+  };
+}
+
+/** The cluster behind the same stop/start surface: all four services at once, state in PostgreSQL. */
+function restartableCluster(cluster: TemporalCluster): RestartableTemporal {
+  const services = Object.values(cluster.services);
+  return {
+    address: cluster.address,
+    namespace: cluster.namespace,
+    running: () => services.some((s) => s.alive()),
+    stop: () => cluster.stop(),
+    start: async () => {
+      for (const service of services) service.start();
+      await cluster.waitUntilServing();
+    },
   };
 }
 

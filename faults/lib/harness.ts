@@ -9,8 +9,8 @@ import type { Client } from '@temporalio/client';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import { createPool, type Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
-import type { Role } from '../../src/dev/supervisor';
+import { findFreePort } from '../../dev/ports';
+import type { Role } from '../../dev/supervisor';
 import { createSubscription } from '../../src/outbox/subscriptions';
 import { connectTemporalClient } from '../../src/temporal/client';
 import { provisionBenchTenant, roleEnv, startInfra, startRole, waitForHttp, type Infra, type ManagedProcess, BENCH_TENANT } from '../../bench/lib/stack';
@@ -32,8 +32,9 @@ export interface FaultStack {
   stop(): Promise<void>;
 }
 
-export async function startFaultStack(log: (line: string) => void): Promise<FaultStack> {
-  const infra = await startInfra({ log, temporalStateFile: true, eagerWorkflowStart: false });
+/** `temporal: 'cluster'` runs the stack on a Temporal cluster (faults/cluster.ts); default the dev server with a state file. */
+export async function startFaultStack(log: (line: string) => void, options: { temporal?: 'dev' | 'cluster' } = {}): Promise<FaultStack> {
+  const infra = await startInfra({ log, temporalStateFile: true, eagerWorkflowStart: false, temporal: options.temporal });
   await provisionBenchTenant(infra.pool);
   const geminiPort = await findFreePort();
   const apiPort = await findFreePort();

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ConfigError, loadConfig, type Config } from '../config';
+import { ConfigError, loadConfig, startupSettings, type Config } from '../config';
 import { createPool, type Pool } from '../db/pool';
 import { describeStartupError } from '../process/entrypoint';
 import { CliError, ExitCode } from './errors';
@@ -32,7 +32,7 @@ export async function runCommand(options: { json?: boolean }, action: (context: 
     code = error instanceof CliError ? error.exitCode : error instanceof ConfigError ? ExitCode.Usage : ExitCode.Failure;
     const message = error instanceof CliError ? error.message : describeStartupError(error);
     process.stderr.write(`onceflow: ${message}\n`);
-    if (process.env.LOG_LEVEL === 'debug') process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    if (startupSettings().debug) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
   }
   process.exitCode = code;
 }

@@ -7,6 +7,7 @@
  * table, or JSON with `--json`.
  */
 import { Command, CommanderError } from 'commander';
+import { budgetsCommand } from './commands/budgets';
 import { doctorCommand } from './commands/doctor';
 import { keysCommand } from './commands/keys';
 import { opsCommand } from './commands/ops';
@@ -20,7 +21,7 @@ export function buildProgram(): Command {
     .description('Idempotent AI operations on Temporal and PostgreSQL')
     .showHelpAfterError()
     .addHelpText('after', '\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 not found, 4 timed out.');
-  for (const command of [startCommand(), migrateCommand(), opsCommand(), keysCommand(), tenantsCommand(), outboxCommand(), doctorCommand()]) {
+  for (const command of [startCommand(), migrateCommand(), opsCommand(), keysCommand(), tenantsCommand(), budgetsCommand(), outboxCommand(), doctorCommand()]) {
     program.addCommand(command);
   }
   // Commander exits 1 on usage errors; ours is 2, so scripts can tell "wrong call" from "it failed".

@@ -17,7 +17,9 @@ import {
 import { isRetryableStatus, nextDelayMs, parseRetryAfterMs, resolveRetryPolicy } from './retry';
 import type {
   CallOptions,
+  ListOptions,
   OperationInput,
+  OperationPage,
   OperationMethods,
   OperationResource,
   OperationResponse,
@@ -116,7 +118,9 @@ export class OnceflowClient {
    * OnceflowAbortError otherwise.
    */
   async start<T extends OperationTypeName>(type: T, input: OperationInput<T>, options: StartOptions = {}): Promise<OperationResponse<T>> {
-    const idempotencyKey = options.idempotencyKey ?? randomUUID();
+    if (options.deriveKey && options.idempotencyKey !== undefined) throw new TypeError('pass either idempotencyKey or deriveKey, not both');
+    // Derived keys: no header; the server derives the same key on every attempt.
+    const sentKey = options.deriveKey ? undefined : (options.idempotencyKey ?? randomUUID());
     if (options.wait !== undefined && !(Number.isInteger(options.wait) && options.wait >= 0)) {
       throw new TypeError(`wait must be a whole number of seconds ≥ 0, got ${options.wait}`);
     }
@@ -125,7 +129,7 @@ export class OnceflowClient {
         method: 'POST',
         path: `/v1/operations/${encodeURIComponent(type)}`,
         body: JSON.stringify(input),
-        idempotencyKey,
+        idempotencyKey: sentKey,
         waitSeconds: options.wait,
       },
       options,
@@ -133,7 +137,8 @@ export class OnceflowClient {
     return {
       status: answer.status === 202 ? 202 : 200,
       operation: answer.json as OperationResource<T>,
-      idempotencyKey,
+      idempotencyKey: sentKey ?? answer.headers.get('idempotency-key') ?? (answer.json as OperationResource<T>).idempotencyKey,
+      expiresAt: epochMsHeader(answer.headers, 'idempotency-expires'),
       replayed: answer.headers.get('idempotent-replayed') === 'true',
       firstSeenAt: firstSeen(answer.headers),
       preferenceApplied: answer.headers.get('preference-applied') ?? undefined,
@@ -148,6 +153,30 @@ export class OnceflowClient {
       options,
     );
     return answer.json as OperationResource<T>;
+  }
+
+  /** One page of the caller's operations, newest first (`GET /v1/operations`). */
+  async list(options: ListOptions = {}): Promise<OperationPage> {
+    const query = new URLSearchParams();
+    if (options.type) query.set('type', options.type);
+    if (options.status) query.set('status', options.status);
+    if (options.createdAfter) query.set('createdAfter', options.createdAfter.toISOString());
+    if (options.createdBefore) query.set('createdBefore', options.createdBefore.toISOString());
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.cursor) query.set('cursor', options.cursor);
+    const suffix = query.size > 0 ? `?${query.toString()}` : '';
+    const answer = await this.execute({ method: 'GET', path: `/v1/operations${suffix}` }, options);
+    return answer.json as OperationPage;
+  }
+
+  /** Every operation matching the filters, page after page, newest first. */
+  async *listAll(options: Omit<ListOptions, 'cursor'> = {}): AsyncGenerator<OperationResource> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list({ ...options, cursor });
+      yield* page.data;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
   }
 
   private async execute(spec: RequestSpec, options: CallOptions): Promise<Answer> {
@@ -215,7 +244,11 @@ export class OnceflowClient {
 }
 
 function firstSeen(headers: Headers): Date | undefined {
-  const raw = headers.get('idempotency-first-seen');
+  return epochMsHeader(headers, 'idempotency-first-seen');
+}
+
+function epochMsHeader(headers: Headers, name: string): Date | undefined {
+  const raw = headers.get(name);
   if (raw === null || !/^\d+$/.test(raw)) return undefined;
   return new Date(Number(raw));
 }

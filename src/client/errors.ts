@@ -35,6 +35,14 @@ export interface ProblemBody {
   operationType?: string;
   /** Set on replays of a failed operation: the operation resource. */
   operation?: OperationResource;
+  /** Every answer about a key (v1.1): when it expires, RFC 3339. */
+  expiresAt?: string;
+  /** 422 idempotency-key-reused: JSON Pointers to the essential fields that differ from the first request. */
+  differences?: string[];
+  /** 422 idempotency-key-reused: the fingerprint version the key was stored with. */
+  fingerprintVersion?: number;
+  /** 409 operation-in-progress: where the first request's run stands. */
+  progress?: { step: string; model: string | null; attempt: number; attempts: number; startedAt: string; interaction: { state: string } | null };
   [extension: string]: unknown;
 }
 

@@ -54,6 +54,33 @@ export interface StartOptions extends CallOptions {
   idempotencyKey?: string;
   /** `Prefer: wait=N`: ask the server to hold the answer up to N seconds for the final result. Default: no wait. */
   wait?: number;
+  /**
+   * For types that declare key fields (e.g. `draft-content`): send no
+   * Idempotency-Key and let the server derive it from those fields, so every
+   * caller that sends the same business fields gets the same operation.
+   * Retries stay safe: each attempt derives the same key. Default false.
+   */
+  deriveKey?: boolean;
+}
+
+/** Filters and paging of `client.list()`; every field is optional. */
+export interface ListOptions extends CallOptions {
+  type?: OperationTypeName;
+  status?: 'running' | 'succeeded' | 'failed' | 'canceled';
+  /** Exclusive bounds on the creation time. */
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** Page size, 1 to 100. Default 20 (the server's). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One page of `GET /v1/operations`, newest first. */
+export interface OperationPage {
+  data: OperationResource[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
 }
 
 /** A successful answer (200 or 202). */
@@ -61,8 +88,10 @@ export interface OperationResponse<T extends OperationTypeName = OperationTypeNa
   /** 200: finished (or replayed); 202: accepted and still running. */
   status: 200 | 202;
   operation: OperationResource<T>;
-  /** The key used on every attempt. */
+  /** The key used on every attempt (for `deriveKey`, the one the server derived and returned). */
   idempotencyKey: string;
+  /** `Idempotency-Expires`: when the key stops binding this operation. */
+  expiresAt: Date | undefined;
   /** `Idempotent-Replayed: true`: answered from an earlier request with this key (a retry whose first attempt got through, or a repeat). */
   replayed: boolean;
   /** `Idempotency-First-Seen`: when the server first saw this key (on replays). */

@@ -16,3 +16,12 @@ export class GuardDatabaseError extends Error {
     super(`${phase === 'before' ? 'before calling' : 'storing the answer of'} ${key.step}: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
   }
 }
+
+/**
+ * Thrown by a ForeignCall's `admit` hook to refuse the call (a spend cap
+ * reached): nothing was called and nothing it reserved was committed. The
+ * guard rethrows it unchanged, never as a GuardDatabaseError.
+ */
+export class CallRefusedError extends Error {
+  override readonly name: string = 'CallRefusedError';
+}

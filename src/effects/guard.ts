@@ -3,7 +3,7 @@ import { isDatabaseUnavailable } from '../db/errors';
 import type { Queryable } from '../db/pool';
 import { withTransaction } from '../db/transaction';
 import type { Logger } from '../observability/logger';
-import { GuardDatabaseError } from './errors';
+import { CallRefusedError, GuardDatabaseError } from './errors';
 
 /**
  * The side-effect guard: the one way activities record effects in PostgreSQL.
@@ -79,6 +79,14 @@ async function effectInTransaction<T>(tx: pg.PoolClient, key: EffectKey, effect:
 /** One call to a system outside this database, in the three phases the guard runs. */
 export interface ForeignCall<T> {
   /**
+   * Optional. Runs before the call in the transaction that found no stored
+   * answer for the step, with the step's lock held (so two attempts of one step
+   * cannot both admit it) and commits with it: the place to reserve what the
+   * call may cost. Throwing CallRefusedError refuses the call: nothing is
+   * called, nothing of the transaction is kept, and the error comes out as it was.
+   */
+  admit?: (tx: pg.PoolClient) => Promise<void>;
+  /**
    * Optional. Runs before the call on a connection that holds a session lock
    * on the step until the answer is stored, so a concurrent attempt of the same
    * step waits and then reuses the answer instead of paying for a second call.
@@ -139,6 +147,16 @@ export async function guardForeignCall<T>(
   const stored = await before(key, () => findEffect<T>(pool, key));
   if (stored !== undefined) return { kind: 'reused', result: stored };
   if (!foreign.reserve) {
+    if (foreign.admit) {
+      const admit = foreign.admit;
+      const storedMeanwhile = await before(key, () => withTransaction(pool, async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${key.operationId}:${key.step}`]);
+        const found = await findEffect<T>(tx, key);
+        if (found === undefined) await admit(tx);
+        return found;
+      }));
+      if (storedMeanwhile !== undefined) return { kind: 'reused', result: storedMeanwhile };
+    }
     const answer = await callOnce(pool, key, foreign, options);
     return storeAnswer(pool, undefined, key, foreign, answer, options);
   }
@@ -159,6 +177,8 @@ export async function guardForeignCall<T>(
     await before(key, () => client.query('SELECT pg_advisory_lock(hashtextextended($1, 1))', [lockKey]));
     const storedMeanwhile = await before(key, () => findEffect<T>(client, key));
     if (storedMeanwhile !== undefined) return { kind: 'reused', result: storedMeanwhile };
+    const admit = foreign.admit;
+    if (admit) await before(key, () => inTransaction(client, admit));
     await before(key, () => reserve(client));
     const answer = await callOnce(client, key, foreign, options);
     return await storeAnswer(pool, client, key, foreign, answer, options);
@@ -177,6 +197,7 @@ async function before<R>(key: EffectKey, work: () => Promise<R>): Promise<R> {
   try {
     return await work();
   } catch (error) {
+    if (error instanceof CallRefusedError) throw error;
     throw new GuardDatabaseError(key, 'before', { cause: error });
   }
 }

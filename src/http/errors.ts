@@ -1,3 +1,5 @@
+import { AppError } from '../errors';
+
 /** Base URI of every problem `type` (RFC 9457). */
 export const PROBLEM_BASE = 'https://onceflow.dev/problems/';
 
@@ -15,10 +17,11 @@ export interface ProblemOptions {
 }
 
 /**
- * Thrown by route handlers for every answer that is not a success. The one
- * error handler in app.ts turns it into an application/problem+json body.
+ * Thrown by route handlers (built through the constructors of
+ * src/http/problems.ts) for every answer that is not a success. The one error
+ * handler in app.ts turns it into an application/problem+json body.
  */
-export class ProblemError extends Error {
+export class ProblemError extends AppError<{ status: number; type: string }> {
   override readonly name = 'ProblemError';
   readonly status: number;
   readonly type: string;
@@ -28,7 +31,7 @@ export class ProblemError extends Error {
   readonly headers: Record<string, string>;
 
   constructor(options: ProblemOptions) {
-    super(`${options.status} ${options.type}: ${options.detail}`, { cause: options.cause });
+    super(`${options.status} ${options.type}: ${options.detail}`, { context: { status: options.status, type: options.type }, cause: options.cause });
     this.status = options.status;
     this.type = options.type;
     this.title = options.title;
@@ -49,7 +52,10 @@ export class ProblemError extends Error {
   }
 }
 
-/** Thrown when the request body is not acceptable JSON (before any schema); answered 400. */
-export class InvalidJsonError extends Error {
+/** Thrown by the strict JSON body parser when the body is not acceptable JSON (before any schema); answered 400. */
+export class InvalidJsonError extends AppError {
   override readonly name = 'InvalidJsonError';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { context: {}, cause: options.cause });
+  }
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type pg from 'pg';
+import type { PostgresOperationsRepository } from '../operations/repository';
 
 /** Outcomes of POST /v1/operations/{type}, one label value each. */
 export const RequestOutcome = {
@@ -16,7 +16,7 @@ export const RequestOutcome = {
 } as const;
 export type RequestOutcome = (typeof RequestOutcome)[keyof typeof RequestOutcome];
 
-export function createHttpMetrics(registry: Registry, pool: Pick<pg.Pool, 'query'>) {
+export function createHttpMetrics(registry: Registry, operations: Pick<PostgresOperationsRepository, 'oldestUnfinishedAgeSeconds'>) {
   return {
     requests: new Counter({
       name: 'onceflow_idempotency_requests_total',
@@ -53,11 +53,7 @@ export function createHttpMetrics(registry: Registry, pool: Pick<pg.Pool, 'query
       registers: [registry],
       async collect() {
         try {
-          const { rows } = await pool.query<{ age: number | null }>(
-            `SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS age
-               FROM operations WHERE status IN ('reserved', 'running')`,
-          );
-          this.set(rows[0]?.age ?? 0);
+          this.set(await operations.oldestUnfinishedAgeSeconds());
         } catch {
           // leave the last value; a scrape must not fail because the database did
         }

@@ -13,3 +13,20 @@ export function parsePreferWait(header: string | string[] | undefined, maxSecond
   }
   return 0;
 }
+
+/**
+ * Runs `work` with a signal that aborts when the client's connection closes,
+ * so a `Prefer: wait` whose client went away stops reading its row and gives
+ * its waiting slot back at once instead of holding it until the wait elapses.
+ */
+export async function whileConnected<T>(socket: Pick<NodeJS.EventEmitter, 'once' | 'off'> & { destroyed: boolean }, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onClose = () => controller.abort();
+  if (socket.destroyed) controller.abort();
+  else socket.once('close', onClose);
+  try {
+    return await work(controller.signal);
+  } finally {
+    socket.off('close', onClose);
+  }
+}

@@ -8,16 +8,20 @@ import { loadConfig } from '../config';
 import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { createLogger } from '../observability/logger';
+import { startMetricsServer } from '../observability/metrics-server';
 import { createTracing } from '../observability/tracing';
 import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
 import { ensureMaintenanceSchedule } from '../operations/maintenance-schedule';
 import { connectTemporalClient } from '../temporal/client';
 import { installTemporalRuntime } from '../temporal/runtime';
+import { payloadCodecFromConfig } from '../temporal/codec-config';
 import { provisionTenants } from '../tenants/api-keys';
 import { buildApp } from './app';
 
 runEntrypoint('api', async ({ onShutdown, stopped }) => {
   const config = loadConfig();
+  // Before anything connects: without payload keys a production process must not start.
+  const payloadCodec = payloadCodecFromConfig(config);
   const logger = createLogger({ service: 'api', level: config.LOG_LEVEL });
   // The Temporal client runs on Core's native connection (src/temporal/client.ts).
   installTemporalRuntime({ logger });
@@ -34,6 +38,7 @@ runEntrypoint('api', async ({ onShutdown, stopped }) => {
   const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'api' }) : undefined;
   if (tracing) onShutdown(() => tracing.shutdown());
   const temporal = await connectTemporalClient({
+    payloadCodec,
     address: config.TEMPORAL_ADDRESS,
     namespace: config.TEMPORAL_NAMESPACE,
     compression: config.TEMPORAL_GRPC_COMPRESSION,
@@ -48,9 +53,14 @@ runEntrypoint('api', async ({ onShutdown, stopped }) => {
   );
   const metricsRegistry = new Registry();
   collectDefaultMetrics({ register: metricsRegistry, prefix: 'onceflow_api_' });
-  const app = await buildApp({ config: { ...config, DATABASE_URL: databaseUrl }, pool, temporal, logger, metricsRegistry, tracing });
+  const app = await buildApp({ config: { ...config, DATABASE_URL: databaseUrl }, pool, temporal, logger, metricsRegistry, tracing, payloadCodec });
   onShutdown(() => app.close());
   await app.listen({ host: config.HOST, port: config.PORT });
+  if (config.API_METRICS_PORT !== undefined) {
+    // Metrics on a listener of their own, for a port only the monitoring network reaches.
+    const metricsServer = await startMetricsServer({ registry: metricsRegistry, port: config.API_METRICS_PORT, host: config.HOST, token: config.ONCEFLOW_METRICS_TOKEN });
+    onShutdown(() => metricsServer.close());
+  }
   logger.info({ url: `http://${config.HOST}:${config.PORT}`, temporal: config.TEMPORAL_ADDRESS }, 'api listening');
   await stopped;
 });

@@ -1,16 +1,40 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
+import { UnknownFingerprintVersionError } from './errors';
 
 /**
- * SHA-256 (hex) over the RFC 8785 canonical JSON of the validated body, after
- * dropping the type's non-essential fields (dotted paths). Key order, white
- * space and `1` versus `1.0` never change it: the body is parsed before, and
- * canonicalize serialises numbers the ECMAScript way.
+ * The fingerprint algorithm's version, stored with every key
+ * (operations.fingerprint_version). A repeat is fingerprinted with the
+ * version its key was reserved with, so a later version (another
+ * canonicalisation, another rule for non-essential fields) never turns a
+ * true repeat of an older key into a 422.
  */
-export function fingerprint(body: unknown, nonEssentialFields: readonly string[]): string {
-  const essential = dropPaths(body, nonEssentialFields);
-  const canonical = canonicalize(essential) ?? 'null';
-  return createHash('sha256').update(canonical, 'utf8').digest('hex');
+export const CURRENT_FINGERPRINT_VERSION = 1;
+
+/**
+ * Version 1: the validated body after dropping the type's non-essential
+ * fields (dotted paths). Key order, white space and `1` versus `1.0` never
+ * change it: the body is parsed before, and RFC 8785 serialises numbers the
+ * ECMAScript way.
+ */
+const essentialByVersion: Record<number, (body: unknown, nonEssentialFields: readonly string[]) => unknown> = {
+  1: (body, nonEssentialFields) => dropPaths(body, nonEssentialFields),
+};
+
+/** The part of a body that a fingerprint of `version` covers; what the 422's `differences` compare. */
+export function essentialPart(body: unknown, nonEssentialFields: readonly string[], version = CURRENT_FINGERPRINT_VERSION): unknown {
+  const essential = essentialByVersion[version];
+  if (!essential) throw new UnknownFingerprintVersionError(version);
+  return essential(body, nonEssentialFields);
+}
+
+/** SHA-256 (hex) over the RFC 8785 canonical JSON of the body's essential part. */
+export function fingerprint(body: unknown, nonEssentialFields: readonly string[], version = CURRENT_FINGERPRINT_VERSION): string {
+  return sha256Hex(canonicalize(essentialPart(body, nonEssentialFields, version)) ?? 'null');
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 function dropPaths(value: unknown, paths: readonly string[]): unknown {

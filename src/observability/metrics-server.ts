@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { Registry } from 'prom-client';
 
@@ -10,7 +11,13 @@ export interface MetricsServer {
  * Serves a prom-client registry at `/metrics` for processes without an HTTP
  * API of their own (worker, relay). node:http is enough for one read-only route.
  */
-export async function startMetricsServer(options: { registry: Registry; port: number; host?: string }): Promise<MetricsServer> {
+export async function startMetricsServer(options: {
+  registry: Registry;
+  port: number;
+  host?: string;
+  /** Bearer token /metrics requires (ONCEFLOW_METRICS_TOKEN); default none. */
+  token?: string;
+}): Promise<MetricsServer> {
   const server = http.createServer((request, response) => {
     if (request.method !== 'GET' || (request.url !== '/metrics' && request.url !== '/healthz')) {
       response.writeHead(404).end();
@@ -18,6 +25,10 @@ export async function startMetricsServer(options: { registry: Registry; port: nu
     }
     if (request.url === '/healthz') {
       response.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    if (options.token && !bearerMatches(request.headers.authorization, options.token)) {
+      response.writeHead(401, { 'www-authenticate': 'Bearer realm="onceflow-metrics"' }).end();
       return;
     }
     options.registry
@@ -36,4 +47,11 @@ export async function startMetricsServer(options: { registry: Registry; port: nu
     url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/metrics`,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+/** Constant-time comparison of `Authorization: Bearer <token>` (digests first, so lengths leak nothing either). */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const presented = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : '';
+  const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest();
+  return presented.length > 0 && timingSafeEqual(digest(presented), digest(token));
 }

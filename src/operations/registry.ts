@@ -17,6 +17,13 @@ export interface OperationTypeDefinition<TSchema extends z.ZodType = z.ZodType, 
   resultSchema: TResult;
   /** Dotted paths dropped before fingerprinting: changing them never makes a request "different". */
   nonEssentialFields: readonly string[];
+  /**
+   * Dotted paths of the business fields that make two requests the same
+   * operation. When set, a request without Idempotency-Key gets a key derived
+   * from them (src/idempotency/derived-key.ts), returned in the
+   * Idempotency-Key response header. Default: none (the header is required).
+   */
+  keyFields?: readonly string[];
   /** How long a key stays bound to its operation. Default ONCEFLOW_DEFAULT_RETENTION_HOURS (24). */
   retentionHours?: number;
   /** A failure after exhausted retries releases the key: the next request starts a new run. */
@@ -52,6 +59,22 @@ export const generateReportInput = z
   })
   .strict();
 export type GenerateReportInput = z.infer<typeof generateReportInput>;
+
+/**
+ * A content pipeline's draft: the same title (in the same publication) must
+ * never be drafted twice, even by a caller that has no request id to reuse.
+ */
+export const draftContentInput = z
+  .object({
+    title: z.string().min(1).max(500).describe('the business identity of the draft, with `publication`'),
+    publication: z.string().min(1).max(200).optional(),
+    prompt,
+    model: model.optional(),
+    system: z.string().max(20_000).optional(),
+    metadata,
+  })
+  .strict();
+export type DraftContentInput = z.infer<typeof draftContentInput>;
 
 const usage = z.looseObject({ promptTokens: z.number(), outputTokens: z.number(), totalTokens: z.number() });
 /** One Gemini call of the operation, as recorded in gemini_attempts. */
@@ -101,10 +124,34 @@ export const operationTypes = {
     workflowType: 'generateReportWorkflow',
     summary: (input) => `generate-report (background interaction) with ${input.model ?? 'the default model'}`,
   }),
+  'draft-content': define({
+    name: 'draft-content',
+    inputSchema: draftContentInput,
+    resultSchema: generateContentResult,
+    nonEssentialFields: ['metadata'],
+    keyFields: ['publication', 'title'],
+    releaseKeyOnExhaustedFailure: true,
+    // One Gemini generation, like generate-content: the workflow reads prompt, model and system.
+    workflowType: 'generateContentWorkflow',
+    summary: (input) => `draft-content with ${input.model ?? 'the default model chain'}`,
+  }),
 } as const;
 
 export type OperationTypeName = keyof typeof operationTypes;
 export const operationTypeNames = Object.keys(operationTypes) as OperationTypeName[];
+
+/**
+ * The type's request schema with `model` restricted to the operator's
+ * allowlist (GEMINI_ALLOWED_MODELS), so a model outside it is a schema error:
+ * 400 invalid-request whose issue lists the allowed models, answered before
+ * anything is reserved. The OpenAPI document shows the list as an enum.
+ */
+export function inputSchemaAllowing(definition: OperationTypeDefinition, allowedModels: readonly string[]): z.ZodType {
+  const schema = definition.inputSchema;
+  if (!(schema instanceof z.ZodObject) || !('model' in schema.shape) || allowedModels.length === 0) return schema;
+  const allowed = z.enum(allowedModels as [string, ...string[]], { error: () => `model must be one of the allowed models: ${allowedModels.join(', ')}` });
+  return schema.extend({ model: allowed.optional() });
+}
 
 export function findOperationType(name: string): OperationTypeDefinition | undefined {
   return Object.hasOwn(operationTypes, name) ? operationTypes[name as OperationTypeName] : undefined;

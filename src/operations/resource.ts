@@ -1,7 +1,17 @@
 import { z } from 'zod';
-import type { OperationState } from '../idempotency/store';
+import type { OperationState } from './repository';
 import { temporalUiLink } from '../temporal/client';
 import { publicStatuses } from './status';
+
+/** `progress` of a running operation (src/operations/progress.ts), on GET and on the 409. */
+export const operationProgressSchema = z.object({
+  step: z.enum(['starting', 'calling-gemini', 'backing-off', 'waiting-for-interaction', 'finishing']),
+  model: z.string().nullable(),
+  attempt: z.number().int(),
+  attempts: z.number().int(),
+  startedAt: z.string(),
+  interaction: z.object({ state: z.string() }).nullable(),
+});
 
 /** The operation resource of the contract for one type (its `result` typed); also the OpenAPI response schema. */
 export function operationResourceSchemaFor<TResult extends z.ZodType>(operationType: string, result: TResult) {
@@ -15,6 +25,8 @@ export function operationResourceSchemaFor<TResult extends z.ZodType>(operationT
     runId: z.string().nullable(),
     result: result.nullable().describe('set once the operation succeeded'),
     error: z.unknown().describe('set once the operation failed: the problem it ended with'),
+    expiresAt: z.string().describe('RFC 3339: when the key stops binding this operation (also the Idempotency-Expires header, epoch ms)'),
+    progress: operationProgressSchema.nullable().optional().describe('GET of a running operation: where it stands'),
     links: z.object({ self: z.string(), temporalUi: z.string() }),
   });
 }
@@ -41,6 +53,7 @@ export function toOperationResource(record: OperationState, ui: { baseUrl: strin
     runId: record.runId,
     result: record.result ?? null,
     error: record.error ?? null,
+    expiresAt: record.expiresAt.toISOString(),
     links: {
       self: operationPath(record.operationType, record.idempotencyKey),
       temporalUi: temporalUiLink(ui.baseUrl, ui.namespace, record.workflowId, record.runId),

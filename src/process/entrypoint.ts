@@ -1,5 +1,4 @@
-import { ConfigError, type Config } from '../config';
-import { LocalStackError } from '../dev/errors';
+import { ConfigError, startupSettings, type Config, type StartupSettings } from '../config';
 
 export interface EntrypointContext {
   /** Registers cleanup, run in reverse order on SIGINT/SIGTERM or when main returns. */
@@ -8,9 +7,12 @@ export interface EntrypointContext {
   stopped: Promise<NodeJS.Signals>;
 }
 
-/** Thrown when a process cannot start for a reason the user can fix; printed as one line. */
+/**
+ * Thrown when a process cannot start for a reason the user can fix; printed as
+ * one line with its hint. The local stack's errors (dev/errors.ts) extend it.
+ */
 export class StartupError extends Error {
-  override readonly name = 'StartupError';
+  override readonly name: string = 'StartupError';
   constructor(message: string, readonly hint: string, options?: { cause?: unknown }) {
     super(message, options);
   }
@@ -49,16 +51,16 @@ function databaseTarget(url: string | undefined): string {
 }
 
 /** One line for the user: what is wrong and how to fix it, never a stack trace. */
-export function describeStartupError(error: unknown, env: NodeJS.ProcessEnv = process.env): string {
+export function describeStartupError(error: unknown, settings: Pick<StartupSettings, 'databaseUrl' | 'temporalAddress'> = startupSettings()): string {
   if (error instanceof ConfigError) return `${error.message} — fix the variable(s) named above; README.md lists every variable`;
-  if (error instanceof LocalStackError || error instanceof StartupError) return `${error.message} — ${error.hint}`;
+  if (error instanceof StartupError) return `${error.message} — ${error.hint}`;
   const e = error as { code?: string; message?: string; address?: string; port?: number; name?: string };
   if (POSTGRES_UNREACHABLE_CODES.has(e?.code ?? '') || POSTGRES_UNREACHABLE_MESSAGE.test(e?.message ?? '')) {
     const kind = e.code ?? (/timeout/i.test(e.message ?? '') ? 'timeout' : 'error');
-    return `cannot reach PostgreSQL${databaseTarget(env.DATABASE_URL)} (${kind}: ${firstLine(e.message)}) — start PostgreSQL or fix DATABASE_URL${env.DATABASE_URL ? '' : ' (unset)'}`;
+    return `cannot reach PostgreSQL${databaseTarget(settings.databaseUrl)} (${kind}: ${firstLine(e.message)}) — start PostgreSQL or fix DATABASE_URL${settings.databaseUrl ? '' : ' (unset)'}`;
   }
   if (/TransportError|Failed to connect|tcp connect error|connection refused/i.test(`${e?.name} ${e?.message}`)) {
-    return `cannot reach Temporal at ${env.TEMPORAL_ADDRESS ?? 'localhost:7233'} (${firstLine(e?.message)}) — start the Temporal server or fix TEMPORAL_ADDRESS`;
+    return `cannot reach Temporal at ${settings.temporalAddress ?? 'localhost:7233'} (${firstLine(e?.message)}) — start the Temporal server or fix TEMPORAL_ADDRESS`;
   }
   return `${firstLine(e?.message ?? String(error))} — rerun with LOG_LEVEL=debug for details`;
 }
@@ -107,22 +109,19 @@ export function runEntrypoint(name: string, main: (context: EntrypointContext) =
     })
     .catch(async (error: unknown) => {
       process.stderr.write(`onceflow ${name}: ${describeStartupError(error)}\n`);
-      if (process.env.LOG_LEVEL === 'debug') process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+      if (startupSettings().debug) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
       await shutdown();
       process.exit(error instanceof ConfigError ? 2 : 1);
     });
 }
-
-/** Set by the supervisor on its children. */
-export const SUPERVISOR_PID_ENV = 'ONCEFLOW_SUPERVISOR_PID';
 
 /**
  * A child of `onceflow start` stops when its supervisor is gone (killed with
  * SIGKILL, say), so no orphan api/worker/relay keeps ports and connections.
  */
 function watchSupervisor(onGone: () => void): void {
-  const pid = Number(process.env[SUPERVISOR_PID_ENV]);
-  if (!Number.isInteger(pid) || pid <= 0) return;
+  const pid = startupSettings().supervisorPid;
+  if (pid === undefined) return;
   const timer = setInterval(() => {
     try {
       process.kill(pid, 0);

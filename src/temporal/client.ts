@@ -1,4 +1,5 @@
 import { Client, type ClientPlugin } from '@temporalio/client';
+import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection } from '@temporalio/worker';
 
 export interface TemporalClientOptions {
@@ -10,6 +11,8 @@ export interface TemporalClientOptions {
   compression?: 'none' | 'gzip';
   /** E.g. the OpenTelemetry plugin; default none. */
   plugins?: ClientPlugin[];
+  /** Encrypts every payload the client sends and decrypts what it reads (payloadCodecFromConfig); default none, payloads in clear. */
+  payloadCodec?: PayloadCodec;
 }
 
 /**
@@ -39,7 +42,12 @@ export async function connectTemporalClient(options: TemporalClientOptions): Pro
   } finally {
     clearTimeout(timer);
   }
-  return new Client({ connection, namespace: options.namespace, plugins: options.plugins ?? [] });
+  return new Client({
+    connection,
+    namespace: options.namespace,
+    plugins: options.plugins ?? [],
+    ...(options.payloadCodec ? { dataConverter: { payloadCodecs: [options.payloadCodec] } } : {}),
+  });
 }
 
 /** Deep link to a workflow execution in the Temporal Web UI. */

@@ -1,4 +1,5 @@
 import { type NativeConnection, Worker, type WorkerPlugin, type WorkflowBundleOption } from '@temporalio/worker';
+import type { PayloadCodec } from '@temporalio/common';
 import { createActivities, type ActivityDeps } from '../../activities';
 
 export interface CreateOnceflowWorkerOptions {
@@ -11,6 +12,8 @@ export interface CreateOnceflowWorkerOptions {
   workflowBundle?: WorkflowBundleOption;
   /** E.g. the OpenTelemetry plugin when tracing is on; default none. A prebuilt bundle must be built with the same plugins. */
   plugins?: WorkerPlugin[];
+  /** Encrypts and decrypts every payload (payloadCodecFromConfig); runs outside the workflow sandbox. Default none. The api's client must use the same keys. */
+  payloadCodec?: PayloadCodec;
 }
 
 export async function createOnceflowWorker(options: CreateOnceflowWorkerOptions): Promise<Worker> {
@@ -23,5 +26,6 @@ export async function createOnceflowWorker(options: CreateOnceflowWorkerOptions)
       : { workflowsPath: require.resolve('../../workflows') }),
     activities: createActivities(options.activityDeps),
     plugins: options.plugins ?? [],
+    ...(options.payloadCodec ? { dataConverter: { payloadCodecs: [options.payloadCodec] } } : {}),
   });
 }

@@ -52,20 +52,21 @@ describe('completeOperation', () => {
     const exhausted = await reserve();
     await complete({
       ...base, operationId: exhausted, idempotencyKey: `key-${exhausted}`, workflowId: `wf-${exhausted}`,
-      error: { type: 'provider-failure', title: 'Gemini failed', status: 502, detail: 'every model failed', retryable: true },
+      error: { type: 'provider-failure', detail: 'every model failed', retryable: true },
     });
     const rejected = await reserve();
     await complete({
       ...base, operationId: rejected, idempotencyKey: `key-${rejected}`, workflowId: `wf-${rejected}`,
-      error: { type: 'prompt-rejected', title: 'Prompt rejected', status: 422, detail: 'safety', retryable: false },
+      error: { type: 'prompt-rejected', detail: 'safety', retryable: false },
     });
     const { rows } = await pool.query(
-      'SELECT operation_id, released, error_status FROM operations WHERE operation_id = ANY($1) ORDER BY error_status',
+      `SELECT operation_id, released, error->>'type' AS type, error_status FROM operations WHERE operation_id = ANY($1) ORDER BY error->>'type' DESC`,
       [[exhausted, rejected]],
     );
+    // The HTTP status is the problem table's to decide (src/http/problems.ts), no longer stored.
     expect(rows).toEqual([
-      { operation_id: rejected, released: false, error_status: 422 },
-      { operation_id: exhausted, released: true, error_status: 502 },
+      { operation_id: exhausted, released: true, type: 'provider-failure', error_status: null },
+      { operation_id: rejected, released: false, type: 'prompt-rejected', error_status: null },
     ]);
   });
 

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CommanderError } from 'commander';
 import { CliError, ExitCode, exitCodeFor } from '../../src/cli/errors';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { cliEnv, expectExit, parseJson, runCli } from './run-cli';
 
 /**

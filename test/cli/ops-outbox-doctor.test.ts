@@ -6,13 +6,14 @@ import { msToTs } from '@temporalio/common/lib/time';
 import { OnceflowClient } from '../../src/client';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { findFreePort } from '../../dev/ports';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool, createTestTenant } from '../helpers/db';
+import { createTestTenant } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { cliEnv, expectExit, parseJson, runCli, startCli } from './run-cli';
+import { startTestStack } from '../helpers/stack';
 
 describe('onceflow ops, outbox and doctor (subprocess)', () => {
   let pool: Pool;
@@ -22,19 +23,14 @@ describe('onceflow ops, outbox and doctor (subprocess)', () => {
   let tenant: { tenantId: string; apiKey: string };
   const cleanups: (() => Promise<unknown>)[] = [];
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
+    ({ pool, temporal, worker, api: liveApi, close } = await startTestStack({ worker: {}, api: {} }));
     tenant = await createApiTenant(pool, 'cli-ops');
-    worker = await startTestWorker({ pool });
-    liveApi = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
   });
   afterAll(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
-    await liveApi.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
+    await close();
   });
 
   it('lists, filters and shows operations created through the API', async () => {
@@ -50,10 +46,16 @@ describe('onceflow ops, outbox and doctor (subprocess)', () => {
     const onlyRunning = parseJson(await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--status', 'running', '--json']));
     expect(onlyRunning.map((r: any) => r.idempotencyKey)).toEqual([running.idempotencyKey]);
 
+    const newer = parseJson(await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--created-after', done.operation.createdAt, '--json']));
+    expect(newer.map((r: any) => r.idempotencyKey)).toEqual([running.idempotencyKey]);
+    const older = parseJson(await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--created-before', running.operation.createdAt, '--json']));
+    expect(older.map((r: any) => r.idempotencyKey)).toEqual([done.idempotencyKey]);
+    expect((await runCli(['ops', 'list', '--created-after', 'yesterday'])).code).not.toBe(0);
+
     const table = await runCli(['ops', 'list', '--tenant', tenant.tenantId, '--type', 'generate-content']);
     expectExit(table, 0);
     const lines = table.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^TENANT\s+TYPE\s+KEY\s+STATUS\s+CREATED\s+DURATION\s+STEPS\s+WORKFLOW ID$/);
+    expect(lines[0]).toMatch(/^TENANT\s+TYPE\s+KEY\s+STATUS\s+CREATED\s+DURATION\s+EXPIRES\s+STEPS\s+WORKFLOW ID$/);
     expect(lines).toHaveLength(3);
     expect(table.stdout).toContain(done.idempotencyKey);
 

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { OnceflowClient } from '../../src/client';
 import { createPool, type Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { startFaultProxy, startHttpFaultProxy } from './fault-proxy';
+import { startTestStack } from '../helpers/stack';
 
 /**
  * The client against the real facade (buildApp), real Temporal and real
@@ -22,19 +22,14 @@ describe('OnceflowClient against the running facade', () => {
   let api: TestApi;
   const cleanups: (() => Promise<unknown>)[] = [];
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
+    ({ pool, temporal, worker, api, close } = await startTestStack({ worker: {}, api: {} }));
     tenant = await createApiTenant(pool, 'client');
-    worker = await startTestWorker({ pool });
-    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
   });
   afterAll(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
-    await api.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
+    await close();
   });
 
   const apiPort = () => Number(new URL(api.baseUrl).port);

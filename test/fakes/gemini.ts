@@ -1,4 +1,4 @@
-import type { Behaviour, InteractionSettings, RecordedCall, WebhookDelivery } from '../../src/integrations/gemini/offline-server';
+import type { Behaviour, InteractionSettings, RecordedCall, WebhookDelivery } from '../../dev/gemini-offline/server';
 
 /** Test-side handle on an offline model server: script its answers, read its call counter over HTTP. */
 export class FakeGeminiControl {

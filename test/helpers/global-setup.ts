@@ -4,10 +4,10 @@ import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
-import { startLocalPostgres } from '../../src/dev/local-postgres';
-import { startLocalTemporal } from '../../src/dev/local-temporal';
-import { findFreePort } from '../../src/dev/ports';
-import { resolveTemporalBinary } from '../../src/dev/temporal-binary';
+import { startLocalPostgres } from '../../dev/local-postgres';
+import { startLocalTemporal } from '../../dev/local-temporal';
+import { findFreePort } from '../../dev/ports';
+import { resolveTemporalBinary } from '../../dev/temporal-binary';
 import { TEST_INFRA_ENV, type TestInfra } from './infra';
 
 /**

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
-import type { LocalPostgres } from '../../src/dev/local-postgres';
-import type { LocalTemporal } from '../../src/dev/local-temporal';
+import type { LocalPostgres } from '../../dev/local-postgres';
+import type { LocalTemporal } from '../../dev/local-temporal';
 import { testInfra } from './infra';
 
 /**

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
-import { findFreePort } from '../../src/dev/ports';
-import { spawnRole, type Role } from '../../src/dev/supervisor';
+import { findFreePort } from '../../dev/ports';
+import { spawnRole, type Role } from '../../dev/supervisor';
 import { testInfra } from './infra';
 
 export interface RunningProcess {

@@ -3,10 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import type pg from 'pg';
+import type { ReportPolling } from '../../activities/gemini-interactions';
 import { Registry } from 'prom-client';
 import { createGeminiClient } from '../../src/integrations/gemini/client';
 import { createGeminiMetrics } from '../../src/integrations/gemini/metrics';
-import { startOfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { startOfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createLogger } from '../../src/observability/logger';
 import { createOnceflowWorker } from '../../src/worker/create-worker';
 import { testInfra } from './infra';
@@ -50,6 +51,8 @@ export interface StartTestWorkerOptions {
   modelChain?: string[];
   /** Per-call timeout; default 5000 ms. */
   geminiTimeoutMs?: number;
+  /** The report's poll timing (see fakes/report-worker.ts); default the worker's own. */
+  reportPolling?: Partial<ReportPolling>;
 }
 
 export async function startTestWorker(options: StartTestWorkerOptions): Promise<TestWorker> {
@@ -73,6 +76,7 @@ export async function startTestWorker(options: StartTestWorkerOptions): Promise<
       }),
       geminiMetrics: createGeminiMetrics(registry),
       modelChain: options.modelChain ?? ['gemini-2.5-flash', 'gemini-2.5-flash-lite'],
+      reportPolling: options.reportPolling,
     },
     workflowBundle: { code: await readFile(infra.workflowBundlePath, 'utf8') },
   });

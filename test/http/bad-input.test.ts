@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { createApiTenant, postOperation, rawPost, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { createApiTenant, postOperation, rawPost, type TestApi } from '../helpers/api';
+import { uniqueTaskQueue } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
 
 interface BadRequest {
   name: string;
@@ -70,18 +69,12 @@ function generateBadRequests(): BadRequest[] {
 
 describe('bad input', () => {
   let pool: Pool;
-  let temporal: Client;
   let api: TestApi;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    api = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('bad-input') });
+    ({ pool, api, close } = await startTestStack({ api: { taskQueue: uniqueTaskQueue('bad-input') } }));
   });
-  afterAll(async () => {
-    await api.close();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   it('answers every generated bad request with its 4xx problem, never a 500, and reserves nothing', async () => {
     const tenant = await createApiTenant(pool);

@@ -1,27 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
+import { startTestStack } from '../helpers/stack';
 
 describe('concurrent identical requests', () => {
   let pool: Pool;
   let temporal: Client;
-  let worker: TestWorker;
   let api: TestApi;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    worker = await startTestWorker({ pool });
-    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
+    ({ pool, temporal, api, close } = await startTestStack({ worker: {}, api: {} }));
   });
-  afterAll(async () => {
-    await api.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   it('starts exactly one workflow execution for 200 identical requests fired at once, and none of them gets a 5xx', async () => {
     const tenant = await createApiTenant(pool);

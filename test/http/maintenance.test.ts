@@ -3,13 +3,13 @@ import { Client, Connection } from '@temporalio/client';
 import { createPurgeExpiredOperations } from '../../activities/purge-expired-operations';
 import { createReconcileOperations } from '../../activities/reconcile-operations';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { createLogger } from '../../src/observability/logger';
 import { ensureMaintenanceSchedule } from '../../src/operations/maintenance-schedule';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
 
 /**
  * Self-healing and expiry run by Temporal, not by the API process: the
@@ -24,22 +24,15 @@ describe('maintenance: reconcile and purge', () => {
   let idleApi: TestApi;
   const logger = createLogger({ service: 'test-maintenance', level: 'silent' });
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    worker = await startTestWorker({ pool });
+    ({ pool, temporal, worker, api: idleApi, close } = await startTestStack({ worker: {}, api: { taskQueue: uniqueTaskQueue('idle') } }));
     tenant = await createApiTenant(pool, 'maint');
-    idleApi = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('idle') });
   });
-  afterAll(async () => {
-    await idleApi.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   const row = async (key: string) =>
-    (await pool.query('SELECT operation_id, status, run_id, error, released FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];
+    (await pool.query('SELECT operation_id, status, run_id, error, error_status, released FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key])).rows[0];
   const executions = async (key: string) =>
     (await temporal.workflow.count(`OnceflowTenant = '${tenant.tenantId}' AND OnceflowIdempotencyKey = '${key}'`)).count;
   /** Polls a condition that a real worker makes true; bounded, never a timed assertion. */
@@ -65,7 +58,7 @@ describe('maintenance: reconcile and purge', () => {
     // Nobody asks again. Age the reservation past the reconciler's threshold (as if the pass ran a minute later).
     await pool.query(`UPDATE operations SET updated_at = now() - interval '1 hour' WHERE tenant_id = $1 AND idempotency_key = $2`, [tenant.tenantId, key]);
 
-    const reconcile = createReconcileOperations({ pool, logger, temporal });
+    const reconcile = createReconcileOperations({ pool, logger, temporal, modelChain: ['gemini-2.5-flash', 'gemini-2.5-flash-lite'] });
     const report = await reconcile({ taskQueue: worker.taskQueue });
     expect(report.started).toBeGreaterThanOrEqual(1);
     const finished = await eventually(() => row(key), (r) => r.status === 'succeeded');
@@ -83,11 +76,11 @@ describe('maintenance: reconcile and purge', () => {
     await temporal.workflow.getHandle(created.json!.workflowId).terminate('test: the run dies without finishing its operation');
     await pool.query(`UPDATE operations SET updated_at = now() - interval '1 hour' WHERE tenant_id = $1 AND idempotency_key = $2`, [tenant.tenantId, key]);
 
-    const reconcile = createReconcileOperations({ pool, logger, temporal });
+    const reconcile = createReconcileOperations({ pool, logger, temporal, modelChain: ['gemini-2.5-flash', 'gemini-2.5-flash-lite'] });
     const report = await reconcile({ taskQueue: worker.taskQueue });
     expect(report.abandoned).toBeGreaterThanOrEqual(1);
     const closed = await row(key);
-    expect(closed).toMatchObject({ status: 'failed', released: true, error: { type: 'operation-abandoned', status: 502 } });
+    expect(closed).toMatchObject({ status: 'failed', released: true, error: { type: 'operation-abandoned' } });
     const events = await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [closed.operation_id]);
     expect(events.rows).toEqual([{ event_type: 'operation.failed' }]);
 
@@ -107,7 +100,7 @@ describe('maintenance: reconcile and purge', () => {
     const key = randomUUID();
     expect((await postOperation(idleApi.baseUrl, { apiKey: tenant.apiKey, key })).status).toBe(202);
     await pool.query(`UPDATE operations SET updated_at = now() - interval '1 hour' WHERE tenant_id = $1 AND idempotency_key = $2`, [tenant.tenantId, key]);
-    const report = await createReconcileOperations({ pool, logger, temporal })({ taskQueue: worker.taskQueue });
+    const report = await createReconcileOperations({ pool, logger, temporal, modelChain: ['gemini-2.5-flash', 'gemini-2.5-flash-lite'] })({ taskQueue: worker.taskQueue });
     expect(report.stillRunning).toBeGreaterThanOrEqual(1);
     expect((await row(key)).status).toBe('running');
   });

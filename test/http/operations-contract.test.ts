@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { createCompleteOperation } from '../../activities/complete-operation';
 import { createPool, type Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { connectTemporalClient } from '../../src/temporal/client';
 import { createApiTenant, postOperation, rawPost, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
+import type { OperationFailure } from '../../workflows/failure-types';
 
 /**
  * Every row of the contract's table against the running facade, with real
@@ -22,20 +23,15 @@ describe('POST /v1/operations/{type}: the contract table', () => {
   let liveApi: TestApi; // a worker completes operations
   let worker: TestWorker;
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
+    ({ pool, temporal, worker, api: liveApi, close } = await startTestStack({ worker: {}, api: {} }));
     tenant = await createApiTenant(pool);
     idleApi = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('idle') });
-    worker = await startTestWorker({ pool });
-    liveApi = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
   });
   afterAll(async () => {
     await idleApi.close();
-    await liveApi.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
+    await close();
   });
 
   const reservations = async (key: string) =>
@@ -269,13 +265,13 @@ describe('POST /v1/operations/{type}: the contract table', () => {
 
   it('replays a business failure with its status, and lets a released failure start a new run under the same key', async () => {
     const complete = createCompleteOperation({ pool });
-    const finishAs = async (key: string, error: { type: string; status: number; retryable: boolean }) => {
+    const finishAs = async (key: string, error: { type: OperationFailure; retryable: boolean }) => {
       await postOperation(idleApi.baseUrl, { apiKey: tenant.apiKey, key });
       const { rows } = await pool.query('SELECT operation_id, workflow_id FROM operations WHERE tenant_id = $1 AND idempotency_key = $2', [tenant.tenantId, key]);
       await complete({
         operationId: rows[0].operation_id, workflowId: rows[0].workflow_id, tenantId: tenant.tenantId,
         operationType: 'generate-content', idempotencyKey: key, outcome: 'failed',
-        error: { ...error, title: 'failed', detail: 'injected by the test' },
+        error: { ...error, detail: 'injected by the test' },
       });
       // The workflow's last step is this finishing phase; its run then closes. Here no worker
       // runs it, so end the run the way its completion would.
@@ -283,14 +279,14 @@ describe('POST /v1/operations/{type}: the contract table', () => {
       return rows[0].operation_id as string;
     };
     const rejectedKey = randomUUID();
-    await finishAs(rejectedKey, { type: 'prompt-rejected', status: 422, retryable: false });
+    await finishAs(rejectedKey, { type: 'prompt-rejected', retryable: false });
     const replay = await postOperation(idleApi.baseUrl, { apiKey: tenant.apiKey, key: rejectedKey });
     expect(replay.status).toBe(422);
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
     expect(replay.json).toMatchObject({ type: 'https://onceflow.dev/problems/prompt-rejected', operation: { status: 'failed', idempotencyKey: rejectedKey } });
 
     const exhaustedKey = randomUUID();
-    const firstOperation = await finishAs(exhaustedKey, { type: 'provider-failure', status: 502, retryable: true });
+    const firstOperation = await finishAs(exhaustedKey, { type: 'provider-failure', retryable: true });
     const again = await postOperation(liveApi.baseUrl, { apiKey: tenant.apiKey, key: exhaustedKey, headers: { prefer: 'wait=20' } });
     expect(again.status).toBe(200);
     expect(again.headers.get('idempotent-replayed')).toBeNull();
@@ -340,7 +336,10 @@ describe('POST /v1/operations/{type}: the contract table', () => {
     const created = await postOperation(idleApi.baseUrl, { apiKey: tenant.apiKey, key });
     const read = await fetch(`${idleApi.baseUrl}/v1/operations/generate-content/${encodeURIComponent(key)}`, { headers: { authorization: `Bearer ${tenant.apiKey}` } });
     expect(read.status).toBe(200);
-    expect(await read.json()).toEqual(created.json);
+    // GET of a running operation adds where it stands (contract v1.1); the rest is the 202's resource.
+    const { progress, ...resource } = (await read.json()) as Record<string, unknown>;
+    expect(resource).toEqual(created.json);
+    expect(progress).toMatchObject({ step: expect.any(String), attempts: 0, startedAt: created.json!.createdAt });
     const missing = await fetch(`${idleApi.baseUrl}/v1/operations/generate-content/${randomUUID()}`, { headers: { authorization: `Bearer ${tenant.apiKey}` } });
     expect(missing.status).toBe(404);
   });

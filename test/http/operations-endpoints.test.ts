@@ -1,29 +1,24 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { searchAttributes } from '../../workflows/definitions';
 import { createTenant, provisionTenants, rotateApiKey } from '../../src/tenants/api-keys';
 import { postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { uniqueTaskQueue } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
 
 describe('operations endpoints and tenants', () => {
   let pool: Pool;
   let temporal: Client;
   let api: TestApi;
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    api = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('idle') });
+    ({ pool, temporal, api, close } = await startTestStack({ api: {} }));
   });
-  afterAll(async () => {
-    await api.close();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   it('answers /healthz, and /readyz only when PostgreSQL and Temporal both answer', async () => {
     expect(await (await fetch(`${api.baseUrl}/healthz`)).json()).toEqual({ status: 'ok' });

@@ -1,25 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { createApiTenant, type TestApi } from '../helpers/api';
+import { startTestStack } from '../helpers/stack';
 
 /** Route plugins of other capabilities are mounted inside the authenticated, tenant-scoped /v1 part of the facade. */
 describe('route plugins in the tenant scope', () => {
   let pool: Pool;
-  let temporal: Client;
   let api: TestApi;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    api = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue() });
+    ({ pool, api, close } = await startTestStack({ api: {} }));
   });
-  afterAll(async () => {
-    await api.close();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   it('answers /v1/subscriptions only with an API key, and shows each tenant only its own subscriptions', async () => {
     const a = await createApiTenant(pool, 'sub-a');

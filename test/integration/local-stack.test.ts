@@ -5,7 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { assertPortFree, findFreePort } from '../../src/dev/ports';
+import { assertPortFree, findFreePort } from '../../dev/ports';
 import { testInfra } from '../helpers/infra';
 import { descendantsOf, survivors, waitUntilGone, type ProcessEntry } from './process-tree';
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
-import { assertPortFree, findFreePort } from '../../src/dev/ports';
+import { assertPortFree, findFreePort } from '../../dev/ports';
 import { testInfra } from '../helpers/infra';
 import { outputUntilExit, startProcess } from '../helpers/processes';
 

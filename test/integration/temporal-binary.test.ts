@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { findFreePort } from '../../src/dev/ports';
-import { GO_INSTALL_TAG, resolveTemporalBinary } from '../../src/dev/temporal-binary';
+import { findFreePort } from '../../dev/ports';
+import { GO_INSTALL_TAG, resolveTemporalBinary } from '../../dev/temporal-binary';
 import { testInfra } from '../helpers/infra';
 import { outputUntilExit } from '../helpers/processes';
 

@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import type { Pool } from '../../src/db/pool';
 import { createGeminiClient } from '../../src/integrations/gemini/client';
 import { createGeminiMetrics } from '../../src/integrations/gemini/metrics';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createLogger } from '../../src/observability/logger';
 import { createTracing, type Tracing } from '../../src/observability/tracing';
 import { createOnceflowWorker } from '../../src/worker/create-worker';

@@ -4,8 +4,9 @@ import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { ensureOutboxPruneSchedule } from '../../src/outbox/prune-schedule';
 import { createSubscription } from '../../src/outbox/subscriptions';
-import { createTestPool, createTestTenant } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { createTestTenant } from '../helpers/db';
+import { type TestWorker } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
 
 const OLD = '2020-01-01T00:00:00Z';
 
@@ -13,16 +14,11 @@ describe('pruning the outbox and the inbox', () => {
   let pool: Pool;
   let temporal: Client;
   let worker: TestWorker;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    worker = await startTestWorker({ pool });
+    ({ pool, temporal, worker, close } = await startTestStack({ worker: {} }));
   });
-  afterAll(async () => {
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   /** An event written at `createdAt`, with one delivery per given status to a fresh subscription. */
   async function event(tenantId: string, createdAt: string, deliveryStatuses: ('pending' | 'delivered' | 'dead')[]): Promise<string> {

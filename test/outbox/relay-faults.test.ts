@@ -8,7 +8,7 @@ import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import { migrate } from '../../src/db/migrate';
 import { createPool, type Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
-import { findFreePort } from '../../src/dev/ports';
+import { findFreePort } from '../../dev/ports';
 import { listDeadLetters } from '../../src/outbox/dead-letters';
 import { enqueueEvent } from '../../src/outbox/enqueue';
 import { registerOutboxBacklogGauges } from '../../src/outbox/metrics';

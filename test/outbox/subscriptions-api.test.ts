@@ -1,15 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
 import { enqueueEvent } from '../../src/outbox/enqueue';
 import { type OutboxRelay } from '../../src/outbox/relay';
-import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { createApiTenant, type TestApi } from '../helpers/api';
 import { startTestRelay } from '../helpers/relay';
+import { startTestStack } from '../helpers/stack';
 
 interface SubscriptionBody {
   id: string;
@@ -30,24 +28,18 @@ async function until(condition: () => Promise<boolean> | boolean, what: string, 
 
 describe('the subscriptions and dead-letters API', () => {
   let pool: Pool;
-  let temporal: Client;
   let api: TestApi;
   const consumers: ExampleConsumer[] = [];
   const relays: OutboxRelay[] = [];
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    api = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue() });
+    ({ pool, api, close } = await startTestStack({ api: {} }));
   });
   afterEach(async () => {
     await Promise.all(relays.splice(0).map((r) => r.stop()));
     await Promise.all(consumers.splice(0).map((c) => c.close()));
   });
-  afterAll(async () => {
-    await api.close();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   const call = async (apiKey: string, method: string, path: string, body?: unknown) => {
     const response = await fetch(`${api.baseUrl}${path}`, {

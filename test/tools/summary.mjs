@@ -5,9 +5,24 @@
 // other's results. A report that is missing counts as one failure: the runner
 // that should have written it never finished (a type error stops `npm test`
 // before jest runs, a crash stops the fault suite before its table).
+//
+// Usage: summary.mjs --jest FILE [--jest FILE …] --faults FILE [--faults FILE …]
+// (several of each: the dev-server tier and the Temporal cluster tier each
+// write their own). The older positional form `summary.mjs JEST FAULTS` still works.
 import { readFileSync } from 'node:fs';
 
-const [jestReport, faultsReport] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const reports = { jest: [], faults: [] };
+if (argv.some((a) => a.startsWith('--'))) {
+  for (let i = 0; i < argv.length; i += 2) {
+    const kind = argv[i].replace(/^--/, '');
+    if (!(kind in reports) || argv[i + 1] === undefined) throw new Error(`usage: summary.mjs --jest FILE --faults FILE (got ${argv[i]})`);
+    reports[kind].push(argv[i + 1]);
+  }
+} else {
+  reports.jest.push(argv[0]);
+  reports.faults.push(argv[1]);
+}
 let passed = 0;
 let failed = 0;
 let skipped = 0;
@@ -22,20 +37,22 @@ function read(file, what) {
   }
 }
 
-const jest = read(jestReport, 'jest');
-if (jest) {
+for (const file of reports.jest) {
+  const jest = read(file, 'jest');
+  if (!jest) continue;
   passed += jest.numPassedTests;
   failed += jest.numFailedTests + (jest.numRuntimeErrorTestSuites ?? 0);
   skipped += jest.numPendingTests + (jest.numTodoTests ?? 0);
-  process.stdout.write(`jest: ${jest.numPassedTests} passed, ${jest.numFailedTests} failed, ${jest.numPendingTests} skipped` +
+  process.stdout.write(`jest (${file}): ${jest.numPassedTests} passed, ${jest.numFailedTests} failed, ${jest.numPendingTests} skipped` +
     `${jest.numRuntimeErrorTestSuites ? `, ${jest.numRuntimeErrorTestSuites} suites failed to run` : ''}\n`);
 }
-const faults = read(faultsReport, 'fault suite');
-if (faults) {
+for (const file of reports.faults) {
+  const faults = read(file, 'fault suite');
+  if (!faults) continue;
   const held = faults.results.filter((r) => r.violations.length === 0).length;
   passed += held;
   failed += faults.results.length - held;
-  process.stdout.write(`fault suite: ${held} scenarios held, ${faults.results.length - held} broke an invariant\n`);
+  process.stdout.write(`fault suite (${file}): ${held} scenarios held, ${faults.results.length - held} broke an invariant\n`);
 }
 process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped\n`);
 process.exit(failed > 0 ? 1 : 0);

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
+import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
+import { type TestWorker } from '../helpers/temporal';
 import { refuseInserts } from '../fakes/db-faults';
 import { FakeGeminiControl } from '../fakes/gemini';
 import { metricValue } from '../fakes/metrics';
+import { startTestStack } from '../helpers/stack';
 
 /**
  * generate-content end to end: real facade, real Temporal worker, real
@@ -23,22 +23,17 @@ describe('generate-content never pays Gemini twice', () => {
   let api: TestApi;
   let tenant: { tenantId: string; apiKey: string };
 
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
     gemini = await startOfflineGeminiServer();
     fake = new FakeGeminiControl(gemini.url);
-    worker = await startTestWorker({ pool, geminiBaseUrl: gemini.url, geminiTimeoutMs: 1_500 });
-    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
+    ({ pool, temporal, worker, api, close } = await startTestStack({ worker: { geminiBaseUrl: gemini.url, geminiTimeoutMs: 1_500 }, api: {} }));
     tenant = await createApiTenant(pool);
   });
   beforeEach(() => fake.reset());
   afterAll(async () => {
-    await api.close();
-    await worker.stop();
+    await close();
     await gemini.close();
-    await temporal.connection.close();
-    await pool.end();
   });
 
   const bills = async (key: string) =>
@@ -104,7 +99,6 @@ describe('generate-content never pays Gemini twice', () => {
 
   it.each([
     ['a 400', { kind: 'error' as const, status: 400 }, 'prompt-rejected'],
-    ['a 403', { kind: 'error' as const, status: 403 }, 'prompt-rejected'],
     ['a safety block', { kind: 'safety' as const }, 'prompt-blocked'],
   ])('does not retry %s, nor try another model: one call, 422, replayed to repeats without another call', async (_name, behaviour, problem) => {
     await fake.script([behaviour], 'gemini-2.5-flash');
@@ -217,5 +211,25 @@ describe('generate-content never pays Gemini twice', () => {
     });
     // the run's result in the Temporal UI: the outcome, not the text
     expect(await handle.result()).toMatchObject({ status: 'succeeded', model: 'gemini-2.5-flash', attempts: 1 });
+  });
+
+  it('costs at most 12 history events on its first model: one regular activity for the paid call, finishing as a local activity', async () => {
+    const key = randomUUID();
+    const response = await run(key);
+    expect(response.status).toBe(200);
+    const handle = temporal.workflow.getHandle(response.json!.workflowId);
+    // The answer comes at the finishing COMMIT, before the workflow task that records it completes.
+    await handle.result();
+    const { events: history } = await handle.fetchHistory();
+    expect(history!.length).toBeLessThanOrEqual(12);
+    const scheduled = history!.filter((e) => e.activityTaskScheduledEventAttributes);
+    expect(scheduled.map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)).toEqual(['generateWithGemini']);
+    // The Temporal UI still names the model of the attempt.
+    const summary = scheduled[0]!.userMetadata?.summary;
+    expect(summary && Buffer.from(summary.data!).toString('utf8')).toContain('Gemini gemini-2.5-flash (model 1 of 2)');
+    // Finished once, by the local activity, recorded as a marker.
+    expect(history!.filter((e) => e.markerRecordedEventAttributes)).toHaveLength(1);
+    expect(await bills(key)).toHaveLength(1);
+    expect(await events(key)).toEqual(['operation.succeeded']);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../src/integrations/gemini/offline-server';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { DEV_GEMINI_WEBHOOK_SECRET, signGeminiWebhook } from '../../src/integrations/gemini/webhooks';
 import { GEMINI_WEBHOOK_CONSUMER } from '../../src/http/routes/gemini-webhooks';
 import { interactionEndedSignal } from '../../workflows/definitions';

@@ -54,7 +54,7 @@ async function checkPostgres(config: Config): Promise<CheckResult[]> {
     return results;
   } catch (error) {
     return [
-      { check: 'postgresql', status: 'fail', detail: `cannot reach ${redact(config.DATABASE_URL)}: ${firstLine(error)}`, fix: describeStartupError(error, { DATABASE_URL: config.DATABASE_URL }).split(' — ')[1] ?? 'start PostgreSQL or fix DATABASE_URL' },
+      { check: 'postgresql', status: 'fail', detail: `cannot reach ${redact(config.DATABASE_URL)}: ${firstLine(error)}`, fix: describeStartupError(error, { databaseUrl: config.DATABASE_URL, temporalAddress: config.TEMPORAL_ADDRESS }).split(' — ')[1] ?? 'start PostgreSQL or fix DATABASE_URL' },
       { check: 'migrations', status: 'skipped', detail: 'needs PostgreSQL' },
     ];
   } finally {

@@ -1,5 +1,6 @@
 /** `onceflow keys purge`: delete expired, finished operations so their keys are gone for good. */
 import { Command } from 'commander';
+import { PostgresOperationsRepository } from '../../operations/repository';
 import { positiveInt, runCommand, withJson, withPool } from '../context';
 
 export function keysCommand(): Command {
@@ -15,31 +16,9 @@ export function keysCommand(): Command {
   ).action((options: { tenant?: string; dryRun?: boolean; batchSize: number; json?: boolean }) =>
     runCommand(options, (context) =>
       withPool(context.config, async (pool) => {
-        const params: unknown[] = [];
-        // PostgreSQL's clock, not this machine's: the same one the API compares expires_at against at reservation.
-        const scope = `expires_at <= now()${options.tenant ? ` AND tenant_id = $${params.push(options.tenant)}` : ''}`;
-        const { rows } = await pool.query<{ finished: number; running: number }>(
-          `SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed'))::int AS finished,
-                  count(*) FILTER (WHERE status IN ('reserved', 'running'))::int AS running
-             FROM operations WHERE ${scope}`,
-          params,
-        );
-        const { finished, running } = rows[0]!;
-        let purged = 0;
-        if (!options.dryRun) {
-          // Small batches keep each DELETE's locks short next to live traffic. A
-          // running operation is never purged even when expired: its workflow
-          // still has to record its outcome on this row.
-          for (;;) {
-            const { rowCount } = await pool.query(
-              `DELETE FROM operations WHERE ctid IN (
-                 SELECT ctid FROM operations WHERE ${scope} AND status IN ('succeeded', 'failed') LIMIT ${options.batchSize})`,
-              params,
-            );
-            purged += rowCount ?? 0;
-            if ((rowCount ?? 0) < options.batchSize) break;
-          }
-        }
+        const operations = new PostgresOperationsRepository(pool);
+        const { finished, running } = await operations.countExpiredNow({ tenantId: options.tenant });
+        const purged = options.dryRun ? 0 : await operations.purgeExpiredNow({ tenantId: options.tenant, batchSize: options.batchSize });
         const result = { dryRun: options.dryRun === true, purged, expiredFinished: finished, expiredStillRunning: running };
         if (context.json) return context.out.json(result);
         context.out.line(

@@ -2,93 +2,25 @@
  * `onceflow ops get|list|watch`: operations as the database holds them, for
  * operators (across tenants; the HTTP API is per tenant).
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Queryable } from '../../db/pool';
-import { OperationStatus } from '../../operations/status';
+import { PostgresOperationsRepository, type OperatorFilter, type OperatorView } from '../../operations/repository';
+import { isFinal, operationStatuses, type OperationStatus } from '../../operations/status';
 import { temporalUiLink } from '../../temporal/client';
 import { positiveInt, runCommand, withJson, withPool, type CommandContext } from '../context';
 import { CliError, ExitCode } from '../errors';
 import { formatDuration, type Column } from '../output';
 
-export interface OperationRow {
-  tenantId: string;
-  operationType: string;
-  idempotencyKey: string;
-  operationId: string;
-  status: OperationStatus;
-  workflowId: string;
-  runId: string | null;
-  input: unknown;
-  result: unknown;
-  error: unknown;
-  errorStatus: number | null;
-  released: boolean;
-  firstSeenMs: number;
-  createdAt: Date;
-  updatedAt: Date;
-  completedAt: Date | null;
-  expiresAt: Date;
-  /** Guarded side effects already recorded for this operation (`effects.step`), oldest first. */
-  steps: string[];
-}
+type OperationRow = OperatorView;
 
-export interface OperationFilter {
-  tenantId?: string;
-  operationType?: string;
-  /** `running` also matches `reserved` (what clients see as running). */
-  status?: OperationStatus;
-  idempotencyKey?: string;
-  /** Default 50. */
-  limit?: number;
-}
+const STATUSES = operationStatuses;
 
-const STATUSES = Object.values(OperationStatus);
-
-export async function findOperations(db: Queryable, filter: OperationFilter): Promise<OperationRow[]> {
-  const params: unknown[] = [];
-  const clauses: string[] = [];
-  if (filter.tenantId) clauses.push(`o.tenant_id = $${params.push(filter.tenantId)}`);
-  if (filter.operationType) clauses.push(`o.operation_type = $${params.push(filter.operationType)}`);
-  if (filter.idempotencyKey) clauses.push(`o.idempotency_key = $${params.push(filter.idempotencyKey)}`);
-  if (filter.status) {
-    const statuses = filter.status === 'running' ? ['reserved', 'running'] : [filter.status];
-    clauses.push(`o.status = ANY($${params.push(statuses)})`);
-  }
-  const { rows } = await db.query<Record<string, unknown>>(
-    `SELECT o.tenant_id, o.operation_type, o.idempotency_key, o.operation_id, o.status, o.workflow_id, o.run_id,
-            o.input, o.result, o.error, o.error_status, o.released, o.first_seen_ms, o.created_at, o.updated_at,
-            o.completed_at, o.expires_at,
-            COALESCE((SELECT array_agg(e.step ORDER BY e.created_at) FROM effects e WHERE e.operation_id = o.operation_id), '{}') AS steps
-       FROM operations o
-      ${clauses.length ? `WHERE ${clauses.join(' AND ')}` : ''}
-      ORDER BY o.created_at DESC
-      LIMIT ${Math.min(filter.limit ?? 50, 10_000)}`,
-    params,
-  );
-  return rows.map((r) => ({
-    tenantId: r.tenant_id as string,
-    operationType: r.operation_type as string,
-    idempotencyKey: r.idempotency_key as string,
-    operationId: r.operation_id as string,
-    status: r.status as OperationStatus,
-    workflowId: r.workflow_id as string,
-    runId: r.run_id as string | null,
-    input: r.input,
-    result: r.result,
-    error: r.error,
-    errorStatus: r.error_status as number | null,
-    released: r.released as boolean,
-    firstSeenMs: Number(r.first_seen_ms),
-    createdAt: r.created_at as Date,
-    updatedAt: r.updated_at as Date,
-    completedAt: r.completed_at as Date | null,
-    expiresAt: r.expires_at as Date,
-    steps: r.steps as string[],
-  }));
+function findOperations(db: Queryable, filter: OperatorFilter): Promise<OperationRow[]> {
+  return new PostgresOperationsRepository(db).listForOperator(filter);
 }
 
 function isTerminal(status: OperationStatus): boolean {
-  return status === 'succeeded' || status === 'failed';
+  return isFinal(status);
 }
 
 function elapsedMs(row: OperationRow, nowMs: number): number {
@@ -102,15 +34,24 @@ const listColumns: Column[] = [
   { key: 'status', header: 'STATUS' },
   { key: 'createdAt', header: 'CREATED' },
   { key: 'elapsed', header: 'DURATION' },
+  { key: 'expiresAt', header: 'EXPIRES' },
   { key: 'steps', header: 'STEPS', format: (v) => String((v as string[]).length) },
   { key: 'workflowId', header: 'WORKFLOW ID', maxWidth: 80 },
 ];
 
+function parseTime(flag: string) {
+  return (value: string): Date => {
+    const time = new Date(value);
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(time.getTime())) throw new InvalidArgumentError(`${flag} takes an RFC 3339 time such as 2026-12-05T10:00:00Z`);
+    return time;
+  };
+}
+
 const statusOption = () =>
-  new Option('--status <status>', 'running (includes reserved), reserved, succeeded or failed').choices(STATUSES);
+  new Option('--status <status>', 'running (includes reserved), reserved, succeeded, failed or canceled').choices(STATUSES);
 
 /** Exactly one operation for a key, or exit 3 (none) / 2 (several: narrow it down). */
-async function findOne(db: Queryable, key: string, filter: OperationFilter): Promise<OperationRow> {
+async function findOne(db: Queryable, key: string, filter: OperatorFilter): Promise<OperationRow> {
   const rows = await findOperations(db, { ...filter, idempotencyKey: key, limit: 10 });
   if (rows.length === 0) {
     throw new CliError(`no operation has the key "${key}"${filter.tenantId ? ` for tenant ${filter.tenantId}` : ''}${filter.operationType ? ` and type ${filter.operationType}` : ''}`, ExitCode.NotFound);
@@ -176,8 +117,10 @@ export function opsCommand(): Command {
       .option('--type <type>', 'operation type')
       .addOption(statusOption())
       .option('--key <key>', 'idempotency key')
+      .option('--created-after <time>', 'only operations created after this RFC 3339 time', parseTime('--created-after'))
+      .option('--created-before <time>', 'only operations created before this RFC 3339 time', parseTime('--created-before'))
       .option('--limit <n>', 'at most this many rows', positiveInt('--limit'), 50),
-  ).action((options: { tenant?: string; type?: string; status?: OperationStatus; key?: string; limit: number; json?: boolean }) =>
+  ).action((options: { tenant?: string; type?: string; status?: OperationStatus; key?: string; createdAfter?: Date; createdBefore?: Date; limit: number; json?: boolean }) =>
     runCommand(options, (context) =>
       withPool(context.config, async (pool) => {
         const rows = await findOperations(pool, {
@@ -185,6 +128,8 @@ export function opsCommand(): Command {
           operationType: options.type,
           status: options.status,
           idempotencyKey: options.key,
+          createdAfter: options.createdAfter,
+          createdBefore: options.createdBefore,
           limit: options.limit,
         });
         if (context.json) return context.out.json(rows);

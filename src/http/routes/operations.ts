@@ -1,63 +1,92 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { fingerprint } from '../../idempotency/fingerprint';
+import { deriveIdempotencyKey, DERIVED_KEY_PREFIX, isDerivedKey } from '../../idempotency/derived-key';
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from '../../idempotency/key';
-import type { IdempotencyStore, OperationState } from '../../idempotency/store';
-import { operationWorkflowId } from '../../idempotency/workflow-id';
-import type { CompletionWaiter } from '../../operations/completion-waiter';
-import { operationTypes, type OperationTypeDefinition } from '../../operations/registry';
-import { operationPath, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
-import type { StartOperation } from '../../operations/starter';
-import { PROBLEM_BASE, ProblemError } from '../errors';
+import { retryAfterSeconds } from '../../operations/progress';
+import { inputSchemaAllowing, operationTypes, type OperationTypeDefinition } from '../../operations/registry';
+import type { ListPosition, OperationState } from '../../operations/repository';
+import { operationPath, operationProgressSchema, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
+import { publicStatuses } from '../../operations/status';
+import type { OperationUseCases, StartOrAttachResult } from '../../operations/use-cases';
+import { PROBLEM_BASE } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
-import { parsePreferWait } from '../prefer';
-import { problemResponses } from '../schemas';
+import { parsePreferWait, whileConnected } from '../prefer';
+import { failureProblem, problems } from '../problems';
+import { problemResponses, problemSchema } from '../schemas';
 
 export interface OperationRoutesOptions {
-  store: IdempotencyStore;
-  startOperation: StartOperation;
-  waiter: CompletionWaiter;
+  useCases: OperationUseCases;
   metrics: HttpMetrics;
   /** Cap for `Prefer: wait=N`, seconds. */
   maxWaitSeconds: number;
-  /** Retention of a type that declares none (ONCEFLOW_DEFAULT_RETENTION_HOURS, default 24). */
-  defaultRetentionHours: number;
+  /** GEMINI_ALLOWED_MODELS: the models a request may name. */
+  allowedModels: readonly string[];
   temporalUi: { baseUrl: string; namespace: string };
-  /** Epoch ms; injected so tests can move time. */
-  clock: () => number;
 }
 
-/**
- * A `reserved` row older than this whose start was never confirmed is started
- * by the next request that sees it (the facade died or Temporal was down
- * between reserving and starting). Younger rows are probably being started by
- * their first request right now; starting again would be harmless, only wasted.
- */
-const STALE_RESERVATION_MS = 2_000;
-/** Retry-After for 409 in-progress: operations typically take seconds. */
-const IN_PROGRESS_RETRY_AFTER_SECONDS = 1;
+/** GET /v1/operations: page size when `limit` is absent, and its cap. */
+const DEFAULT_PAGE_SIZE = 20;
+const MAX_PAGE_SIZE = 100;
 
 // The key is checked by the handler, not by this schema, so that a missing or
 // malformed key is answered with the contract's own problem types
 // (idempotency-key-missing / -invalid) rather than a generic schema 400. The
 // document still states the rule: `.meta` shapes the OpenAPI output only.
-const keyHeaders = z
-  .object({
-    'idempotency-key': z
-      .string()
-      .optional()
-      .meta({ pattern: `^[\\x20-\\x7E]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}$`, minLength: 1, maxLength: MAX_IDEMPOTENCY_KEY_LENGTH })
-      .describe(`1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters; a UUID is recommended. Reused on every retry of the same request.`),
-    prefer: z.string().optional().describe('RFC 7240, e.g. `wait=10`: hold the response up to N seconds for the final result.'),
-  })
-  .meta({ required: ['idempotency-key'] });
+function keyHeadersFor(definition: OperationTypeDefinition) {
+  const derived = definition.keyFields?.length
+    ? ` Optional for this type: without it, the key is derived from ${definition.keyFields.map((f) => `\`${f}\``).join(', ')} (SHA-256 of their RFC 8785 JSON, prefixed \`${DERIVED_KEY_PREFIX}\`) and returned in the Idempotency-Key response header.`
+    : '';
+  return z
+    .object({
+      'idempotency-key': z
+        .string()
+        .optional()
+        .meta({ pattern: `^[\\x20-\\x7E]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}$`, minLength: 1, maxLength: MAX_IDEMPOTENCY_KEY_LENGTH })
+        .describe(`1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters; a UUID is recommended. Reused on every retry of the same request.${derived}`),
+      prefer: z.string().optional().describe('RFC 7240, e.g. `wait=10`: hold the response up to N seconds for the final result.'),
+    })
+    .meta(definition.keyFields?.length ? {} : { required: ['idempotency-key'] });
+}
 
-const errorResponses = problemResponses(400, 401, 404, 409, 413, 415, 422, 429, 502, 503);
+const expiresAt = z.string().optional().describe('RFC 3339; the same instant as the Idempotency-Expires header (epoch ms)');
+
+/** A problem response whose body documents the members a status adds (contract v1.1). */
+function problemWith(description: string, members: z.ZodRawShape) {
+  return { description, content: { 'application/problem+json': { schema: problemSchema.extend(members) } } };
+}
+
+const errorResponses = {
+  ...problemResponses(400, 401, 402, 404, 410, 413, 415, 429, 502, 503),
+  409: problemWith('operation-in-progress: the first request with this key is still running; Retry-After (1 to 60 s) follows `progress`', {
+    expiresAt,
+    progress: operationProgressSchema.optional(),
+  }),
+  422: problemWith('idempotency-key-reused (with `differences` and `fingerprintVersion`), or the replay of a rejected prompt (with `operation`)', {
+    expiresAt,
+    differences: z.array(z.string()).optional().describe('RFC 6901 pointers to the essential fields that differ from the first request; values are never echoed'),
+    fingerprintVersion: z.number().int().optional(),
+    operation: z.unknown().optional(),
+  }),
+};
+
+const listQuery = z
+  .object({
+    type: z.enum(Object.keys(operationTypes) as [string, ...string[]]).optional(),
+    status: z.enum(publicStatuses).optional().describe('`running` includes operations whose start is not yet confirmed'),
+    createdAfter: z.iso.datetime({ offset: true }).optional().describe('RFC 3339, exclusive'),
+    createdBefore: z.iso.datetime({ offset: true }).optional().describe('RFC 3339, exclusive'),
+    limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(DEFAULT_PAGE_SIZE),
+    cursor: z.string().max(200).optional().describe('`nextCursor` of the previous page'),
+  })
+  .strict();
+
+const listItemSchema = operationResourceSchemaFor('any', z.unknown()).extend({ operationType: z.string() });
+const listResponse = z.object({ data: z.array(listItemSchema), nextCursor: z.string().nullable() });
 
 export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = async (app, options) => {
   const ui = options.temporalUi;
+  const { useCases } = options;
   /** The outcome a handler decided, counted once the answer is sent (see onResponse). */
   const outcomes = new WeakMap<FastifyRequest, RequestOutcome>();
 
@@ -82,25 +111,52 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
         schema: {
           summary: `Start a ${definition.name} operation (idempotent)`,
           tags: ['operations'],
-          headers: keyHeaders,
-          body: definition.inputSchema,
+          headers: keyHeadersFor(definition),
+          body: inputSchemaAllowing(definition, options.allowedModels),
           response: { 200: operationResourceSchema, 202: operationResourceSchema, ...errorResponses },
         },
       },
-      (request, reply) => startOrReplay(definition, request, reply),
+      (request, reply) => startOrAttach(definition, request, reply),
     );
   }
+
+  app.get(
+    '/v1/operations',
+    {
+      schema: {
+        summary: "List the caller's operations, newest first (cursor-paged)",
+        tags: ['operations'],
+        querystring: listQuery,
+        response: { 200: listResponse, ...problemResponses(400, 401, 429, 503) },
+      },
+    },
+    async (request) => {
+      const query = request.query;
+      const createdAfter = query.createdAfter ? new Date(query.createdAfter) : undefined;
+      const createdBefore = query.createdBefore ? new Date(query.createdBefore) : undefined;
+      const page = await useCases.list({
+        tenantId: request.tenantId!,
+        operationType: query.type,
+        status: query.status,
+        createdAfter,
+        createdBefore,
+        after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+        limit: query.limit,
+      });
+      return { data: page.rows.map((row) => toOperationResource(row, ui)), nextCursor: page.next ? encodeCursor(page.next) : null };
+    },
+  );
 
   app.post(
     '/v1/operations/:type',
     { schema: { hide: true, params: z.object({ type: z.string() }) } },
     async (request) => {
-      throw unknownType(request.params.type);
+      throw problems.unknownType(request.params.type, Object.keys(operationTypes));
     },
   );
 
   app.get('/v1/operations/:type/:key', { schema: { hide: true, params: z.object({ type: z.string(), key: z.string() }) } }, async (request) => {
-    throw unknownType(request.params.type);
+    throw problems.unknownType(request.params.type, Object.keys(operationTypes));
   });
 
   for (const definition of Object.values(operationTypes) as OperationTypeDefinition[]) {
@@ -114,73 +170,87 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
           response: { 200: operationResourceSchemaFor(definition.name, definition.resultSchema), ...problemResponses(400, 401, 404, 429, 503) },
         },
       },
-      (request) => readOperation(definition.name, request.tenantId!, request.params.key),
+      async (request, reply) => {
+        const key = request.params.key;
+        const found = await useCases.read({ tenantId: request.tenantId!, operationType: definition.name, idempotencyKey: key });
+        // Expired keys and other tenants' keys look exactly like unknown ones.
+        if (!found) throw problems.notFound(definition.name, key);
+        reply.header('Idempotency-Expires', String(found.record.expiresAt.getTime()));
+        if (found.progress) reply.header('Retry-After', String(retryAfterSeconds(found.progress)));
+        return { ...toOperationResource(found.record, ui), ...(found.progress ? { progress: found.progress } : {}) };
+      },
     );
   }
 
-  async function readOperation(type: string, tenantId: string, key: string) {
-    const record = await options.store.find({ tenantId, operationType: type, idempotencyKey: key });
-    // Expired keys and other tenants' keys look exactly like unknown ones.
-    if (!record || record.expiresAt.getTime() <= options.clock()) {
-      throw new ProblemError({
-        status: 404,
-        type: 'operation-not-found',
-        title: 'Operation not found',
-        detail: `no live ${type} operation has this idempotency key`,
-        extensions: { idempotencyKey: key, operationType: type },
-      });
-    }
-    return toOperationResource(record, ui);
+  async function startOrAttach(definition: OperationTypeDefinition, request: FastifyRequest, reply: FastifyReply) {
+    const tenantId = request.tenantId!;
+    const { idempotencyKey, derived } = resolveKey(definition, request);
+    if (derived) reply.header('Idempotency-Key', idempotencyKey);
+    const keyHeaders: Record<string, string> = derived ? { 'Idempotency-Key': idempotencyKey } : {};
+    const waitSeconds = parsePreferWait(request.headers.prefer, options.maxWaitSeconds);
+    // A client that hangs up mid-wait frees its waiting slot at once.
+    const result = await whileConnected(request.raw.socket, (signal) =>
+      useCases.startOrAttach({ definition, tenantId, operationType: definition.name, idempotencyKey, input: request.body, waitSeconds, signal }),
+    );
+    note(request, result);
+    return answer(result, reply, waitSeconds, keyHeaders);
   }
 
-  async function startOrReplay(definition: OperationTypeDefinition, request: FastifyRequest, reply: FastifyReply) {
-    const tenantId = request.tenantId!;
+  /** The key of a POST: the caller's header, or one derived from the type's key fields when the header is absent. */
+  function resolveKey(definition: OperationTypeDefinition, request: FastifyRequest): { idempotencyKey: string; derived: boolean } {
     const keyCheck = checkIdempotencyKey(rawHeaderValues(request.raw.rawHeaders, 'idempotency-key'));
+    const keyFields = definition.keyFields ?? [];
     if (!keyCheck.ok) {
+      if (keyCheck.reason === 'missing' && keyFields.length > 0) {
+        return { idempotencyKey: deriveIdempotencyKey(request.body, keyFields), derived: true };
+      }
       outcomes.set(request, keyCheck.reason === 'missing' ? RequestOutcome.KeyMissing : RequestOutcome.KeyInvalid);
-      throw keyCheck.reason === 'missing'
-        ? new ProblemError({ status: 400, type: 'idempotency-key-missing', title: 'Idempotency-Key missing', detail: 'POST /v1/operations requires an Idempotency-Key header', extensions: { operationType: definition.name } })
-        : new ProblemError({ status: 400, type: 'idempotency-key-invalid', title: 'Idempotency-Key invalid', detail: keyCheck.detail, extensions: { operationType: definition.name } });
+      throw keyCheck.reason === 'missing' ? problems.keyMissing(definition.name) : problems.keyInvalid(definition.name, keyCheck.detail);
     }
-    const idempotencyKey = keyCheck.key;
-    const payloadFingerprint = fingerprint(request.body, definition.nonEssentialFields);
-    const waitSeconds = parsePreferWait(request.headers.prefer, options.maxWaitSeconds);
-    const nowMs = options.clock();
-    const scope = { tenantId, operationType: definition.name, idempotencyKey };
-
-    // Fast path: a repeat of a live operation is answered from one indexed read.
-    const existing = await options.store.find(scope);
-    if (existing && isLive(existing, nowMs)) return answerRepeat(request, existing, payloadFingerprint, waitSeconds, reply);
-
-    const stopTimer = options.metrics.reservationSeconds.startTimer();
-    const { record, reserved } = await options.store.reserve({
-      ...scope,
-      operationId: randomUUID(),
-      fingerprint: payloadFingerprint,
-      workflowId: operationWorkflowId(tenantId, definition.name, idempotencyKey),
-      input: request.body,
-      nowMs,
-      expiresAtMs: nowMs + (definition.retentionHours ?? options.defaultRetentionHours) * 3_600_000,
-    });
-    stopTimer();
-    if (!reserved) return answerRepeat(request, record, payloadFingerprint, waitSeconds, reply);
-
-    // If this process dies here, or Temporal refuses the start (503), the row
-    // stays `reserved`: the next request with the key or the reconciler
-    // schedule starts the workflow.
-    const runId = await options.startOperation(record);
-    const started = { ...record, runId, status: 'running' as const };
-    note(request, started, RequestOutcome.New);
-    if (waitSeconds > 0) {
-      const finished = await waitForFinish(started, waitSeconds);
-      reply.header('Preference-Applied', `wait=${waitSeconds}`);
-      if (finished) return answerFinished(finished, reply, { replayed: false });
+    // A caller's key may look like a derived one only when it is the one its
+    // body derives (a retry echoing the returned header): never another's.
+    if (keyFields.length > 0 && isDerivedKey(keyCheck.key) && keyCheck.key !== deriveIdempotencyKey(request.body, keyFields)) {
+      outcomes.set(request, RequestOutcome.KeyInvalid);
+      throw problems.keyInvalid(definition.name, `keys starting with "${DERIVED_KEY_PREFIX}" are reserved for keys derived from ${keyFields.join(', ')}; send your own key without that prefix, or none`);
     }
-    return reply
-      .code(202)
-      .header('Location', operationPath(definition.name, idempotencyKey))
-      .type('application/json; charset=utf-8')
-      .send(serializeOperationResource(toOperationResource(started, ui)));
+    return { idempotencyKey: keyCheck.key, derived: false };
+  }
+
+  function answer(result: StartOrAttachResult, reply: FastifyReply, waitSeconds: number, keyHeaders: Record<string, string>) {
+    const { record } = result;
+    const expiry = { 'Idempotency-Expires': String(record.expiresAt.getTime()), ...keyHeaders };
+    switch (result.kind) {
+      case 'started': {
+        reply.header('Idempotency-Expires', expiry['Idempotency-Expires']);
+        if (waitSeconds > 0) reply.header('Preference-Applied', `wait=${waitSeconds}`);
+        if (result.finished) return answerFinished(result.finished, reply, { replayed: false });
+        return reply
+          .code(202)
+          .header('Location', operationPath(record.operationType, record.idempotencyKey))
+          .type('application/json; charset=utf-8')
+          .send(serializeOperationResource(toOperationResource(record, ui)));
+      }
+      case 'replayed':
+        reply.header('Idempotency-Expires', expiry['Idempotency-Expires']);
+        if (result.waited) reply.header('Preference-Applied', `wait=${waitSeconds}`);
+        return answerFinished(record, reply, { replayed: true });
+      case 'inProgress':
+        throw problems.inProgress(
+          { idempotencyKey: record.idempotencyKey, operationType: record.operationType, expiresAt: record.expiresAt.toISOString(), progress: result.progress },
+          { ...expiry, 'Retry-After': String(retryAfterSeconds(result.progress)), Location: operationPath(record.operationType, record.idempotencyKey) },
+        );
+      case 'conflict':
+        throw problems.keyReused(
+          {
+            idempotencyKey: record.idempotencyKey,
+            operationType: record.operationType,
+            expiresAt: record.expiresAt.toISOString(),
+            differences: result.differences,
+            fingerprintVersion: result.fingerprintVersion,
+          },
+          expiry,
+        );
+    }
   }
 
   /**
@@ -188,7 +258,14 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
    * uses for this operation (its operation id), next to the request id, key,
    * workflow and run: one grep follows a request from HTTP to Gemini to the outbox.
    */
-  function note(request: FastifyRequest, record: OperationState, outcome: RequestOutcome): void {
+  function note(request: FastifyRequest, result: StartOrAttachResult): void {
+    const outcome = {
+      started: RequestOutcome.New,
+      replayed: RequestOutcome.Replayed,
+      inProgress: RequestOutcome.InProgress,
+      conflict: RequestOutcome.FingerprintConflict,
+    }[result.kind];
+    const record = result.record;
     outcomes.set(request, outcome);
     request.log.info(
       {
@@ -204,89 +281,30 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     );
   }
 
-  async function answerRepeat(request: FastifyRequest, record: OperationState, payloadFingerprint: string, waitSeconds: number, reply: FastifyReply) {
-    const labels = { tenant: record.tenantId, operation_type: record.operationType };
-    if (record.fingerprint !== payloadFingerprint) {
-      note(request, record, RequestOutcome.FingerprintConflict);
-      throw new ProblemError({
-        status: 422,
-        type: 'idempotency-key-reused',
-        title: 'Idempotency-Key reused with a different payload',
-        detail: 'this key was first used with a different request body; use a new key for a new request',
-        extensions: { idempotencyKey: record.idempotencyKey, operationType: record.operationType },
-      });
-    }
-    if (record.status === 'reserved' && options.clock() - record.updatedAt.getTime() > STALE_RESERVATION_MS) {
-      // Self-healing: the first request never confirmed its start. This repeat
-      // does start work, so it is not counted as a duplicate absorbed. The
-      // repeat path reads no input; starting needs it (a rare second read).
-      const full = await options.store.findById(record.operationId);
-      if (full?.status === 'reserved') await options.startOperation(full);
-    } else {
-      options.metrics.duplicatesAbsorbed.inc(labels);
-    }
-    if (record.status === 'succeeded' || record.status === 'failed') {
-      note(request, record, RequestOutcome.Replayed);
-      return answerFinished(record, reply, { replayed: true });
-    }
-    if (waitSeconds > 0) {
-      const finished = await waitForFinish(record, waitSeconds);
-      if (finished) {
-        note(request, finished, RequestOutcome.Replayed);
-        reply.header('Preference-Applied', `wait=${waitSeconds}`);
-        return answerFinished(finished, reply, { replayed: true });
-      }
-    }
-    note(request, record, RequestOutcome.InProgress);
-    throw new ProblemError({
-      status: 409,
-      type: 'operation-in-progress',
-      title: 'Operation in progress',
-      detail: 'the first request with this key is still running; retry later or send Prefer: wait=N',
-      extensions: { idempotencyKey: record.idempotencyKey, operationType: record.operationType },
-      headers: {
-        'Retry-After': String(IN_PROGRESS_RETRY_AFTER_SECONDS),
-        Location: operationPath(record.operationType, record.idempotencyKey),
-      },
-    });
-  }
-
   function answerFinished(record: OperationState, reply: FastifyReply, { replayed }: { replayed: boolean }) {
     if (replayed) {
       reply.header('Idempotent-Replayed', 'true').header('Idempotency-First-Seen', String(record.firstSeenMs));
     }
     const resource = toOperationResource(record, ui);
     if (record.status === 'succeeded') return reply.code(200).type('application/json; charset=utf-8').send(serializeOperationResource(resource));
-    const error = record.error;
-    const status = record.errorStatus ?? error?.status ?? 502;
+    const problem = failureProblem(record.error, record.errorStatus);
     return reply
-      .code(status)
+      .code(problem.status)
       .type('application/problem+json')
       .send(
         JSON.stringify({
-          type: `${PROBLEM_BASE}${error?.type ?? 'operation-failed'}`,
-          title: error?.title ?? 'Operation failed',
-          status,
-          detail: error?.detail ?? 'the operation failed',
+          type: `${PROBLEM_BASE}${problem.type}`,
+          title: problem.title,
+          status: problem.status,
+          detail: record.error?.detail ?? 'the operation failed',
           idempotencyKey: record.idempotencyKey,
           operationType: record.operationType,
+          expiresAt: resource.expiresAt,
           operation: resource,
         }),
       );
   }
-
-  function waitForFinish(record: OperationState, waitSeconds: number): Promise<OperationState | undefined> {
-    return options.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
-      const current = await options.store.findById(record.operationId);
-      return current && (current.status === 'succeeded' || current.status === 'failed') ? current : undefined;
-    });
-  }
 };
-
-/** A row that still binds its key: not expired, and not a failure that released it. */
-function isLive(record: OperationState, nowMs: number): boolean {
-  return record.expiresAt.getTime() > nowMs && !(record.status === 'failed' && record.released);
-}
 
 /** The outcome of an answer the handler never reached, by its status; undefined for statuses not counted (401 has no tenant). */
 function outcomeOfStatus(status: number): RequestOutcome | undefined {
@@ -297,12 +315,13 @@ function outcomeOfStatus(status: number): RequestOutcome | undefined {
   return undefined;
 }
 
-function unknownType(type: string): ProblemError {
-  return new ProblemError({
-    status: 404,
-    type: 'unknown-operation-type',
-    title: 'Unknown operation type',
-    detail: `"${type}" is not an operation type; known types: ${Object.keys(operationTypes).join(', ')}`,
-    extensions: { operationType: type },
-  });
+/** Opaque to clients: base64url of the last row's position. Not signed: a forged cursor only pages the caller's own rows. */
+function encodeCursor(position: ListPosition): string {
+  return Buffer.from(`${position.createdAtMicros}.${position.operationId}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): ListPosition {
+  const match = /^(\d{1,19})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match) throw problems.invalidQuery('`cursor` is not a cursor this API returned', [{ path: '/cursor', message: 'unknown cursor' }]);
+  return { createdAtMicros: match[1]!, operationId: match[2]! };
 }

@@ -1,5 +1,6 @@
 import { GoogleGenAI } from '@google/genai';
 import { GeminiSafetyBlockError } from './errors';
+import { storableText } from './text';
 
 export interface GenerateRequest {
   model: string;
@@ -88,7 +89,7 @@ export function createGeminiClient(options: CreateGeminiClientOptions): GeminiCl
       const promptTokens = usage?.promptTokenCount ?? 0;
       const outputTokens = usage?.candidatesTokenCount ?? 0;
       return {
-        text: response.text ?? '',
+        text: storableText(response.text ?? ''),
         model: response.modelVersion ?? request.model,
         usage: { promptTokens, outputTokens, totalTokens: usage?.totalTokenCount ?? promptTokens + outputTokens },
         responseId: response.responseId,
@@ -128,10 +129,11 @@ function interactionState(
     status: interaction.status,
     terminal,
     model: interaction.model ?? fallbackModel,
-    ...(interaction.status === 'completed' ? { text: interaction.output_text ?? '' } : {}),
+    ...(interaction.status === 'completed' ? { text: storableText(interaction.output_text ?? '') } : {}),
     ...(interaction.usage ? { usage: { promptTokens, outputTokens, totalTokens: interaction.usage.total_tokens ?? promptTokens + outputTokens } } : {}),
     ...(terminal && interaction.status !== 'completed'
-      ? { error: interaction.errors?.map((e) => e.message).filter(Boolean).join('; ') || `interaction ended ${interaction.status}` }
+      ? { error: storableText(interaction.errors?.map((e) => e.message).filter(Boolean).join('; ') || `interaction ended ${interaction.status}`) }
       : {}),
   };
 }
+

@@ -4,6 +4,9 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { envSchema } from '../../../src/config';
 import { allSearchAttributes } from '../../../workflows/definitions';
+import { TEMPORAL_SERVER_VERSION } from '../../../dev/temporal-cluster/build';
+import { clusterConfig } from '../../../dev/temporal-cluster/config';
+import { CLUSTER_DATABASES } from '../../../dev/temporal-cluster/schema';
 
 /**
  * No Docker engine runs on the build machines, so the compose file is checked
@@ -64,7 +67,7 @@ describe('docker-compose.yml', () => {
   it.each(['api', 'worker', 'relay'])('makes the operator set %s’s secrets: no development default slips into production', (name) => {
     const env = services[name]!.environment!;
     expect(env.NODE_ENV).toBe('production');
-    for (const secret of ['GEMINI_WEBHOOK_SECRET', 'ONCEFLOW_SECRET_KEY', 'GEMINI_API_KEY']) {
+    for (const secret of ['GEMINI_WEBHOOK_SECRET', 'ONCEFLOW_SECRET_KEY', 'GEMINI_API_KEY', 'ONCEFLOW_PAYLOAD_KEYS']) {
       expect(Object.keys(env)).toContain(secret);
       // `${VAR:?message}`: compose refuses to start when it is unset or empty
       expect(composeText).toMatch(new RegExp(`^\\s+${secret}: \\$\\{${secret}:\\?[^}]+\\}$`, 'm'));
@@ -72,7 +75,7 @@ describe('docker-compose.yml', () => {
   });
 
   it.each([
-    ['api', 'onceflow-api', 'PORT'],
+    ['api', 'onceflow-api', 'API_METRICS_PORT'],
     ['worker', 'onceflow-worker', 'WORKER_METRICS_PORT'],
     ['worker', 'onceflow-worker-sdk', 'WORKER_SDK_METRICS_PORT'],
     ['relay', 'onceflow-relay', 'RELAY_METRICS_PORT'],
@@ -85,6 +88,39 @@ describe('docker-compose.yml', () => {
   it('registers every search attribute the workflows carry', () => {
     const setup = JSON.stringify(services['temporal-setup']!.command);
     for (const key of allSearchAttributes) expect(setup).toContain(`--name ${key.name} --type Keyword`);
+  });
+
+  // The topology `onceflow start --temporal cluster` and the cluster test tier run (dev/temporal-cluster).
+  const temporalServices = { temporal: 'frontend', 'temporal-history': 'history', 'temporal-matching': 'matching', 'temporal-worker': 'worker' };
+  const localCluster = clusterConfig({
+    postgres: { host: 'h', port: 1, user: 'u', password: 'p' },
+    ports: { frontend: { grpc: 1, membership: 2, http: 3 }, history: { grpc: 4, membership: 5 }, matching: { grpc: 6, membership: 7 }, worker: { grpc: 8, membership: 9 } },
+    dynamicConfigFile: '/dev/null',
+  }) as { persistence: { numHistoryShards: number; datastores: Record<string, { sql: { pluginName: string; databaseName: string } }> } };
+
+  it.each(Object.entries(temporalServices))('runs %s as the %s service of the same server version the local cluster builds', (name, service) => {
+    expect(services[name]!.image).toBe(`temporalio/server:${TEMPORAL_SERVER_VERSION.replace(/^v/, '')}`);
+    expect(services[name]!.environment).toMatchObject({ TEMPORAL_SERVICES: service, DB: 'postgres12', POSTGRES_SEEDS: 'temporal-postgres' });
+    expect(services[name]!.depends_on).toMatchObject({ 'temporal-schema': { condition: 'service_completed_successfully' } });
+  });
+
+  it('gives the cluster the local cluster’s shard count and PostgreSQL plugin', () => {
+    expect(Number(services.temporal!.environment!.NUM_HISTORY_SHARDS)).toBe(localCluster.persistence.numHistoryShards);
+    expect(Object.values(localCluster.persistence.datastores).map((d) => d.sql.pluginName)).toEqual([services.temporal!.environment!.DB, services.temporal!.environment!.DB]);
+  });
+
+  it('applies the schema to the same two databases with the same versioned schema dirs as the local cluster', () => {
+    const schema = services['temporal-schema']!;
+    expect(schema.image).toBe(`temporalio/admin-tools:${TEMPORAL_SERVER_VERSION.replace(/^v/, '')}`);
+    const command = JSON.stringify(schema.command);
+    expect(command).toContain(`${CLUSTER_DATABASES.persistence}:temporal ${CLUSTER_DATABASES.visibility}:visibility`);
+    expect(command).toContain('update-schema -d \\"/etc/temporal/schema/postgresql/v12/$$dir/versioned\\"');
+    expect(Object.values(localCluster.persistence.datastores).map((d) => d.sql.databaseName)).toEqual([CLUSTER_DATABASES.persistence, CLUSTER_DATABASES.visibility]);
+  });
+
+  it('creates the namespace with the local cluster’s retention before registering the search attributes', () => {
+    const setup = JSON.stringify(services['temporal-setup']!.command);
+    expect(setup).toMatch(/namespace create --namespace default --retention 72h;.*search-attribute create/);
   });
 
   it.each(['api', 'worker', 'relay'])('builds %s from the repo and runs an entry that exists', (name) => {
@@ -123,5 +159,13 @@ describe('the Grafana dashboard', () => {
     expect(used.length).toBeGreaterThan(10);
     const base = (name: string) => name.replace(/_(bucket|sum|count)$/, '');
     expect(used.map(base).filter((name) => !defined.has(name))).toEqual([]);
+  });
+
+  it('keeps the api’s metrics off the published port and guards the codec endpoint', () => {
+    const api = services.api!;
+    expect(api.environment!.API_METRICS_PORT).toBeDefined();
+    expect(api.ports!.some((port) => port.endsWith(`:${api.environment!.API_METRICS_PORT}`))).toBe(false);
+    expect(composeText).toMatch(/^\s+ONCEFLOW_CODEC_TOKEN: \$\{ONCEFLOW_CODEC_TOKEN:\?[^}]+\}$/m);
+    expect(services['temporal-ui']!.environment!.TEMPORAL_CODEC_ENDPOINT).toBe('http://localhost:3000/codec');
   });
 });

