@@ -10,7 +10,9 @@ export interface PruneOutboxInput {
 }
 
 export interface PruneOutboxReport {
-  /** Outbox events deleted (their deliveries go with them, ON DELETE CASCADE). */
+  /** Dead letters deleted (deliveries that ran out of attempts, older than the retention). */
+  deadLetters: number;
+  /** Outbox events deleted, payloads included (their deliveries go with them, ON DELETE CASCADE). */
   events: number;
   /** Inbox rows deleted. */
   inbox: number;
@@ -23,16 +25,17 @@ export interface PruneOutboxDeps {
 }
 
 /**
- * Deletes outbox events older than the retention whose every delivery was
- * acknowledged (events with no subscriber at all go too), and inbox rows older
- * than the retention. Kept whatever their age: events with a pending delivery
- * (still being retried, or waiting for a disabled subscription) and dead
- * letters, which an operator may still replay.
+ * Deletes, past the retention: dead letters (they were replayable for that
+ * long), then outbox events whose every remaining delivery was acknowledged
+ * (events with no subscriber at all go too, and so do the events whose only
+ * undelivered deliveries were those dead letters: payloads do not outlive
+ * their dead letters), and inbox rows. Kept whatever their age: events with
+ * a pending delivery (still being retried, or waiting for a paused
+ * subscription to be resumed).
  *
  * The inbox retention is the consumer's dedup window: a redelivery older than
- * it would be applied again. The relay stops retrying long before 7 days
- * (RELAY_DEAD_LETTER_AFTER_MS, default 24 h); a dead letter replayed after the
- * retention may be applied a second time by a consumer that had applied it.
+ * it would be applied again. Dead letters go at the same retention, so a
+ * replay can no longer send an event its consumer has already forgotten.
  *
  * Every statement commits on its own: a pass that dies halfway has deleted
  * some rows and the next pass deletes the rest; nothing is half-deleted.
@@ -42,7 +45,18 @@ export function createPruneOutbox(deps: PruneOutboxDeps) {
     const retentionDays = input.retentionDays ?? deps.outboxRetentionDays ?? 7;
     const batchSize = input.batchSize ?? 1000;
     const maxBatches = input.maxBatches ?? 50;
-    const report: PruneOutboxReport = { events: 0, inbox: 0 };
+    const report: PruneOutboxReport = { deadLetters: 0, events: 0, inbox: 0 };
+    for (let batch = 0; batch < maxBatches; batch++) {
+      const { rowCount } = await deps.pool.query(
+        `DELETE FROM deliveries WHERE (event_id, subscription_id) IN (
+           SELECT event_id, subscription_id FROM deliveries
+            WHERE status = 'dead' AND created_at < now() - make_interval(days => $1)
+            LIMIT $2)`,
+        [retentionDays, batchSize],
+      );
+      report.deadLetters += rowCount ?? 0;
+      if ((rowCount ?? 0) < batchSize) break;
+    }
     for (let batch = 0; batch < maxBatches; batch++) {
       const { rowCount } = await deps.pool.query(
         `DELETE FROM outbox_events WHERE event_id IN (

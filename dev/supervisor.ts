@@ -159,6 +159,9 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
       TEMPORAL_NAMESPACE: temporal.namespace,
       TEMPORAL_UI_URL: temporal.uiUrl ?? config.TEMPORAL_UI_URL,
       ONCEFLOW_TENANTS: tenants,
+      // The local run's example consumer listens on loopback (examples/consumer),
+      // which subscriptions may not name unless the operator allowlists it.
+      WEBHOOK_ALLOWED_HOSTS: (config.WEBHOOK_ALLOWED_HOSTS.length > 0 ? config.WEBHOOK_ALLOWED_HOSTS : ['127.0.0.1', 'localhost', '::1']).join(','),
       // The children may run in another directory (tsx needs the checkout's root):
       // they must find the same state (the worker's bundle cache) as this process.
       ONCEFLOW_STATE_DIR: config.stateDir,

@@ -49,6 +49,10 @@ const modelList = z
   .transform((raw) => raw.split(',').map((m) => m.trim()).filter(Boolean))
   .pipe(z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1));
 
+/** Comma-separated host names or IP literals (IPv6 without brackets); empty by default. */
+const hostList = z
+  .string()
+  .transform((raw) => raw.split(',').map((h) => h.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')).filter(Boolean));
 /** `tenant:period:usd` triples (see ONCEFLOW_BUDGETS). */
 const budgetList = z.string().transform((raw, ctx) => {
   const budgets: { tenantId: string; period: 'day' | 'month'; limitMicroUsd: number }[] = [];
@@ -164,8 +168,20 @@ export const envSchema = z.object({
   QUEUE_DEAD_LETTER_NAME: z.string().min(1).default('onceflow.operations.dead-letter'),
   /** Unacknowledged messages one consumer holds at a time. Default 16. */
   QUEUE_PREFETCH: positiveInt.max(1000).default(16),
-  /** Queue consumer metrics port (Prometheus). Default 9467. */
-  CONSUMER_METRICS_PORT: port.default(9467),
+  /** Queue consumer metrics port (Prometheus). Default 9468 (9467 is the api's separate metrics listener in docker-compose.yml). */
+  CONSUMER_METRICS_PORT: port.default(9468),
+  /**
+   * Hosts (names or IP literals, exact) that subscription URLs may name even
+   * though they are or resolve to a loopback, private, link-local, CGNAT,
+   * unspecified or multicast address: an internal consumer the deployment
+   * needs. Checked by the API at create/update and by the relay on every
+   * connection. Default none.
+   */
+  WEBHOOK_ALLOWED_HOSTS: hostList.default([]),
+  /** Subscriptions one tenant may have; one more answers 409 subscription-limit-reached. Default 10. */
+  ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT: positiveInt.max(1000).default(10),
+  /** Deliveries a relay keeps on the wire to one subscription; a slow or dead subscriber holds at most this many slots. Default 64. */
+  RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION: positiveInt.max(1000).default(64),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
   /** pino level. Default `info`. */

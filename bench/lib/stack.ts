@@ -322,6 +322,9 @@ export async function roleEnv(options: RoleEnvOptions): Promise<NodeJS.ProcessEn
     WORKER_METRICS_PORT: String(await findFreePort()),
     WORKER_SDK_METRICS_PORT: String(await findFreePort()),
     RELAY_METRICS_PORT: String(await findFreePort()),
+    // The benchmark's and the fault suite's subscribers listen on loopback,
+    // which the relay refuses unless the operator allowlists it.
+    WEBHOOK_ALLOWED_HOSTS: '127.0.0.1,localhost',
     ...(options.geminiBaseUrl ? { GEMINI_BASE_URL: options.geminiBaseUrl } : {}),
     ...options.extra,
   };

@@ -2,6 +2,7 @@
  * The retry policy of the client as pure functions, so the arithmetic is
  * tested without a network: which answers are retried, how long to wait.
  */
+import { fullJitterBackoffMs } from '../common/backoff';
 import type { RetryOptions } from './types';
 
 export type ResolvedRetryPolicy = Required<RetryOptions>;
@@ -44,15 +45,13 @@ export function isRetryableStatus(status: number): boolean {
 }
 
 /**
- * Exponential backoff with full jitter (AWS Architecture Blog, "Exponential
- * Backoff and Jitter"): a uniformly random wait below the ceiling, so many
- * clients that failed together do not retry together.
+ * The client's wait before a retry: the shared full-jitter backoff
+ * (src/common/backoff.ts) under this policy's base and cap.
  * @param retryIndex 0 before the second attempt, 1 before the third, …
  * @param random a number in [0, 1); default Math.random
  */
 export function backoffDelayMs(retryIndex: number, policy: Pick<ResolvedRetryPolicy, 'baseDelayMs' | 'maxDelayMs'>, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retryIndex);
-  return Math.floor(random() * ceiling);
+  return fullJitterBackoffMs({ retryIndex, baseMs: policy.baseDelayMs, capMs: policy.maxDelayMs, random });
 }
 
 /**

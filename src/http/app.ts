@@ -40,6 +40,7 @@ import { operationRoutes } from './routes/operations';
 import { subscriptionRoutes } from './routes/subscriptions';
 import { deadLetterRoutes } from './routes/dead-letters';
 import { scheduleRoutes } from './routes/schedules';
+import { AddressPolicy, type HostResolver } from '../outbox/address-policy';
 import { geminiWebhookRoutes } from './routes/gemini-webhooks';
 import { secretBoxFromConfig } from '../crypto/secret-box';
 import { registerOutboxBacklogGauges } from '../outbox/metrics';
@@ -58,6 +59,8 @@ export interface AppDeps {
   clock?: () => number;
   /** Default: the PostgreSQL store on `pool`. */
   store?: PostgresOperationsRepository;
+  /** Resolves subscription hosts for the URL check; default the system resolver. Tests inject one to stage DNS rebinding. */
+  resolveHost?: HostResolver;
   /** Present when ONCEFLOW_TRACING is on: every request gets a server span continuing the caller's traceparent. */
   tracing?: Pick<Tracing, 'fastify'>;
   /** The payload codec of the Temporal client, served at /codec when ONCEFLOW_CODEC_TOKEN is set. Default: from ONCEFLOW_PAYLOAD_KEYS. */
@@ -239,7 +242,12 @@ export async function buildApp(deps: AppDeps) {
     //   - src/http/routes/subscriptions.ts → subscriptionRoutes (/v1/subscriptions)
     //   - src/http/routes/dead-letters.ts → deadLetterRoutes (/v1/dead-letters, /v1/dead-letters/replay)
     //   - src/http/routes/schedules.ts → scheduleRoutes (/v1/schedules, scheduled operations)
-    await v1.register(subscriptionRoutes, { pool: deps.pool, secretBox: secretBoxFromConfig(deps.config) });
+    await v1.register(subscriptionRoutes, {
+      pool: deps.pool,
+      secretBox: secretBoxFromConfig(deps.config),
+      addressPolicy: new AddressPolicy({ allowedHosts: deps.config.WEBHOOK_ALLOWED_HOSTS, resolve: deps.resolveHost }),
+      maxPerTenant: deps.config.ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT,
+    });
     await v1.register(deadLetterRoutes, { pool: deps.pool });
     await v1.register(scheduleRoutes, {
       pool: deps.pool,

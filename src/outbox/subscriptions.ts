@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { generateWebhookSecret, type SecretBox } from '../crypto/secret-box';
+import { withTransaction } from '../db/transaction';
+import { decodeCursor, encodeCursor, type Page } from './page';
 
 /**
  * Why a subscription is disabled, as stored in `disabled_reason`. A dead-letter
@@ -8,6 +10,11 @@ import { generateWebhookSecret, type SecretBox } from '../crypto/secret-box';
  * pause and stays until the tenant lifts it.
  */
 export const DisabledReason = {
+  /**
+   * Paused by the relay. Unlike the tenant's pause, events keep being
+   * recorded for it as pending deliveries (enqueue.ts), so a resume or a
+   * replay delivers every event since: nothing is skipped without a record.
+   */
   Gone: 'subscriber answered 410 Gone',
   Api: 'disabled through the API',
 } as const;
@@ -25,6 +32,8 @@ export interface Subscription {
 interface Row {
   subscription_id: string; url: string; event_types: string[]; status: 'active' | 'disabled';
   disabled_reason: string | null; created_at: Date;
+  /** Only from listSubscriptions: created_at as text, to the microsecond. */
+  created_at_exact: string;
 }
 
 const toSubscription = (row: Row): Subscription => ({
@@ -36,24 +45,65 @@ const toSubscription = (row: Row): Subscription => ({
   createdAt: row.created_at.toISOString(),
 });
 
-/** Creates a subscription; the signing secret is returned once and stored sealed. */
-export async function createSubscription(
-  db: Pick<pg.Pool, 'query'>,
-  secretBox: SecretBox,
-  input: { tenantId: string; url: string; eventTypes: string[] },
-): Promise<Subscription & { secret: string }> {
-  const secret = generateWebhookSecret();
-  const { rows } = await db.query<Row>(
-    `INSERT INTO subscriptions (subscription_id, tenant_id, url, secret_sealed, event_types)
-     VALUES ($1, $2, $3, $4, $5) RETURNING *`,
-    [randomUUID(), input.tenantId, input.url, secretBox.seal(secret), input.eventTypes],
-  );
-  return { ...toSubscription(rows[0]!), secret };
+/** Thrown when a tenant already has its configured number of subscriptions. */
+export class SubscriptionLimitError extends Error {
+  override readonly name = 'SubscriptionLimitError';
+  constructor(readonly tenantId: string, readonly limit: number) {
+    super(`tenant ${tenantId} already has ${limit} subscriptions`);
+  }
 }
 
-export async function listSubscriptions(db: Pick<pg.Pool, 'query'>, tenantId: string): Promise<Subscription[]> {
-  const { rows } = await db.query<Row>('SELECT * FROM subscriptions WHERE tenant_id = $1 ORDER BY created_at', [tenantId]);
-  return rows.map(toSubscription);
+/**
+ * Creates a subscription; the signing secret is returned once and stored
+ * sealed. At most `maxPerTenant` per tenant: the tenant's row is locked for
+ * the count and the insert, so two concurrent creates cannot both take the
+ * last place. Throws SubscriptionLimitError beyond it.
+ */
+export async function createSubscription(
+  pool: pg.Pool,
+  secretBox: SecretBox,
+  input: { tenantId: string; url: string; eventTypes: string[]; maxPerTenant?: number },
+): Promise<Subscription & { secret: string }> {
+  const secret = generateWebhookSecret();
+  return withTransaction(pool, async (tx) => {
+    if (input.maxPerTenant !== undefined) {
+      const { rows } = await tx.query<{ n: number }>(
+        `SELECT (SELECT count(*)::int FROM subscriptions WHERE tenant_id = t.tenant_id) AS n
+           FROM tenants t WHERE t.tenant_id = $1 FOR UPDATE`,
+        [input.tenantId],
+      );
+      if ((rows[0]?.n ?? 0) >= input.maxPerTenant) throw new SubscriptionLimitError(input.tenantId, input.maxPerTenant);
+    }
+    const { rows } = await tx.query<Row>(
+      `INSERT INTO subscriptions (subscription_id, tenant_id, url, secret_sealed, event_types)
+       VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+      [randomUUID(), input.tenantId, input.url, secretBox.seal(secret), input.eventTypes],
+    );
+    return { ...toSubscription(rows[0]!), secret };
+  });
+}
+
+/** A tenant's subscriptions, oldest first, `limit` a page (keyset on creation time and id). */
+export async function listSubscriptions(
+  db: Pick<pg.Pool, 'query'>,
+  tenantId: string,
+  page: { limit?: number; cursor?: string } = {},
+): Promise<Page<Subscription>> {
+  const limit = Math.min(page.limit ?? 50, 100);
+  const after = page.cursor ? decodeCursor('subscriptions', page.cursor, 2) : undefined;
+  const { rows } = await db.query<Row>(
+    `SELECT *, created_at::text AS created_at_exact FROM subscriptions
+      WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, subscription_id) > ($2::timestamptz, $3::uuid))
+      ORDER BY created_at, subscription_id LIMIT $4`,
+    [tenantId, after?.[0] ?? null, after?.[1] ?? null, limit + 1],
+  );
+  const data = rows.slice(0, limit);
+  const last = rows.length > limit ? data[data.length - 1] : undefined;
+  return {
+    data: data.map(toSubscription),
+    // Microseconds kept: a Date would round created_at to ms and repeat or skip rows created in the same ms.
+    nextCursor: last ? encodeCursor('subscriptions', [last.created_at_exact, last.subscription_id]) : null,
+  };
 }
 
 /** Deletes a tenant's subscription and its undelivered deliveries; false when it is not theirs or unknown. */

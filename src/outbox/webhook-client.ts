@@ -1,4 +1,7 @@
-import { Agent, errors, type Dispatcher } from 'undici';
+import { isIP } from 'node:net';
+import type { Webhook } from 'standardwebhooks';
+import { Agent, buildConnector, errors, type Dispatcher } from 'undici';
+import type { AddressPolicy } from './address-policy';
 
 export interface WebhookClientOptions {
   /**
@@ -7,6 +10,12 @@ export interface WebhookClientOptions {
    * Default 64.
    */
   maxConnectionsPerOrigin?: number;
+  /**
+   * Checked on every connection, on the address the socket is about to
+   * connect to (see AddressPolicy.lookup). Required: a client without it
+   * would post wherever a subscription's DNS points.
+   */
+  addressPolicy: AddressPolicy;
 }
 
 export interface PostOptions {
@@ -42,8 +51,26 @@ export class WebhookTimeoutError extends Error {
 export class WebhookClient {
   private readonly agent: Agent;
 
-  constructor(options: WebhookClientOptions = {}) {
+  constructor(options: WebhookClientOptions) {
+    const policy = options.addressPolicy;
+    const connectChecked = buildConnector({ lookup: policy.lookup });
     this.agent = new Agent({
+      // Names go through the policy's lookup before the socket opens; an IP
+      // literal skips lookup in net.connect, so it is checked here. Either
+      // way the socket connects only to an address the policy passed, which
+      // is what defeats DNS rebinding (a check of the name at create time
+      // alone would not).
+      connect: (connectOptions, callback) => {
+        const host = connectOptions.hostname.replace(/^\[(.*)\]$/, '$1');
+        if (isIP(host)) {
+          try {
+            policy.check(host, host);
+          } catch (error) {
+            return callback(error as Error, null);
+          }
+        }
+        return connectChecked(connectOptions, callback);
+      },
       connections: options.maxConnectionsPerOrigin ?? 64,
       // Close idle connections before a subscriber's keep-alive timeout would
       // (Node's default is 5 s; undici also honours a Keep-Alive: timeout= hint
@@ -125,4 +152,19 @@ export class WebhookClient {
   close(): void {
     void this.agent.destroy();
   }
+}
+
+/**
+ * Standard Webhooks headers for one delivery. The signer is built from the
+ * subscription's opened secret; callers cache it per subscription (decoding
+ * the secret per event would be wasted work).
+ */
+export function signedHeaders(signer: Webhook, eventId: string, body: string, now: Date = new Date()): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    'webhook-id': eventId,
+    'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+    'webhook-signature': signer.sign(eventId, now, body),
+    'user-agent': 'onceflow-relay',
+  };
 }

@@ -10,6 +10,7 @@ import { migrate } from '../db/migrate';
 import { createPool } from '../db/pool';
 import { createLogger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
+import { AddressPolicy } from '../outbox/address-policy';
 import { createRelayMetrics, registerOutboxBacklogGauges } from '../outbox/metrics';
 import { OutboxRelay } from '../outbox/relay';
 import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
@@ -35,6 +36,8 @@ runEntrypoint('relay', async ({ onShutdown, stopped }) => {
     secretBox: secretBoxFromConfig(config),
     logger,
     metrics: createRelayMetrics(registry),
+    addressPolicy: new AddressPolicy({ allowedHosts: config.WEBHOOK_ALLOWED_HOSTS }),
+    maxInFlightPerSubscription: config.RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION,
     batchSize: config.RELAY_BATCH_SIZE,
     pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
     maxAttempts: config.RELAY_MAX_ATTEMPTS,

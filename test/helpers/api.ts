@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { loadConfig, type Config } from '../../src/config';
 import type { Pool } from '../../src/db/pool';
 import { buildApp, type AppDeps, type OnceflowApp } from '../../src/http/app';
+import { TEST_WEBHOOK_ALLOWED_HOSTS } from './relay';
 import { createLogger } from '../../src/observability/logger';
 import { provisionTenants } from '../../src/tenants/api-keys';
 import { testInfra } from './infra';
@@ -22,6 +23,8 @@ export interface StartTestApiOptions {
   clock?: () => number;
   /** Overrides of the parsed configuration (rate limit, body limit, …). */
   config?: Partial<Config>;
+  /** Resolves subscription hosts (a test stages DNS rebinding with it); default the system resolver. */
+  resolveHost?: AppDeps['resolveHost'];
   /** The tracing of the test, when it checks spans. */
   tracing?: AppDeps['tracing'];
 }
@@ -36,6 +39,8 @@ export async function startTestApi(options: StartTestApiOptions): Promise<TestAp
     TEMPORAL_UI_URL: infra.temporalUiUrl,
     TEMPORAL_TASK_QUEUE: options.taskQueue,
     ONCEFLOW_RATE_LIMIT_PER_MINUTE: 100_000,
+    // The tests' subscribers listen on loopback, which the API refuses unless allowlisted.
+    WEBHOOK_ALLOWED_HOSTS: TEST_WEBHOOK_ALLOWED_HOSTS,
     ...options.config,
   };
   const metricsRegistry = new Registry();
@@ -47,6 +52,7 @@ export async function startTestApi(options: StartTestApiOptions): Promise<TestAp
     metricsRegistry,
     clock: options.clock,
     tracing: options.tracing,
+    resolveHost: options.resolveHost,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

@@ -1,6 +1,7 @@
 import { Registry } from 'prom-client';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import { createLogger } from '../../src/observability/logger';
+import { AddressPolicy } from '../../src/outbox/address-policy';
 import { createRelayMetrics } from '../../src/outbox/metrics';
 import { OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
 import { testInfra } from './infra';
@@ -8,7 +9,8 @@ import { testInfra } from './infra';
 /**
  * A started in-process relay on the run's PostgreSQL with test timings (poll
  * 100 ms, first retry 20 ms, delivery timeout 2 s), the development secret
- * key and its own metrics registry; any option can be overridden.
+ * key, its own metrics registry, and the loopback subscribers of the tests
+ * allowlisted (WEBHOOK_ALLOWED_HOSTS); any option can be overridden.
  */
 export function startTestRelay(options: Pick<OutboxRelayOptions, 'pool'> & Partial<OutboxRelayOptions>): OutboxRelay {
   const relay = new OutboxRelay({
@@ -16,6 +18,7 @@ export function startTestRelay(options: Pick<OutboxRelayOptions, 'pool'> & Parti
     secretBox: secretBoxFromConfig({}),
     logger: createLogger({ service: 'test-relay', level: 'silent' }),
     metrics: createRelayMetrics(new Registry()),
+    addressPolicy: new AddressPolicy({ allowedHosts: TEST_WEBHOOK_ALLOWED_HOSTS }),
     pollIntervalMs: 100,
     retryBaseMs: 20,
     deliveryTimeoutMs: 2_000,
@@ -24,3 +27,6 @@ export function startTestRelay(options: Pick<OutboxRelayOptions, 'pool'> & Parti
   relay.start();
   return relay;
 }
+
+/** The tests' subscribers listen on loopback: the allowlist the tests' API and relays use. */
+export const TEST_WEBHOOK_ALLOWED_HOSTS = ['127.0.0.1', 'localhost', '::1'];

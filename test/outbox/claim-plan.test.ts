@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
-import { CLAIM_DUE_DELIVERIES, CLAIM_PLANNER_SETTINGS, claimDueDeliveries } from '../../src/outbox/claim';
+import { CLAIM_DUE_DELIVERIES, CLAIM_PLANNER_SETTINGS, claimDueDeliveries, claimParameters } from '../../src/outbox/claim';
 import { createSubscription } from '../../src/outbox/subscriptions';
 import { createTestPool } from '../helpers/db';
 import { testInfra } from '../helpers/infra';
@@ -86,7 +86,7 @@ describe('claiming due deliveries with stale planner statistics', () => {
       await client.query(CLAIM_PLANNER_SETTINGS);
       const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
         `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${CLAIM_DUE_DELIVERIES}`,
-        [LIMIT, 60_000, 'relay-test'],
+        claimParameters({ limit: LIMIT, leaseMs: 60_000, relayId: 'relay-test', perSubscription: LIMIT }),
       );
       const plan = rows[0]!['QUERY PLAN'][0].Plan;
       const all = nodes(plan);

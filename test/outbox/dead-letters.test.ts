@@ -51,10 +51,10 @@ describe('replaying dead letters', () => {
     consumer.failNext(410);
     const { eventId } = event(tenantId);
     await withTransaction(pool, (tx) => enqueueEvent(tx, { ...event(tenantId), eventId }));
-    await until(async () => (await listDeadLetters(pool, { subscriptionId })).length === 1, 'dead-lettered by the 410');
+    await until(async () => (await listDeadLetters(pool, { subscriptionId })).data.length === 1, 'dead-lettered by the 410');
     expect(await getSubscription(pool, tenantId, subscriptionId)).toMatchObject({ status: 'disabled' });
 
-    expect(await replayDeadLetters(pool, { subscriptionId })).toBe(1);
+    expect(await replayDeadLetters(pool, { subscriptionId })).toEqual({ replayed: 1, more: false });
     expect(await getSubscription(pool, tenantId, subscriptionId)).toMatchObject({ status: 'active', disabledReason: null });
     await until(() => consumer.received.length === 1, 'the replayed event delivered');
     expect(consumer.received[0]).toMatchObject({ webhookId: eventId, duplicate: false });
@@ -72,7 +72,7 @@ describe('replaying dead letters', () => {
     });
     await updateSubscription(pool, tenantId, subscriptionId, { status: 'disabled' });
 
-    expect(await replayDeadLetters(pool, { subscriptionId })).toBe(1);
+    expect(await replayDeadLetters(pool, { subscriptionId })).toEqual({ replayed: 1, more: false });
     expect(await getSubscription(pool, tenantId, subscriptionId)).toMatchObject({ status: 'disabled', disabledReason: 'disabled through the API' });
     // Relays (ours and other files') poll every 100 ms or so; a paused subscription gets nothing.
     await new Promise((r) => setTimeout(r, 1_000));

@@ -41,12 +41,13 @@ describe('pruning the outbox and the inbox', () => {
   const exists = async (eventId: string) => (await pool.query('SELECT 1 FROM outbox_events WHERE event_id = $1', [eventId])).rowCount === 1;
   const inInbox = async (eventId: string) => (await pool.query('SELECT 1 FROM inbox WHERE event_id = $1', [eventId])).rowCount === 1;
 
-  it('removes acknowledged events and inbox rows past the retention, and keeps pending deliveries, dead letters and young rows', async () => {
+  it('removes acknowledged events, dead letters with their payloads, and inbox rows past the retention, and keeps pending deliveries and young rows', async () => {
     const tenantId = await createTestTenant(pool);
     const oldDelivered = await event(tenantId, OLD, ['delivered', 'delivered']);
     const oldUnsubscribed = await event(tenantId, OLD, []);
     const oldPartlyPending = await event(tenantId, OLD, ['delivered', 'pending']);
     const oldDead = await event(tenantId, OLD, ['dead']);
+    const youngDead = await event(tenantId, new Date().toISOString(), ['dead']);
     const youngDelivered = await event(tenantId, new Date().toISOString(), ['delivered']);
     const oldInbox = `prune-inbox-${randomUUID()}`;
     const youngInbox = `prune-inbox-${randomUUID()}`;
@@ -61,12 +62,15 @@ describe('pruning the outbox and the inbox', () => {
     expect(await exists(oldDelivered)).toBe(false);
     expect(await exists(oldUnsubscribed)).toBe(false);
     expect(await exists(oldPartlyPending)).toBe(true);
-    expect(await exists(oldDead)).toBe(true);
+    expect(await exists(oldDead)).toBe(false);
+    expect((await pool.query('SELECT 1 FROM deliveries WHERE event_id = $1', [oldDead])).rowCount).toBe(0);
+    expect(await exists(youngDead)).toBe(true);
     expect(await exists(youngDelivered)).toBe(true);
     expect(await inInbox(oldInbox)).toBe(false);
     expect(await inInbox(youngInbox)).toBe(true);
-    expect(report).toEqual({ events: expect.any(Number), inbox: expect.any(Number) });
-    expect((report as { events: number }).events).toBeGreaterThanOrEqual(2);
+    expect(report).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number) });
+    expect((report as { events: number }).events).toBeGreaterThanOrEqual(3);
+    expect((report as { deadLetters: number }).deadLetters).toBeGreaterThanOrEqual(1);
     // The deliveries of a pruned event went with it.
     expect((await pool.query('SELECT 1 FROM deliveries WHERE event_id = $1', [oldDelivered])).rowCount).toBe(0);
   });
@@ -86,7 +90,7 @@ describe('pruning the outbox and the inbox', () => {
       }
       expect(runs).toHaveLength(1);
       const result = await temporal.workflow.getHandle(runs[0]!.workflowId).result();
-      expect(result).toEqual({ events: expect.any(Number), inbox: expect.any(Number) });
+      expect(result).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number) });
     } finally {
       await handle.delete();
     }

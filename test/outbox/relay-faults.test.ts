@@ -18,7 +18,7 @@ import { createTestPool, createTestTenant } from '../helpers/db';
 import { startRestartablePostgres, type RestartablePostgres } from './fixtures/private-postgres';
 import { testInfra } from '../helpers/infra';
 import { startProcess, type RunningProcess } from '../helpers/processes';
-import { startTestRelay } from '../helpers/relay';
+import { startTestRelay, TEST_WEBHOOK_ALLOWED_HOSTS } from '../helpers/relay';
 import { until } from '../helpers/until';
 
 const secretBox = secretBoxFromConfig({});
@@ -88,6 +88,8 @@ describe('the outbox relay under faults', () => {
       RELAY_POLL_INTERVAL_MS: '200',
       RELAY_DELIVERY_TIMEOUT_MS: '1000',
       LOG_LEVEL: 'info',
+      // The consumers listen on loopback, which a relay refuses unless allowlisted.
+      WEBHOOK_ALLOWED_HOSTS: TEST_WEBHOOK_ALLOWED_HOSTS.join(','),
       ...env,
     });
     processes.push(child);
@@ -284,7 +286,7 @@ describe('the outbox relay under faults', () => {
           (await pool.query('SELECT count(*) FILTER (WHERE attempts >= 6)::int AS n FROM deliveries WHERE subscription_id = $1', [subscriptionId])).rows[0].n === 3,
         'the first event of each operation tried twice its attempt budget (the second waits behind it)',
       );
-      expect(await listDeadLetters(pool, { subscriptionId })).toEqual([]);
+      expect((await listDeadLetters(pool, { subscriptionId })).data).toEqual([]);
       const back = await startExampleConsumer({ pool, secret, consumer: consumerName, port });
       consumers.push(back);
       await until(() => back.received.length >= ids.length, 'all delivered once the subscriber is back');

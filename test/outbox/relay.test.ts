@@ -9,20 +9,24 @@ import { createRelayMetrics, registerOutboxBacklogGauges } from '../../src/outbo
 import { type OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
 import { createSubscription } from '../../src/outbox/subscriptions';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
-import { createTestPool, createTestTenant } from '../helpers/db';
-import { testInfra } from '../helpers/infra';
+import { createTestTenant } from '../helpers/db';
 import { startProcess } from '../helpers/processes';
-import { startTestRelay } from '../helpers/relay';
+import { startTestRelay, TEST_WEBHOOK_ALLOWED_HOSTS } from '../helpers/relay';
+import { createOwnDatabase, type OwnDatabase } from './fixtures/own-database';
 
 const secretBox = secretBoxFromConfig({});
 
+// A database of this file's own: relays claim every due delivery in theirs,
+// so another file's relay would take (and count) these, and ours theirs.
 describe('the outbox relay', () => {
+  let db: OwnDatabase;
   let pool: Pool;
   const relays: OutboxRelay[] = [];
   const consumers: ExampleConsumer[] = [];
   const subscriptionIds: string[] = [];
-  beforeAll(() => {
-    pool = createTestPool();
+  beforeAll(async () => {
+    db = await createOwnDatabase('relay');
+    pool = db.pool;
   });
   afterEach(async () => {
     await Promise.all(relays.splice(0).map((r) => r.stop()));
@@ -32,7 +36,7 @@ describe('the outbox relay', () => {
     // it and count a retry that test did not cause.
     await pool.query("UPDATE subscriptions SET status = 'disabled', disabled_reason = 'test finished' WHERE subscription_id = ANY($1)", [subscriptionIds.splice(0)]);
   });
-  afterAll(() => pool.end());
+  afterAll(() => db.drop());
 
   /** A tenant, a subscription and the example consumer behind it. */
   async function subscriber(consumerName = `c-${randomUUID().slice(0, 8)}`) {
@@ -58,7 +62,7 @@ describe('the outbox relay', () => {
   }
 
   function relay(options: Partial<OutboxRelayOptions> = {}): OutboxRelay {
-    const instance = startTestRelay({ pool, deliveryTimeoutMs: 1_000, ...options });
+    const instance = startTestRelay({ pool, connectionString: db.url, deliveryTimeoutMs: 1_000, ...options });
     relays.push(instance);
     return instance;
   }
@@ -131,10 +135,10 @@ describe('the outbox relay', () => {
     consumer.failNext(503, 3);
     const [id] = await emit(tenantId, 1);
     relay({ maxAttempts: 3, deadLetterAfterMs: 0 });
-    await until(async () => (await listDeadLetters(pool, { subscriptionId })).length === 1);
-    const [dead] = await listDeadLetters(pool, { subscriptionId });
-    expect(dead).toMatchObject({ eventId: id, attempts: 3, lastError: 'HTTP 503' });
-    expect(await replayDeadLetters(pool, { subscriptionId })).toBe(1);
+    await until(async () => (await listDeadLetters(pool, { subscriptionId })).data.length === 1);
+    const [dead] = (await listDeadLetters(pool, { subscriptionId })).data;
+    expect(dead).toMatchObject({ eventId: id, attempts: 3, lastError: 'status 503' });
+    expect(await replayDeadLetters(pool, { subscriptionId })).toEqual({ replayed: 1, more: false });
     await until(() => consumer.received.length === 1);
     expect(consumer.received[0]!.webhookId).toBe(id);
   });
@@ -179,16 +183,21 @@ describe('the outbox relay', () => {
     const held = consumer.holdNext();
     const [id] = await emit(tenantId, 1);
     const env = {
-      DATABASE_URL: testInfra().databaseUrl,
+      DATABASE_URL: db.url,
       RELAY_METRICS_PORT: '0',
       RELAY_POLL_INTERVAL_MS: '100',
       RELAY_DELIVERY_TIMEOUT_MS: '1000', // lease = timeout + 14 s (see OutboxRelay.leaseMs)
       LOG_LEVEL: 'warn',
+      // The consumer listens on loopback, which a relay refuses unless allowlisted.
+      WEBHOOK_ALLOWED_HOSTS: TEST_WEBHOOK_ALLOWED_HOSTS.join(','),
     };
     const first = startProcess('relay', env);
-    await within(held.arrived, 'the consumer received the event'); // it applied the effect; the relay waits for the answer
-    first.kill('SIGKILL');
-    await first.exited;
+    try {
+      await within(held.arrived, 'the consumer received the event'); // it applied the effect; the relay waits for the answer
+    } finally {
+      first.kill('SIGKILL');
+      await first.exited;
+    }
     held.released();
     const second = startProcess('relay', env);
     try {

@@ -135,13 +135,13 @@ describe('the subscriptions and dead-letters API', () => {
     await until(async () => ((await call(a.apiKey, 'GET', '/v1/dead-letters')).body as { data: unknown[] }).data.length === 1, 'dead-lettered');
 
     const dead = (await call(a.apiKey, 'GET', `/v1/dead-letters?subscriptionId=${created.id}`)).body as { data: unknown[] };
-    expect(dead.data).toEqual([expect.objectContaining({ eventId, subscriptionId: created.id, lastError: 'HTTP 410: subscription disabled' })]);
+    expect(dead.data).toEqual([expect.objectContaining({ eventId, subscriptionId: created.id, lastError: 'status 410: subscription paused' })]);
     expect((await call(a.apiKey, 'GET', `/v1/subscriptions/${created.id}`)).body).toMatchObject({ status: 'disabled' });
     // Tenant-scoped: the other tenant neither sees nor replays it.
     expect(((await call(b.apiKey, 'GET', '/v1/dead-letters')).body as { data: unknown[] }).data).toEqual([]);
-    expect((await call(b.apiKey, 'POST', '/v1/dead-letters/replay', {})).body).toEqual({ replayed: 0 });
+    expect((await call(b.apiKey, 'POST', '/v1/dead-letters/replay', {})).body).toEqual({ replayed: 0, more: false });
 
-    expect((await call(a.apiKey, 'POST', '/v1/dead-letters/replay', { eventId })).body).toEqual({ replayed: 1 });
+    expect((await call(a.apiKey, 'POST', '/v1/dead-letters/replay', { eventId })).body).toEqual({ replayed: 1, more: false });
     await until(() => consumer.received.length === 1, 'replayed delivery arrived');
     expect(consumer.received[0]!.webhookId).toBe(eventId);
     expect((await call(a.apiKey, 'GET', `/v1/subscriptions/${created.id}`)).body).toMatchObject({ status: 'active' });

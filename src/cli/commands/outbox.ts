@@ -1,6 +1,6 @@
 /** `onceflow outbox pending|dead-letters|replay`: the outgoing event queue, through the outbox module's own queries. */
 import { Command } from 'commander';
-import { countPending, listDeadLetters, replayDeadLetters, type DeadLetterFilter } from '../../outbox/dead-letters';
+import { countPending, listDeadLetters, MAX_DEAD_LETTERS_PER_CALL, replayDeadLetters, type DeadLetterFilter } from '../../outbox/dead-letters';
 import { positiveInt, runCommand, withJson, withPool } from '../context';
 import { CliError, ExitCode } from '../errors';
 import { formatDuration } from '../output';
@@ -46,12 +46,12 @@ export function outboxCommand(): Command {
       .option('--tenant <tenant>', 'only this tenant')
       .option('--subscription <id>', 'only this subscription')
       .option('--event <id>', 'only this event id')
-      .option('--limit <n>', 'at most this many', positiveInt('--limit'), 100),
+      .option('--limit <n>', `at most this many (at most ${MAX_DEAD_LETTERS_PER_CALL})`, positiveInt('--limit'), 100),
   ).action((options: FilterOptions & { limit: number; json?: boolean }) =>
     runCommand(options, (context) =>
       withPool(context.config, async (pool) => {
         checkSubscription(options);
-        const letters = await listDeadLetters(pool, toFilter(options));
+        const { data: letters } = await listDeadLetters(pool, toFilter(options));
         if (context.json) return context.out.json(letters);
         context.out.table(letters as unknown as Record<string, unknown>[], [
           { key: 'eventId', header: 'EVENT', maxWidth: 70 },
@@ -81,7 +81,14 @@ export function outboxCommand(): Command {
           throw new CliError('say what to replay: --event, --subscription, --tenant, or --all', ExitCode.Usage);
         }
         checkSubscription(options);
-        const replayed = await replayDeadLetters(pool, toFilter(options));
+        // Bounded calls (MAX_DEAD_LETTERS_PER_CALL each), so replaying a large
+        // backlog never holds one huge UPDATE's locks; the operator's command loops.
+        let replayed = 0;
+        for (let more = true; more; ) {
+          const call = await replayDeadLetters(pool, { ...toFilter(options), limit: MAX_DEAD_LETTERS_PER_CALL });
+          replayed += call.replayed;
+          more = call.more && call.replayed > 0;
+        }
         if (context.json) return context.out.json({ replayed });
         context.out.line(`replayed ${replayed} dead letter${replayed === 1 ? '' : 's'}`);
         return replayed === 0 && options.event ? ExitCode.NotFound : ExitCode.Ok;

@@ -1,9 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type pg from 'pg';
 import { z } from 'zod';
-import { listDeadLetters, replayDeadLetters } from '../../outbox/dead-letters';
+import { listDeadLetters, MAX_DEAD_LETTERS_PER_CALL, replayDeadLetters } from '../../outbox/dead-letters';
+import { InvalidCursorError } from '../../outbox/page';
 import { requireTenant } from '../auth';
 import { problemResponses } from '../schemas';
+import { invalidCursor } from './subscriptions';
 
 export interface DeadLetterRoutesOptions {
   pool: pg.Pool;
@@ -31,30 +33,45 @@ export const deadLetterRoutes: FastifyPluginAsyncZod<DeadLetterRoutesOptions> = 
     '/v1/dead-letters',
     {
       schema: {
-        summary: 'List dead-lettered deliveries',
+        summary: 'List dead-lettered deliveries, oldest first, a page at a time',
         tags: ['subscriptions'],
         querystring: z.object({
           subscriptionId: z.string().uuid().optional(),
           eventId: z.string().max(512).optional(),
-          limit: z.coerce.number().int().min(1).max(1000).default(100),
+          limit: z.coerce.number().int().min(1).max(MAX_DEAD_LETTERS_PER_CALL).default(100),
+          cursor: z.string().max(2048).optional(),
         }),
-        response: { 200: z.object({ data: z.array(deadLetter) }), ...errors },
+        response: { 200: z.object({ data: z.array(deadLetter), nextCursor: z.string().nullable() }), ...errors },
       },
     },
-    async (request) => ({ data: await listDeadLetters(options.pool, { tenantId: requireTenant(request), ...request.query }) }),
+    async (request) => {
+      try {
+        return await listDeadLetters(options.pool, { tenantId: requireTenant(request), ...request.query });
+      } catch (error) {
+        if (error instanceof InvalidCursorError) throw invalidCursor(error);
+        throw error;
+      }
+    },
   );
 
   app.post(
     '/v1/dead-letters/replay',
     {
       schema: {
-        summary: 'Replay dead-lettered deliveries (same webhook-id); no filter replays all of this tenant’s',
-        description: 'Each replayed delivery gets a fresh attempt budget; a subscription disabled by 410 Gone is re-enabled.',
+        summary: 'Replay dead-lettered deliveries (same webhook-id), oldest first, at most `limit` per call; no filter replays this tenant’s',
+        description:
+          'Each replayed delivery gets a fresh attempt budget; a subscription paused by 410 Gone is re-enabled. `more: true` means matching dead letters are left: call again.',
         tags: ['subscriptions'],
-        body: z.object({ subscriptionId: z.string().uuid().optional(), eventId: z.string().max(512).optional() }).strict(),
-        response: { 200: z.object({ replayed: z.number() }), ...errors },
+        body: z
+          .object({
+            subscriptionId: z.string().uuid().optional(),
+            eventId: z.string().max(512).optional(),
+            limit: z.number().int().min(1).max(MAX_DEAD_LETTERS_PER_CALL).default(100),
+          })
+          .strict(),
+        response: { 200: z.object({ replayed: z.number(), more: z.boolean() }), ...errors },
       },
     },
-    async (request) => ({ replayed: await replayDeadLetters(options.pool, { tenantId: requireTenant(request), ...request.body }) }),
+    async (request) => replayDeadLetters(options.pool, { tenantId: requireTenant(request), ...request.body }),
   );
 };

@@ -2,7 +2,16 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type pg from 'pg';
 import { z } from 'zod';
 import type { SecretBox } from '../../crypto/secret-box';
-import { createSubscription, deleteSubscription, getSubscription, listSubscriptions, updateSubscription } from '../../outbox/subscriptions';
+import { BlockedAddressError, type AddressPolicy } from '../../outbox/address-policy';
+import { InvalidCursorError } from '../../outbox/page';
+import {
+  createSubscription,
+  deleteSubscription,
+  getSubscription,
+  listSubscriptions,
+  SubscriptionLimitError,
+  updateSubscription,
+} from '../../outbox/subscriptions';
 import { requireTenant } from '../auth';
 import { ProblemError } from '../errors';
 import { problemResponse, problemResponses } from '../schemas';
@@ -10,6 +19,10 @@ import { problemResponse, problemResponses } from '../schemas';
 export interface SubscriptionRoutesOptions {
   pool: pg.Pool;
   secretBox: SecretBox;
+  /** Refuses URLs aimed inside the deployment (WEBHOOK_ALLOWED_HOSTS lets an operator's own through). */
+  addressPolicy: AddressPolicy;
+  /** ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT. */
+  maxPerTenant: number;
 }
 
 const eventType = z.string().regex(/^(\*|[a-z]+(\.[a-z-]+)+)$/, 'an event type such as operation.succeeded, or *');
@@ -28,6 +41,26 @@ const errors = problemResponses(400, 401, 429, 503);
 const notFound = () =>
   new ProblemError({ status: 404, type: 'subscription-not-found', title: 'Subscription not found', detail: 'no such subscription for this tenant' });
 
+/** The URL check as a problem: names the rule, never the address a name resolved to (that would map the network for the tenant). */
+async function checkUrl(policy: AddressPolicy, url: string): Promise<void> {
+  try {
+    await policy.checkUrl(url);
+  } catch (error) {
+    if (!(error instanceof BlockedAddressError)) throw error;
+    throw new ProblemError({
+      status: 400,
+      type: 'subscription-url-not-allowed',
+      title: 'Subscription URL not allowed',
+      detail: `the URL's host is or resolves to a ${error.rule} address; subscribers must be reachable at a public address`,
+      extensions: { rule: error.rule },
+      cause: error,
+    });
+  }
+}
+
+export const invalidCursor = (cause: unknown) =>
+  new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'cursor: not one this list returned', cause });
+
 /**
  * Per-tenant webhook subscriptions (registered inside the authenticated /v1
  * scope). The signing secret is generated here, shown once in the 201 answer,
@@ -40,21 +73,48 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
     {
       schema: {
         summary: 'Subscribe a URL to events (the signing secret is shown once)',
+        description: 'A URL whose host is or resolves to a loopback, link-local, private, CGNAT, unspecified or multicast address is refused (400 subscription-url-not-allowed). A tenant has at most a configured number of subscriptions (409 subscription-limit-reached).',
         tags: ['subscriptions'],
         body: z.object({ url: webhookUrl, eventTypes: z.array(eventType).min(1).max(50).default(['*']) }).strict(),
-        response: { 201: subscription.extend({ secret: z.string() }), ...errors },
+        response: { 201: subscription.extend({ secret: z.string() }), 409: problemResponse, ...errors },
       },
     },
     async (request, reply) => {
-      const created = await createSubscription(options.pool, options.secretBox, { tenantId: requireTenant(request), ...request.body });
-      return reply.code(201).send(created);
+      await checkUrl(options.addressPolicy, request.body.url);
+      try {
+        const created = await createSubscription(options.pool, options.secretBox, { tenantId: requireTenant(request), ...request.body, maxPerTenant: options.maxPerTenant });
+        return reply.code(201).send(created);
+      } catch (error) {
+        if (!(error instanceof SubscriptionLimitError)) throw error;
+        throw new ProblemError({
+          status: 409,
+          type: 'subscription-limit-reached',
+          title: 'Subscription limit reached',
+          detail: `a tenant may have at most ${error.limit} subscriptions; delete one first`,
+          extensions: { limit: error.limit },
+        });
+      }
     },
   );
 
   app.get(
     '/v1/subscriptions',
-    { schema: { summary: 'List subscriptions', tags: ['subscriptions'], response: { 200: z.object({ data: z.array(subscription) }), ...errors } } },
-    async (request) => ({ data: await listSubscriptions(options.pool, requireTenant(request)) }),
+    {
+      schema: {
+        summary: 'List subscriptions, oldest first, a page at a time',
+        tags: ['subscriptions'],
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(100).default(50), cursor: z.string().max(1024).optional() }),
+        response: { 200: z.object({ data: z.array(subscription), nextCursor: z.string().nullable() }), ...errors },
+      },
+    },
+    async (request) => {
+      try {
+        return await listSubscriptions(options.pool, requireTenant(request), request.query);
+      } catch (error) {
+        if (error instanceof InvalidCursorError) throw invalidCursor(error);
+        throw error;
+      }
+    },
   );
 
   app.get(
@@ -72,7 +132,8 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
     {
       schema: {
         summary: 'Change a subscription’s URL or event types, or disable / re-enable it',
-        description: 'Re-enabling (status "active") resumes its pending deliveries; dead letters need POST /v1/dead-letters/replay.',
+        description:
+          'Re-enabling (status "active") resumes its pending deliveries, including every event recorded while a 410 Gone had paused it; dead letters need POST /v1/dead-letters/replay. A new URL is checked like one at create.',
         tags: ['subscriptions'],
         params: idParams,
         body: z
@@ -83,6 +144,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
       },
     },
     async (request) => {
+      if (request.body.url !== undefined) await checkUrl(options.addressPolicy, request.body.url);
       const updated = await updateSubscription(options.pool, requireTenant(request), request.params.id, request.body);
       if (!updated) throw notFound();
       return updated;

@@ -1,6 +1,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AddressPolicy } from '../../../src/outbox/address-policy';
 import { WebhookClient, WebhookTimeoutError } from '../../../src/outbox/webhook-client';
+
+const loopbackAllowed = new AddressPolicy({ allowedHosts: ['127.0.0.1'] });
 
 /** A real HTTP server on a free port; `handle` sees each request with how many came before it on the same connection. */
 async function serve(handle: (request: http.IncomingMessage, response: http.ServerResponse, onConnection: number) => void) {
@@ -25,7 +28,7 @@ async function serve(handle: (request: http.IncomingMessage, response: http.Serv
 describe('the relay’s webhook client', () => {
   const clients: WebhookClient[] = [];
   const client = () => {
-    const c = new WebhookClient({ maxConnectionsPerOrigin: 4 });
+    const c = new WebhookClient({ addressPolicy: loopbackAllowed, maxConnectionsPerOrigin: 4 });
     clients.push(c);
     return c;
   };
@@ -67,7 +70,7 @@ describe('the relay’s webhook client', () => {
       arrived++; // and never answer
     });
     try {
-      const c = new WebhookClient({ maxConnectionsPerOrigin: 1 });
+      const c = new WebhookClient({ addressPolicy: loopbackAllowed, maxConnectionsPerOrigin: 1 });
       clients.push(c);
       const [onTheWire, queued] = await Promise.allSettled([post(c, server.url('/a'), 400), post(c, server.url('/b'), 200)]);
       expect(onTheWire).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ name: 'WebhookTimeoutError', sent: true }) });
@@ -88,7 +91,7 @@ describe('the relay’s webhook client', () => {
     });
     try {
       // One connection, so the second request must go out on the kept-alive one.
-      const c = new WebhookClient({ maxConnectionsPerOrigin: 1 });
+      const c = new WebhookClient({ addressPolicy: loopbackAllowed, maxConnectionsPerOrigin: 1 });
       clients.push(c);
       expect(await post(c, server.url('/hook'))).toBe(200);
       expect(await post(c, server.url('/hook'))).toBe(200); // reused the connection, dropped, sent again
