@@ -82,6 +82,10 @@ export const CLAIM_PLANNER_SETTINGS = 'SET LOCAL enable_sort = off';
  * the number of active subscriptions (one index probe each), which the
  * per-tenant cap bounds.
  *
+ * It opens with a comment naming it, so that an operator (and a test) finds it in
+ * pg_stat_activity, whose `query` column keeps only the first
+ * track_activity_query_size bytes (default 1024) of this long statement.
+ *
  * Written so that stale planner statistics cannot make it expensive.
  * `deliveries` is a queue table: its share of pending rows swings from none
  * to thousands within seconds (a burst, a subscriber coming back), far faster
@@ -108,6 +112,7 @@ export const CLAIM_PLANNER_SETTINGS = 'SET LOCAL enable_sort = off';
  *   taken is locked but not leased, and stays due for the next claim.
  */
 export const CLAIM_DUE_DELIVERIES = `
+  /* onceflow relay claim */
   WITH budget AS (
     SELECT * FROM unnest($4::uuid[], $5::int[]) AS b (subscription_id, remaining)),
   active AS (

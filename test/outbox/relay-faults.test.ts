@@ -208,7 +208,7 @@ describe('the outbox relay under faults', () => {
         ownRelay({ pollIntervalMs: 600_000, applicationName: 'onceflow-test-slow-round' });
         await until(
           async () =>
-            (await relayDb.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'onceflow-test-slow-round' AND state = 'active' AND query LIKE '%SKIP LOCKED%'"))
+            (await relayDb.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'onceflow-test-slow-round' AND state = 'active' AND query LIKE '%onceflow relay claim%'"))
               .rowCount === 1,
           'the relay is in the middle of a claim',
           30_000,
