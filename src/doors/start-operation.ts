@@ -12,7 +12,9 @@ import { checkIdempotencyKey } from '../idempotency/key';
 import { PostgresProgressReader } from '../operations/progress';
 import { findOperationType, inputSchemaAllowing, operationTypeNames } from '../operations/registry';
 import { PostgresOperationsRepository, type OperationState } from '../operations/repository';
+import { createReservationResumer, type ResumeReservation } from '../operations/resume';
 import { createOperationStarter } from '../operations/starter';
+import { OperationStatus } from '../operations/status';
 import { createOperationUseCases, type OperationUseCases } from '../operations/use-cases';
 
 /** The doors an operation can come through; the `entry_point` metric label. */
@@ -49,6 +51,8 @@ export type DoorResult =
 
 export interface DoorDeps {
   useCases: Pick<OperationUseCases, 'startOrAttach'>;
+  /** Starts a reservation whose start was never confirmed (idempotent: derived workflow id, USE_EXISTING). */
+  resumeReservation: ResumeReservation;
   /** GEMINI_ALLOWED_MODELS: a `model` outside it is refused, as over HTTP. */
   allowedModels: readonly string[];
 }
@@ -63,16 +67,17 @@ export function createDoorDeps(options: {
   defaultRetentionHours: number;
 }): DoorDeps {
   const operations = new PostgresOperationsRepository(options.pool);
+  const startOperation = createOperationStarter({ temporal: options.temporal, store: operations, taskQueue: options.taskQueue, modelChain: options.modelChain });
   const useCases = createOperationUseCases({
     operations,
-    startOperation: createOperationStarter({ temporal: options.temporal, store: operations, taskQueue: options.taskQueue, modelChain: options.modelChain }),
+    startOperation,
     // Doors never wait for a result (waitSeconds 0): nobody is holding a connection open.
     waiter: { waitFor: async () => undefined },
     progress: new PostgresProgressReader(options.pool),
     defaultRetentionHours: options.defaultRetentionHours,
     clock: Date.now,
   });
-  return { useCases, allowedModels: options.allowedModels };
+  return { useCases, resumeReservation: createReservationResumer({ operations, startOperation, clock: Date.now }), allowedModels: options.allowedModels };
 }
 
 /**
@@ -102,8 +107,16 @@ export async function startOperationFromDoor(deps: DoorDeps, request: DoorReques
   switch (result.kind) {
     case 'started':
       return { kind: 'started', operation: result.record, key };
-    case 'replayed':
     case 'inProgress':
+      // Reserved but its start never confirmed: the door that reserved it died
+      // between the reservation and the start (a consumer killed mid-message),
+      // and this is its redelivery. Over HTTP a young reservation is left to
+      // the request that made it (the repeat gets a 409 and retries); a door's
+      // caller acknowledges on this answer and never asks again, so the start
+      // must be confirmed now, or the operation would wait for the reconciler.
+      if (result.record.status === OperationStatus.Reserved) await deps.resumeReservation(result.record.operationId);
+      return { kind: 'existing', operation: result.record, key };
+    case 'replayed':
       return { kind: 'existing', operation: result.record, key };
     case 'conflict':
       return { kind: 'key-reused', operation: result.record, key, differences: result.differences };
