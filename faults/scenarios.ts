@@ -380,7 +380,8 @@ export const scenarios = {
   'temporal-restart': temporalRestarts,
   'relay-kill': relayKills,
   'gemini-chaos': geminiChaos,
-  schemathesis,
   'queue-consumer-kill': queueConsumerKills,
+  // Last: a fuzzer changes the stack's state in ways no later scenario should inherit.
+  schemathesis,
 } as const;
 
