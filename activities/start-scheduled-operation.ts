@@ -6,7 +6,8 @@ import { FailureType } from '../workflows/failure-types';
 import { countDoorResult, type DoorMetrics } from '../src/doors/metrics';
 import { createDoorDeps, EntryPoint, startOperationFromDoor } from '../src/doors/start-operation';
 import type { Logger } from '../src/observability/logger';
-import { scheduleSlotKey } from '../src/schedules/slot-key';
+import { PostgresOperationsRepository } from '../src/operations/repository';
+import { scheduleSlotKey, scheduleSlotKeyPrefix } from '../src/schedules/slot-key';
 
 export interface StartScheduledOperationDeps {
   pool: pg.Pool;
@@ -29,6 +30,15 @@ export interface StartScheduledOperationResult {
   outcome: 'started' | 'existing';
 }
 
+/** The slot started nothing: its schedule's overlap is `skip` and an earlier slot's operation had not finished. */
+export interface SkippedScheduledSlot {
+  idempotencyKey: string;
+  outcome: 'skipped';
+}
+
+/** Thrown (retryable) while a `buffer_*` slot waits for the earlier slots' operations; the activity's retry policy paces the wait. */
+export const EARLIER_SLOT_UNFINISHED = 'EarlierSlotUnfinished';
+
 /**
  * Reserves and starts the operation of one schedule slot, on this activity's
  * own task queue (the operations' queue). If the worker dies after the
@@ -36,8 +46,26 @@ export interface StartScheduledOperationResult {
  * is the same, so no second operation is possible.
  */
 export function createStartScheduledOperation(deps: StartScheduledOperationDeps) {
-  return async function startScheduledOperation(slot: ScheduledSlotInput & { nominalTimeMs: number }): Promise<StartScheduledOperationResult> {
+  const operations = new PostgresOperationsRepository(deps.pool);
+  /** Whether an earlier slot of this schedule still has an unfinished operation (the overlap the tenant's policy is about). */
+  const earlierSlotUnfinished = async (slot: ScheduledSlotInput, key: string) => {
+    const scope = { tenantId: slot.tenantId, operationType: slot.operationType, idempotencyKey: key };
+    // A repeat of a slot that already has its operation is that operation, whatever runs beside it.
+    if (await operations.find(scope)) return false;
+    return operations.hasUnfinishedBefore({ tenantId: slot.tenantId, operationType: slot.operationType, keyPrefix: scheduleSlotKeyPrefix(slot.scheduleId), beforeKey: key });
+  };
+  return async function startScheduledOperation(slot: ScheduledSlotInput & { nominalTimeMs: number }): Promise<StartScheduledOperationResult | SkippedScheduledSlot> {
     const context = Context.current();
+    const key = scheduleSlotKey(slot.scheduleId, slot.nominalTimeMs);
+    const overlap = slot.overlap ?? 'allow_all';
+    if (overlap !== 'allow_all' && (await earlierSlotUnfinished(slot, key))) {
+      if (overlap === 'skip') {
+        deps.doorMetrics?.requests.inc({ tenant: slot.tenantId, operation_type: slot.operationType, outcome: 'skipped', entry_point: EntryPoint.Schedule });
+        deps.logger.info({ tenant: slot.tenantId, scheduleId: slot.scheduleId, idempotencyKey: key, outcome: 'skipped' }, 'schedule slot: skipped (an earlier slot is still running)');
+        return { idempotencyKey: key, outcome: 'skipped' };
+      }
+      throw ApplicationFailure.create({ type: EARLIER_SLOT_UNFINISHED, message: `schedule ${slot.scheduleId} slot ${key} waits for an earlier slot's operation (overlap ${overlap})` });
+    }
     const door = createDoorDeps({
       pool: deps.pool,
       temporal: deps.temporal ?? context.client,
@@ -47,7 +75,6 @@ export function createStartScheduledOperation(deps: StartScheduledOperationDeps)
       allowedModels: [],
       defaultRetentionHours: deps.defaultRetentionHours ?? 24,
     });
-    const key = scheduleSlotKey(slot.scheduleId, slot.nominalTimeMs);
     const result = await startOperationFromDoor(
       door,
       { tenantId: slot.tenantId, type: slot.operationType, key, input: slot.input, entryPoint: EntryPoint.Schedule },

@@ -1,6 +1,7 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { OverlapPolicy } from '../src/schedules/spec';
 import { activityOptions } from './activity-options';
 
 /** What a Onceflow schedule's action hands each slot (src/schedules/temporal.ts builds it). */
@@ -9,6 +10,8 @@ export interface ScheduledSlotInput {
   scheduleId: string;
   operationType: string;
   input: unknown;
+  /** The tenant's overlap policy, applied to the slot's operation; absent in schedules created before it travelled here (allow_all). */
+  overlap?: OverlapPolicy;
 }
 
 /** Set by Temporal on every workflow a Schedule starts: the slot's nominal time, before jitter and catch-up delay. */

@@ -390,6 +390,24 @@ export class PostgresOperationsRepository implements OperationsRepository {
     return rows[0]?.age ?? 0;
   }
 
+  /**
+   * Whether an operation of this tenant and type whose key starts with
+   * `keyPrefix` and sorts before `beforeKey` is still unfinished (reserved or
+   * running): a schedule's overlap policy asks it about the slots before one
+   * (slot keys sort by nominal time, src/schedules/slot-key.ts).
+   */
+  async hasUnfinishedBefore(options: { tenantId: string; operationType: string; keyPrefix: string; beforeKey: string }): Promise<boolean> {
+    const { rows } = await this.run(
+      'hasUnfinishedBefore',
+      `SELECT 1 FROM operations
+        WHERE tenant_id = $1 AND operation_type = $2 AND idempotency_key >= $3 AND idempotency_key < $4
+          AND starts_with(idempotency_key, $3) AND status IN ('reserved', 'running') AND expires_at > now()
+        LIMIT 1`,
+      [options.tenantId, options.operationType, options.keyPrefix, options.beforeKey],
+    );
+    return rows.length > 0;
+  }
+
   /** How many operation rows each tenant has. */
   async countByTenant(): Promise<Map<string, number>> {
     const { rows } = await this.run<{ tenant_id: string; count: number }>(

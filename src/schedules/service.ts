@@ -13,7 +13,7 @@ import type { InputIssue } from '../doors/start-operation';
 import { deleteScheduleRow, findSchedule, insertSchedule, listSchedules, markScheduleDeleted, updateSchedule, type ScheduleCursor, type ScheduleRow } from './repository';
 import { scheduleSlotKey } from './slot-key';
 import type { ScheduleSpecInput } from './spec';
-import { scheduleSummary, temporalScheduleId, temporalScheduleOptions } from './temporal';
+import { scheduleSummary, slotInput, temporalScheduleId, temporalScheduleOptions } from './temporal';
 import { toTemporalPolicies, toTemporalSpec } from './spec';
 
 export interface ScheduleServiceDeps {
@@ -161,6 +161,7 @@ export async function changeSchedule(deps: ScheduleServiceDeps, tenantId: string
     try {
       await handle.update((previous) => ({
         ...previous,
+        action: previous.action.type === 'startWorkflow' ? { ...previous.action, args: [slotInput({ ...row, spec })] } : previous.action,
         spec: toTemporalSpec(spec),
         policies: { ...previous.policies, ...toTemporalPolicies(spec) },
         state: { ...previous.state, note: summary },

@@ -11,5 +11,10 @@
  * over HTTP on purpose reaches only their own tenant's slot, as a repeat.
  */
 export function scheduleSlotKey(scheduleId: string, nominalTimeMs: number): string {
-  return `schedule:${scheduleId}:${new Date(nominalTimeMs).toISOString()}`;
+  return `${scheduleSlotKeyPrefix(scheduleId)}${new Date(nominalTimeMs).toISOString()}`;
+}
+
+/** What every slot key of one schedule starts with; the ISO time after it sorts slots by nominal time. */
+export function scheduleSlotKeyPrefix(scheduleId: string): string {
+  return `schedule:${scheduleId}:`;
 }

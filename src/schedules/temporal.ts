@@ -14,8 +14,13 @@ export function scheduleSummary(row: Pick<ScheduleRow, 'scheduleId' | 'tenantId'
   return `Onceflow schedule ${row.scheduleId}: ${row.operationType} ${describeSpec(row.spec)} · tenant ${row.tenantId}`;
 }
 
+/** What every slot run of the schedule receives; PATCH of the spec rewrites it (the overlap policy travels in it). */
+export function slotInput(row: Pick<ScheduleRow, 'scheduleId' | 'tenantId' | 'operationType' | 'input' | 'spec'>): ScheduledSlotInput {
+  return { tenantId: row.tenantId, scheduleId: row.scheduleId, operationType: row.operationType, input: row.input, overlap: row.spec.overlap };
+}
+
 export function temporalScheduleOptions(row: ScheduleRow, taskQueue: string): ScheduleOptions {
-  const slot: ScheduledSlotInput = { tenantId: row.tenantId, scheduleId: row.scheduleId, operationType: row.operationType, input: row.input };
+  const slot = slotInput(row);
   return {
     scheduleId: temporalScheduleId(row.tenantId, row.scheduleId),
     spec: toTemporalSpec(row.spec),

@@ -1,0 +1,204 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import type { Pool } from '../../src/db/pool';
+import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
+import { startLocalTemporal, type LocalTemporal } from '../../dev/local-temporal';
+import { findFreePort } from '../../dev/ports';
+import { resolveTemporalBinary } from '../../dev/temporal-binary';
+import { temporalScheduleId } from '../../src/schedules/temporal';
+import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
+import { createTestPool } from '../helpers/db';
+import { testInfra } from '../helpers/infra';
+import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
+import { uniqueTaskQueue } from '../helpers/temporal';
+import { until } from '../helpers/until';
+
+const INTERVAL_SECONDS = 2;
+const CATCHUP_WINDOW_SECONDS = 120;
+
+/**
+ * A schedule every two seconds through a worker SIGKILL and a SIGKILL of the
+ * Temporal server itself. The run's shared dev server keeps its state in
+ * memory, so this file runs a dev server of its own on a SQLite file and
+ * starts it again on the same file and port, as `onceflow start` does after a
+ * crash. The slots that fell due while Temporal was down are caught up when it
+ * comes back (they are inside the catch-up window), each as one operation.
+ */
+jest.setTimeout(400_000);
+
+describe('a schedule through a worker kill and a Temporal restart', () => {
+  let pool: Pool;
+  let temporalServer: LocalTemporal | undefined;
+  let temporalPort: number;
+  let temporal: Client;
+  let gemini: OfflineGeminiServer;
+  let api: TestApi;
+  let tenant: { tenantId: string; apiKey: string };
+  let worker: RunningProcess | undefined;
+  const taskQueue = uniqueTaskQueue('schedules-restart');
+  const dbFilename = path.join(testInfra().stateDir, `temporal-restart-${randomUUID()}.sqlite`);
+
+  async function startTemporal(): Promise<LocalTemporal> {
+    const toolsDir = path.join(__dirname, '../../.onceflow/tools');
+    const binary = await resolveTemporalBinary({ explicitPath: testInfra().temporalBinary, toolsDir, log: () => undefined });
+    return startLocalTemporal({ binary, port: temporalPort, dbFilename, downloadDir: toolsDir });
+  }
+
+  beforeAll(async () => {
+    temporalPort = await findFreePort();
+    temporalServer = await startTemporal();
+    pool = createTestPool();
+    temporal = new Client({ connection: await Connection.connect({ address: temporalServer.address }), namespace: temporalServer.namespace });
+    gemini = await startOfflineGeminiServer();
+    api = await startTestApi({ pool, temporal, taskQueue });
+    tenant = await createApiTenant(pool, 'sched-restart');
+    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address });
+  });
+  afterAll(async () => {
+    worker?.kill('SIGKILL');
+    await api?.close();
+    await gemini?.close();
+    await temporal?.connection.close();
+    await temporalServer?.stop();
+    await pool?.end();
+  });
+
+  async function request(method: string, urlPath: string, body?: unknown) {
+    const headers: Record<string, string> = { authorization: `Bearer ${tenant.apiKey}` };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (method === 'POST') headers['idempotency-key'] = randomUUID();
+    const response = await fetch(`${api.baseUrl}${urlPath}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await response.text();
+    return { status: response.status, json: text ? (JSON.parse(text) as Record<string, any>) : undefined };
+  }
+
+  /** The schedule's slot operations, with how many workflow runs, Gemini calls and outcome events each one had. */
+  async function slotOperations(scheduleId: string) {
+    const prefix = `schedule:${scheduleId}:`;
+    const { rows } = await pool.query<{ idempotency_key: string; status: string; workflow_id: string; events: string }>(
+      `SELECT o.idempotency_key, o.status, o.workflow_id,
+              (SELECT count(*) FROM outbox_events e WHERE e.aggregate_id = o.operation_id::text) AS events
+         FROM operations o WHERE o.tenant_id = $1 AND o.idempotency_key LIKE $2 ORDER BY o.idempotency_key`,
+      [tenant.tenantId, `${prefix}%`],
+    );
+    return rows.map((row) => ({
+      key: row.idempotency_key,
+      status: row.status,
+      workflowId: row.workflow_id,
+      events: Number(row.events),
+      nominalMs: Date.parse(row.idempotency_key.slice(prefix.length)),
+    }));
+  }
+
+  it('runs each slot once: none lost while the worker was dead or Temporal was down, none twice', async () => {
+    const created = await request('POST', '/v1/schedules', {
+      operationType: 'generate-content',
+      input: { prompt: 'through a Temporal restart' },
+      spec: { intervalSeconds: INTERVAL_SECONDS, catchupWindowSeconds: CATCHUP_WINDOW_SECONDS },
+    });
+    expect(created.status).toBe(201);
+    const scheduleId = created.json!.id as string;
+    await until(async () => (await slotOperations(scheduleId)).filter((op) => op.status === 'succeeded').length >= 2, 'two slots done', 120_000);
+
+    // The worker first, so the slots due from here on are started by Temporal with nobody to run them.
+    worker!.kill('SIGKILL');
+    expect(await worker!.exited).toBe('SIGKILL');
+    worker = undefined;
+    await sleep(INTERVAL_SECONDS * 1000 + 500);
+    // Then Temporal itself (the SDK's server manager ends it with SIGKILL), its state file kept.
+    const downFromMs = Date.now();
+    await temporalServer!.stop();
+    temporalServer = undefined;
+    await sleep(4 * INTERVAL_SECONDS * 1000);
+    temporalServer = await startTemporal();
+    const downUntilMs = Date.now();
+    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address });
+    await until(async () => (await slotOperations(scheduleId)).filter((op) => op.nominalMs > downUntilMs + 2 * INTERVAL_SECONDS * 1000).length >= 2, 'slots after the restart', 200_000);
+
+    // Then Temporal alone, SIGKILLed while the worker runs, once just as a slot falls due and once a
+    // little after (the scheduler may be starting that slot's run): the worker rides through both.
+    for (const phaseMs of [0, 120]) {
+      const periodMs = INTERVAL_SECONDS * 1000;
+      await sleep(1500);
+      await sleep(periodMs - (Date.now() % periodMs) + phaseMs);
+      await temporalServer!.stop();
+      temporalServer = undefined;
+      await sleep(3 * periodMs);
+      temporalServer = await startTemporal();
+    }
+    const lastUpMs = Date.now();
+    await until(async () => (await slotOperations(scheduleId)).filter((op) => op.nominalMs > lastUpMs + 2 * INTERVAL_SECONDS * 1000).length >= 2, 'slots after the last restart', 200_000);
+    expect(worker!.child.exitCode).toBeNull();
+
+    const paused = await request('PATCH', `/v1/schedules/${scheduleId}`, { paused: true });
+    expect(paused.json!.state).toBe('paused');
+    const handle = temporal.schedule.getHandle(temporalScheduleId(tenant.tenantId, scheduleId));
+    // Slot runs never wait for or skip each other in Temporal (src/schedules/spec.ts, OverlapPolicies).
+    expect((await handle.describe()).policies.overlap).toBe('ALLOW_ALL');
+    const taken = (await handle.describe()).info.numActionsTaken;
+    await until(async () => {
+      const operations = await slotOperations(scheduleId);
+      return operations.length >= taken && operations.every((op) => op.status === 'succeeded');
+    }, 'every slot Temporal took to have its operation, succeeded', 200_000);
+
+    const operations = await slotOperations(scheduleId);
+    const times = operations.map((op) => op.nominalMs).sort((a, b) => a - b);
+    const firstMs = times[0]!;
+    const lastMs = times.at(-1)!;
+    // Every nominal time of the spec from the first slot to the last: the slots that fell due
+    // while the worker was dead and while Temporal was down (all inside the catch-up window) included.
+    const expected: number[] = [];
+    for (let ms = firstMs; ms <= lastMs; ms += INTERVAL_SECONDS * 1000) expected.push(ms);
+    expect(times).toEqual(expected);
+    const whileDown = expected.filter((ms) => ms >= downFromMs && ms < downUntilMs);
+    expect(whileDown.length).toBeGreaterThanOrEqual(3);
+    // Each ran once: one workflow run of its operation, one outcome event, one model call.
+    for (const op of operations) expect(op.events).toBe(1);
+    for (const op of operations) {
+      const { count } = await temporal.workflow.count(`WorkflowId = '${op.workflowId}'`);
+      expect({ key: op.key, runs: count }).toEqual({ key: op.key, runs: 1 });
+    }
+    expect(gemini.calls().length).toBe(operations.length);
+  });
+
+  it("applies overlap 'skip' to the slots' operations: no slot starts while an earlier slot's operation runs, and Temporal drops no slot run", async () => {
+    // The next model call is held until released: the first slot's operation keeps running.
+    const script = await fetch(`${gemini.url}/__control/script`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: '*', responses: [{ kind: 'ok', hold: true }] }),
+    });
+    expect(script.ok).toBe(true);
+    const created = await request('POST', '/v1/schedules', {
+      operationType: 'generate-content',
+      input: { prompt: 'skip while the previous one runs' },
+      spec: { intervalSeconds: INTERVAL_SECONDS, catchupWindowSeconds: CATCHUP_WINDOW_SECONDS, overlap: 'skip' },
+    });
+    expect(created.status).toBe(201);
+    const scheduleId = created.json!.id as string;
+    const handle = temporal.schedule.getHandle(temporalScheduleId(tenant.tenantId, scheduleId));
+    expect((await handle.describe()).policies.overlap).toBe('ALLOW_ALL');
+    const slotRuns = (status: string) => temporal.workflow.count(`WorkflowType = 'scheduledSlotWorkflow' AND TaskQueue = '${taskQueue}' AND ExecutionStatus = '${status}' AND WorkflowId STARTS_WITH 'onceflow/${tenant.tenantId}/schedule/${scheduleId}/'`);
+    await until(async () => (await slotOperations(scheduleId)).length === 1, 'the first slot started its operation', 120_000);
+    // Three more slot runs complete, each having started nothing.
+    await until(async () => (await slotRuns('Completed')).count >= 4, 'four slot runs completed', 120_000);
+    const whileHeld = await slotOperations(scheduleId);
+    expect(whileHeld).toHaveLength(1);
+    expect(whileHeld[0]!.status).toBe('running');
+
+    expect((await fetch(`${gemini.url}/__control/release`, { method: 'POST' })).ok).toBe(true);
+    await until(async () => (await slotOperations(scheduleId)).filter((op) => op.status === 'succeeded').length >= 3, 'slots start again once it finished', 120_000);
+    expect((await request('PATCH', `/v1/schedules/${scheduleId}`, { paused: true })).status).toBe(200);
+    // The operations started after the release are one per slot, none in the held window.
+    const operations = await slotOperations(scheduleId);
+    const [held, ...after] = operations;
+    const releasedRuns = (await slotRuns('Completed')).count;
+    expect(after.every((op) => op.nominalMs > held!.nominalMs + 3 * INTERVAL_SECONDS * 1000)).toBe(true);
+    expect(releasedRuns).toBeGreaterThan(operations.length);
+  });
+});
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
