@@ -16,17 +16,19 @@ browser:
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
 	  echo "note: chromium not installed; the Temporal UI screenshot test will skip"
 
-# The queue tests start their own RabbitMQ from Debian's rabbitmq-server
-# package (dev/local-rabbitmq.ts); installed here when we are root on
-# Debian/Ubuntu and it is missing.
+# make start and the queue tests start their own RabbitMQ from Debian's
+# rabbitmq-server package (dev/local-rabbitmq.ts); installed here when we are
+# root on Debian/Ubuntu and it is missing (make start runs without the queue
+# door when it cannot be).
 broker:
 	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null; } ; } || \
 	  echo "note: rabbitmq-server not installed; the queue tests need it (apt-get install rabbitmq-server)"
 
-## make start: the whole local system on embedded defaults (Ctrl-C stops it)
-start: install
+## make start: the whole local system on embedded defaults (Ctrl-C stops it),
+## the RabbitMQ of the queue door included (installed by `broker` when missing)
+start: install broker
 	node --import tsx src/cli/main.ts start
 
 ## make test: type-check, lint, every jest tier against real Temporal and PostgreSQL,

@@ -6,9 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { FromKeeper, KeptPostgresInfo, KeptTemporalInfo, ToKeeper } from './keeper';
+import type { FromKeeper, KeptPostgresInfo, KeptRabbitmqInfo, KeptTemporalInfo, ToKeeper } from './keeper';
 import { LocalStackError } from './errors';
 import { startLocalPostgres } from './local-postgres';
+import { startLocalRabbitmq } from './local-rabbitmq';
 import { startLocalTemporal } from './local-temporal';
 
 /** How long the keeper waits for the processes it outlives after the supervisor died; default 30 s. */
@@ -36,6 +37,12 @@ async function start(request: Extract<ToKeeper, { type: 'start' }>): Promise<Run
       const info: KeptPostgresInfo = { connectionString: postgres.connectionString, dataDir: postgres.dataDir, port: postgres.port };
       await send({ type: 'ready', info });
       return postgres;
+    }
+    if (request.service === 'rabbitmq') {
+      const rabbitmq = await startLocalRabbitmq(request.options);
+      const info: KeptRabbitmqInfo = { url: rabbitmq.url, port: rabbitmq.port };
+      await send({ type: 'ready', info });
+      return rabbitmq;
     }
     // The SDK's Runtime would otherwise shut itself down on SIGINT/SIGTERM and
     // take the dev server with it before we stop it in order.

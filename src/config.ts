@@ -74,6 +74,10 @@ export const envSchema = z.object({
   DATABASE_URL: optionalString,
   /** Local run only: embedded PostgreSQL port when DATABASE_URL is unset. Default 5433. */
   ONCEFLOW_EMBEDDED_PG_PORT: port.default(5433),
+  /** Local run only: AMQP port of the RabbitMQ `onceflow start` runs when RABBITMQ_URL is unset and rabbitmq-server is installed. Default 5672. */
+  ONCEFLOW_EMBEDDED_RABBITMQ_PORT: port.default(5672),
+  /** Local run only: Erlang distribution port of that RabbitMQ (a node needs one even alone). Default 25672. */
+  ONCEFLOW_EMBEDDED_RABBITMQ_DIST_PORT: port.default(25672),
   /** Pool size per process. Default 10. */
   DATABASE_POOL_SIZE: positiveInt.default(10),
   /** Temporal frontend gRPC address. Default `localhost:7233`. */

@@ -61,6 +61,8 @@ export async function startFaultStack(log: (line: string) => void, options: { te
     worker: `http://127.0.0.1:${env.WORKER_METRICS_PORT}/metrics`,
     relay: `http://127.0.0.1:${env.RELAY_METRICS_PORT}/metrics`,
     api: `${apiUrl}/readyz`,
+    // The suite runs its consumers itself (queue-consumer-kill); this is where one would answer.
+    consumer: `http://127.0.0.1:${env.CONSUMER_METRICS_PORT ?? 9468}/metrics`,
   };
   const start = async (role: Role) => {
     const previous = processes[role];

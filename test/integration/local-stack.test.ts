@@ -4,6 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import amqp from 'amqplib';
 import pg from 'pg';
 import { assertPortFree, findFreePort } from '../../dev/ports';
 import { testInfra } from '../helpers/infra';
@@ -48,7 +49,7 @@ function processesOf(stack: Stack): ProcessEntry[] {
   const tree = descendantsOf(stack.child.pid!);
   const names = new Set(tree.map((p) => p.comm));
   // a snapshot without these would make "nothing survived" prove nothing
-  for (const name of ['postgres', 'temporal', 'node']) expect(names).toContain(name);
+  for (const name of ['postgres', 'temporal', 'node', 'beam.smp']) expect(names).toContain(name);
   return tree;
 }
 
@@ -105,6 +106,10 @@ describe('make start: the whole local system', () => {
       WORKER_SDK_METRICS_PORT: String(await findFreePort()),
       RELAY_METRICS_PORT: String(await findFreePort()),
       ONCEFLOW_EMBEDDED_PG_PORT: String(await findFreePort()),
+      ONCEFLOW_EMBEDDED_RABBITMQ_PORT: String(await findFreePort()),
+      ONCEFLOW_EMBEDDED_RABBITMQ_DIST_PORT: String(await findFreePort()),
+      CONSUMER_METRICS_PORT: String(await findFreePort()),
+      RABBITMQ_URL: '',
       GEMINI_OFFLINE_PORT: String(await findFreePort()),
       DATABASE_URL: '',
       GEMINI_API_KEY: '',
@@ -140,6 +145,25 @@ describe('make start: the whole local system', () => {
     expect(out).toMatch(/postgres: .*\[embedded/);
     // the Web UI answers
     expect((await fetch(`http://127.0.0.1:${env.TEMPORAL_UI_PORT}/`)).status).toBe(200);
+
+    // The queue door, as the README's worked example uses it: a message to the stack's own RabbitMQ is an operation.
+    expect(out).toContain(`queue: consumer reads onceflow.operations on amqp://guest:***@127.0.0.1:${env.ONCEFLOW_EMBEDDED_RABBITMQ_PORT} [embedded rabbitmq`);
+    const broker = await amqp.connect(`amqp://guest:guest@127.0.0.1:${env.ONCEFLOW_EMBEDDED_RABBITMQ_PORT}`);
+    const channel = await broker.createConfirmChannel();
+    await channel.assertQueue('onceflow.operations', { durable: true });
+    channel.sendToQueue('onceflow.operations', Buffer.from(JSON.stringify({ operationType: 'generate-content', input: { prompt: PLANTED_PROMPT } })), {
+      persistent: true,
+      headers: { 'onceflow-tenant': 'demo', 'idempotency-key': 'from-the-queue' },
+    });
+    await channel.waitForConfirms();
+    await broker.close();
+    let fromQueue: { status?: string } = {};
+    for (let tries = 0; tries < 300 && fromQueue.status !== 'succeeded'; tries++) {
+      if (tries > 0) await new Promise((r) => setTimeout(r, 200));
+      const read = await fetch(`${api}/v1/operations/generate-content/from-the-queue`, { headers: { authorization: `Bearer ${PLANTED_API_KEY}` } });
+      if (read.status === 200) fromQueue = (await read.json()) as { status?: string };
+    }
+    expect(fromQueue.status).toBe('succeeded');
 
     // A subscriber, so the relay delivers the operation's event and logs it.
     const received: string[] = [];
@@ -205,7 +229,7 @@ describe('make start: the whole local system', () => {
       return Date.now();
     };
     ctrlC(first);
-    const [apiGoneAt, workerGoneAt, relayGoneAt] = await Promise.all(['src/http/server.ts', 'src/worker/main.ts', 'src/relay/main.ts'].map(goneAt));
+    const [apiGoneAt, workerGoneAt, relayGoneAt] = await Promise.all(['src/http/server.ts', 'src/worker/main.ts', 'src/relay/main.ts', 'src/consumer/main.ts'].map(goneAt));
     expect(await first.exited).toBe(0);
     await temporalWatch;
     expect(first.output()).toContain('stopped.');
@@ -219,10 +243,12 @@ describe('make start: the whole local system', () => {
     // exit 1), and in order: api, worker and relay, the model, Temporal, PostgreSQL.
     const stopLines = first.output().match(/^ {2}stopped .*$/gm) ?? [];
     expect(stopLines.map((line) => line.trim())).toEqual([
-      'stopped api (exit 0)',
+      expect.stringMatching(/^stopped (api|consumer) \(exit 0\)$/),
+      expect.stringMatching(/^stopped (api|consumer) \(exit 0\)$/),
       expect.stringMatching(/^stopped (worker|relay) \(exit 0\)$/),
       expect.stringMatching(/^stopped (worker|relay) \(exit 0\)$/),
       'stopped gemini-offline (exit 0)',
+      'stopped rabbitmq (exit 0)',
       'stopped temporal (exit 0)',
       'stopped postgres (exit 0)',
     ]);
