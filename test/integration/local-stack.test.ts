@@ -288,6 +288,26 @@ describe('make start: the whole local system', () => {
     expect(await waitUntilGone(tree, 90_000)).toEqual([]);
   }, 300_000);
 
+  it('starts everything but the queue door when its RabbitMQ cannot run here (its port taken), and says so', async () => {
+    const port = Number(env.ONCEFLOW_EMBEDDED_RABBITMQ_PORT);
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+    try {
+      const stack = startStack({ ...env, LOG_LEVEL: 'info' });
+      stacks.push(stack);
+      await waitFor(stack, /onceflow is up/);
+      expect(stack.output()).toMatch(new RegExp(`queue: OFF, port ${port} \\(ONCEFLOW_EMBEDDED_RABBITMQ_PORT\\) is taken.*; everything else runs`));
+      const tree = descendantsOf(stack.child.pid!);
+      started.push(...tree);
+      expect(tree.filter((p) => p.args.includes('src/consumer/main.ts') || p.comm === 'beam.smp')).toEqual([]);
+      expect((await fetch(`http://127.0.0.1:${env.PORT}/readyz`)).status).toBe(200);
+      ctrlC(stack);
+      expect(await stack.exited).toBe(0);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  }, 300_000);
+
   // WORKER_SDK_METRICS_PORT is bound inside the worker by Temporal's Core; unchecked, a taken
   // one surfaced only after everything had started, as the worker dying.
   it.each(['PORT', 'WORKER_SDK_METRICS_PORT'])('refuses a taken %s with one line naming the variable, and leaves nothing running', async (variable) => {
