@@ -151,6 +151,10 @@ describe('scheduled operations', () => {
     expect(new Set(nominal).size).toBe(nominal.length);
     expect(nominal.length).toBeGreaterThanOrEqual(5);
     for (const ms of nominal) expect(ms % 60_000).toBe(0);
+    // The second backfill's slot runs attached to the first one's operations: one outcome event and one workflow run each.
+    await until(async () => (await slotOperations(schedule.id)).every((op) => op.status === 'succeeded' && op.events === 1), 'every slot operation done with its event', 150_000);
+    const { rows: runs } = await pool.query<{ workflow_id: string }>(`SELECT workflow_id FROM operations WHERE tenant_id = $1 AND idempotency_key LIKE $2`, [tenant.tenantId, `schedule:${schedule.id}:%`]);
+    for (const { workflow_id: workflowId } of runs) expect((await temporal.workflow.count(`WorkflowId = '${workflowId}'`)).count).toBe(1);
     // Each one is an ordinary operation: readable, and replayed to an HTTP repeat of its key.
     const first = operations[0]!;
     await until(async () => (await pool.query(`SELECT 1 FROM operations WHERE tenant_id = $1 AND idempotency_key = $2 AND status = 'succeeded'`, [tenant.tenantId, first.key])).rowCount === 1, 'first slot operation succeeded', 120_000);

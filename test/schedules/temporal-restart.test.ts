@@ -13,6 +13,7 @@ import { testInfra } from '../helpers/infra';
 import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { uniqueTaskQueue } from '../helpers/temporal';
 import { until } from '../helpers/until';
+import { metricValue } from '../queue/helpers';
 
 const INTERVAL_SECONDS = 2;
 const CATCHUP_WINDOW_SECONDS = 120;
@@ -36,6 +37,7 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
   let api: TestApi;
   let tenant: { tenantId: string; apiKey: string };
   let worker: RunningProcess | undefined;
+  let workerMetricsPort = 0;
   const taskQueue = uniqueTaskQueue('schedules-restart');
   const dbFilename = path.join(testInfra().stateDir, `temporal-restart-${randomUUID()}.sqlite`);
 
@@ -113,7 +115,8 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
     await sleep(4 * INTERVAL_SECONDS * 1000);
     temporalServer = await startTemporal();
     const downUntilMs = Date.now();
-    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address });
+    workerMetricsPort = await findFreePort();
+    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address, metricsPort: workerMetricsPort });
     await until(async () => (await slotOperations(scheduleId)).filter((op) => op.nominalMs > downUntilMs + 2 * INTERVAL_SECONDS * 1000).length >= 2, 'slots after the restart', 200_000);
 
     // Then Temporal alone, SIGKILLed while the worker runs, once just as a slot falls due and once a
@@ -196,6 +199,11 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
     const releasedRuns = (await slotRuns('Completed')).count;
     expect(after.every((op) => op.nominalMs > held!.nominalMs + 3 * INTERVAL_SECONDS * 1000)).toBe(true);
     expect(releasedRuns).toBeGreaterThan(operations.length);
+    // The worker counts each slot by outcome under entry_point=schedule, the skipped ones included.
+    const metricsUrl = `http://127.0.0.1:${workerMetricsPort}/metrics`;
+    const counted = { tenant: tenant.tenantId, entry_point: 'schedule' };
+    expect(await metricValue(metricsUrl, 'onceflow_idempotency_requests_total', { ...counted, outcome: 'skipped' })).toBeGreaterThanOrEqual(3);
+    expect(await metricValue(metricsUrl, 'onceflow_idempotency_requests_total', { ...counted, outcome: 'new' })).toBeGreaterThanOrEqual(operations.length);
   });
 });
 
