@@ -205,6 +205,40 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
     expect(await metricValue(metricsUrl, 'onceflow_idempotency_requests_total', { ...counted, outcome: 'skipped' })).toBeGreaterThanOrEqual(3);
     expect(await metricValue(metricsUrl, 'onceflow_idempotency_requests_total', { ...counted, outcome: 'new' })).toBeGreaterThanOrEqual(operations.length);
   });
+
+  it("applies overlap 'buffer_all' to the slots' operations: slots wait while an earlier slot's operation runs, then each starts its own, none dropped", async () => {
+    const script = await fetch(`${gemini.url}/__control/script`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: '*', responses: [{ kind: 'ok', hold: true }] }),
+    });
+    expect(script.ok).toBe(true);
+    const created = await request('POST', '/v1/schedules', {
+      operationType: 'generate-content',
+      input: { prompt: 'wait for the previous one' },
+      spec: { intervalSeconds: INTERVAL_SECONDS, catchupWindowSeconds: CATCHUP_WINDOW_SECONDS, overlap: 'buffer_all' },
+    });
+    expect(created.status).toBe(201);
+    const scheduleId = created.json!.id as string;
+    const runningSlots = () =>
+      temporal.workflow.count(`WorkflowType = 'scheduledSlotWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH 'onceflow/${tenant.tenantId}/schedule/${scheduleId}/'`);
+    await until(async () => (await slotOperations(scheduleId)).length === 1, 'the first slot started its operation', 120_000);
+    await until(async () => (await runningSlots()).count >= 3, 'three slot runs waiting', 120_000);
+    expect(await slotOperations(scheduleId)).toHaveLength(1);
+
+    expect((await fetch(`${gemini.url}/__control/release`, { method: 'POST' })).ok).toBe(true);
+    await until(async () => (await slotOperations(scheduleId)).filter((op) => op.status === 'succeeded').length >= 4, 'the waiting slots started their operations', 150_000);
+    expect((await request('PATCH', `/v1/schedules/${scheduleId}`, { paused: true })).status).toBe(200);
+    const taken = (await temporal.schedule.getHandle(temporalScheduleId(tenant.tenantId, scheduleId)).describe()).info.numActionsTaken;
+    await until(async () => {
+      const operations = await slotOperations(scheduleId);
+      return operations.length >= taken && operations.every((op) => op.status === 'succeeded');
+    }, 'every slot taken to have its operation, succeeded', 200_000);
+    const times = (await slotOperations(scheduleId)).map((op) => op.nominalMs).sort((a, b) => a - b);
+    const expected: number[] = [];
+    for (let ms = times[0]!; ms <= times.at(-1)!; ms += INTERVAL_SECONDS * 1000) expected.push(ms);
+    expect(times).toEqual(expected);
+  });
 });
 
 function sleep(ms: number): Promise<void> {
