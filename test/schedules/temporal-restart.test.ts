@@ -116,7 +116,8 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
     temporalServer = await startTemporal();
     const downUntilMs = Date.now();
     workerMetricsPort = await findFreePort();
-    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address, metricsPort: workerMetricsPort });
+    // The overlap tests hold one model call while slots come due: longer than the default 30 s cut, even on a busy machine.
+    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address, metricsPort: workerMetricsPort, env: { GEMINI_REQUEST_TIMEOUT_MS: '75000' } });
     await until(async () => (await slotOperations(scheduleId)).filter((op) => op.nominalMs > downUntilMs + 2 * INTERVAL_SECONDS * 1000).length >= 2, 'slots after the restart', 200_000);
 
     // Then Temporal alone, SIGKILLed while the worker runs, once just as a slot falls due and once a
