@@ -19,7 +19,7 @@ export class StartupError extends Error {
 }
 
 /** A standalone process needs DATABASE_URL; only the supervisor starts an embedded server. */
-export function requireDatabaseUrl(config: Config): string {
+export function requireDatabaseUrl(config: Pick<Config, 'DATABASE_URL'>): string {
   if (!config.DATABASE_URL) {
     throw new ConfigError([{ variable: 'DATABASE_URL', message: 'required when this process runs alone (`npm start` sets it for you)' }]);
   }
