@@ -57,6 +57,8 @@ export const requestProblems = {
   'subscription-not-found': { status: 404, title: 'Subscription not found' },
   'subscription-url-not-allowed': { status: 400, title: 'Subscription URL not allowed' },
   'subscription-limit-reached': { status: 409, title: 'Subscription limit reached' },
+  'schedule-not-found': { status: 404, title: 'Schedule not found' },
+  'payload-undecodable': { status: 400, title: 'Payload cannot be decoded' },
 } as const satisfies Record<string, ProblemKind>;
 export type RequestProblemSlug = keyof typeof requestProblems;
 
@@ -129,12 +131,31 @@ export const problems = {
       { 'Retry-After': String(retryAfterSeconds) },
       { title: 'Too many failed authentications' },
     ),
+  /** GET /metrics without ONCEFLOW_METRICS_TOKEN, when one is set. */
+  metricsUnauthorized: () =>
+    requestProblem('unauthorized', 'metrics need Authorization: Bearer <ONCEFLOW_METRICS_TOKEN>', {}, { 'WWW-Authenticate': 'Bearer realm="onceflow-metrics"' }),
+  /** The codec endpoint without the operator credential; Basic, so the Temporal UI's browser asks for it (`cors` lets the UI read the answer). */
+  codecUnauthorized: (cors: Record<string, string>) =>
+    requestProblem(
+      'unauthorized',
+      'the codec endpoint needs the operator credential (ONCEFLOW_CODEC_TOKEN) as a Bearer token or the Basic password',
+      {},
+      { 'WWW-Authenticate': 'Basic realm="onceflow-codec"', ...cors },
+    ),
+  /** A payload sealed with a key this process lacks, or tampered with. */
+  payloadUndecodable: (detail: string, cors: Record<string, string>) => requestProblem('payload-undecodable', detail, {}, cors),
   /** A list `cursor` this API did not hand out (subscriptions, dead letters). */
   invalidCursor: (cause: unknown) => requestProblem('invalid-request', 'cursor: not one this list returned', {}, undefined, { cause }),
   /** A Gemini webhook refused: no secret configured (`detail` says so) or a signature that does not verify. */
   invalidSignature: (detail: string) => requestProblem('invalid-signature', detail, {}),
   /** A signed Gemini webhook naming an interaction the ledger does not hold (yet: a redelivery may succeed). */
   unknownInteraction: (detail: string) => requestProblem('not-found', detail, {}, undefined, { title: 'Unknown interaction' }),
+  scheduleKeyMissing: () => requestProblem('idempotency-key-missing', 'POST /v1/schedules requires an Idempotency-Key header', {}),
+  scheduleKeyReused: (idempotencyKey: string, scheduleId: string) =>
+    requestProblem('idempotency-key-reused', 'this key created a different schedule; use a new key for a new schedule', { idempotencyKey, scheduleId }),
+  scheduleInvalidCursor: () =>
+    requestProblem('invalid-request', 'the cursor is not one this API returned', { issues: [] }, undefined, { title: 'Invalid cursor' }),
+  scheduleNotFound: () => requestProblem('schedule-not-found', 'no such schedule for this tenant', {}),
   subscriptionNotFound: () => requestProblem('subscription-not-found', 'no such subscription for this tenant', {}),
   /** Names the rule, never the address a name resolved to (that would map the network for the tenant). */
   subscriptionUrlNotAllowed: (rule: string, cause: unknown) =>

@@ -77,6 +77,67 @@ describe('problems answered outside the operation routes', () => {
       },
       {},
     ],
+    [
+      'a metrics scrape without the metrics token',
+      problems.metricsUnauthorized(),
+      401,
+      { type: 'https://onceflow.dev/problems/unauthorized', title: 'Unauthorized', status: 401, detail: 'metrics need Authorization: Bearer <ONCEFLOW_METRICS_TOKEN>' },
+      { 'WWW-Authenticate': 'Bearer realm="onceflow-metrics"' },
+    ],
+    [
+      'a codec call without the operator credential',
+      problems.codecUnauthorized({ 'Access-Control-Allow-Origin': 'http://ui.test' }),
+      401,
+      {
+        type: 'https://onceflow.dev/problems/unauthorized',
+        title: 'Unauthorized',
+        status: 401,
+        detail: 'the codec endpoint needs the operator credential (ONCEFLOW_CODEC_TOKEN) as a Bearer token or the Basic password',
+      },
+      { 'WWW-Authenticate': 'Basic realm="onceflow-codec"', 'Access-Control-Allow-Origin': 'http://ui.test' },
+    ],
+    [
+      'a payload the codec cannot open',
+      problems.payloadUndecodable('unknown key k2', { 'Access-Control-Allow-Origin': 'http://ui.test' }),
+      400,
+      { type: 'https://onceflow.dev/problems/payload-undecodable', title: 'Payload cannot be decoded', status: 400, detail: 'unknown key k2' },
+      { 'Access-Control-Allow-Origin': 'http://ui.test' },
+    ],
+    [
+      'a schedule created without a key',
+      problems.scheduleKeyMissing(),
+      400,
+      { type: 'https://onceflow.dev/problems/idempotency-key-missing', title: 'Idempotency-Key missing', status: 400, detail: 'POST /v1/schedules requires an Idempotency-Key header' },
+      {},
+    ],
+    [
+      'a schedule key reused for another schedule',
+      problems.scheduleKeyReused('k-1', 's-1'),
+      422,
+      {
+        type: 'https://onceflow.dev/problems/idempotency-key-reused',
+        title: 'Idempotency-Key reused with a different payload',
+        status: 422,
+        detail: 'this key created a different schedule; use a new key for a new schedule',
+        idempotencyKey: 'k-1',
+        scheduleId: 's-1',
+      },
+      {},
+    ],
+    [
+      'a schedule list cursor this API did not hand out',
+      problems.scheduleInvalidCursor(),
+      400,
+      { type: 'https://onceflow.dev/problems/invalid-request', title: 'Invalid cursor', status: 400, detail: 'the cursor is not one this API returned', issues: [] },
+      {},
+    ],
+    [
+      'another tenant’s or a deleted schedule',
+      problems.scheduleNotFound(),
+      404,
+      { type: 'https://onceflow.dev/problems/schedule-not-found', title: 'Schedule not found', status: 404, detail: 'no such schedule for this tenant' },
+      {},
+    ],
   ])('answers %s as before', (_case, problem, status, body, headers) => {
     expect([problem.status, problem.body(), problem.headers]).toEqual([status, body, headers]);
   });
