@@ -16,9 +16,9 @@ import { ROOT } from '../bench/lib/stack';
 import { machineInfo, sleep } from '../bench/lib/stats';
 import type { ClusterService } from '../dev/temporal-cluster/config';
 import { TEMPORAL_SERVER_VERSION } from '../dev/temporal-cluster';
-import { geminiControl, insist, pool, startFaultStack, type FaultStack } from './lib/harness';
+import { geminiControl, startFaultStack, type FaultStack } from './lib/harness';
 import { checkInvariants } from './lib/invariants';
-import { clientCounts, merge, type ScenarioResult, type ScenarioSettings } from './scenarios';
+import { clientCounts, insistUnderFault, merge, type ScenarioResult, type ScenarioSettings } from './lib/load';
 
 const body = (key: string) => ({ prompt: `cluster fault suite: ${key}` });
 
@@ -40,28 +40,20 @@ async function killService(stack: FaultStack, settings: ScenarioSettings, servic
   await geminiControl(stack, 'reset');
   const targetKills = settings.ci ? 2 : 5;
   const keys = Array.from({ length: settings.ci ? 80 : 300 }, (_, i) => `${service.slice(0, 2)}k-${i}-${randomUUID().slice(0, 6)}`);
-  let done = false;
-  let kills = 0;
-  const killer = (async () => {
-    while (!done && kills < targetKills) {
+  const { outcomes, injected: kills } = await insistUnderFault(stack, {
+    keys, body, concurrency: 10, staggerMs: 4000, times: targetKills,
+    inject: async (n) => {
       await sleep(1000 + Math.random() * 2000);
       const process = cluster.services[service];
       process.kill('SIGKILL');
       await process.exited();
-      kills++;
-      stack.log(`  ${service} SIGKILL ${kills}/${targetKills}`);
+      stack.log(`  ${service} SIGKILL ${n}/${targetKills}`);
       await sleep(2000);
       process.start();
       await cluster.waitUntilServing();
       stack.log(`  ${service} restarted and serving`);
-    }
-  })();
-  const outcomes = await pool(keys, 10, async (key) => {
-    await sleep(Math.random() * 4000);
-    return insist(stack.apiUrl, key, body(key), { waitSeconds: 5 });
+    },
   });
-  done = true;
-  await killer;
   const client = clientCounts(outcomes);
   client.counts[`${service} SIGKILLs`] = kills;
   return merge(`Temporal ${service} service SIGKILLed under load`, `${kills} ${service} SIGKILLs, down 2 s, restarted`, startedAt, client, await checkInvariants(stack, keys));
@@ -79,17 +71,15 @@ async function postgresRestart(stack: FaultStack, settings: ScenarioSettings): P
   await geminiControl(stack, 'reset');
   const restarts = settings.ci ? 1 : 3;
   const keys = Array.from({ length: settings.ci ? 60 : 200 }, (_, i) => `cpg-${i}-${randomUUID().slice(0, 6)}`);
-  let done = false;
-  let count = 0;
   let serviceRestarts = 0;
-  const injector = (async () => {
-    while (!done && count < restarts) {
+  const { outcomes, injected: count } = await insistUnderFault(stack, {
+    keys, body, concurrency: 10, staggerMs: 4000, times: restarts,
+    inject: async (n) => {
       await sleep(1500 + Math.random() * 1500);
       await stack.infra.postgres.stop();
-      stack.log(`  PostgreSQL stopped under Temporal and Onceflow (${count + 1}/${restarts})`);
+      stack.log(`  PostgreSQL stopped under Temporal and Onceflow (${n}/${restarts})`);
       await sleep(3000);
       await stack.infra.postgres.start();
-      count++;
       for (const process of Object.values(cluster.services)) {
         if (!process.alive()) {
           serviceRestarts++;
@@ -99,14 +89,8 @@ async function postgresRestart(stack: FaultStack, settings: ScenarioSettings): P
       }
       await cluster.waitUntilServing();
       stack.log('  PostgreSQL started; cluster serving');
-    }
-  })();
-  const outcomes = await pool(keys, 10, async (key) => {
-    await sleep(Math.random() * 4000);
-    return insist(stack.apiUrl, key, body(key), { waitSeconds: 5 });
+    },
   });
-  done = true;
-  await injector;
   const client = clientCounts(outcomes);
   client.counts['PostgreSQL restarts'] = count;
   client.counts['Temporal services restarted after it'] = serviceRestarts;

@@ -13,7 +13,8 @@ import path from 'node:path';
 import { ROOT } from '../bench/lib/stack';
 import { machineInfo } from '../bench/lib/stats';
 import { startFaultStack } from './lib/harness';
-import { scenarios, type ScenarioResult } from './scenarios';
+import type { ScenarioResult } from './lib/load';
+import { scenarios } from './scenarios';
 
 type ScenarioName = keyof typeof scenarios;
 

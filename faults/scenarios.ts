@@ -13,48 +13,10 @@ import { sleep, until } from '../bench/lib/stats';
 import { startLocalRabbitmq } from '../dev/local-rabbitmq';
 import { findFreePort } from '../dev/ports';
 import { geminiControl, insist, pool, type FaultStack, type KeyOutcome } from './lib/harness';
-import { checkInvariants, type InvariantReport } from './lib/invariants';
-
-export interface ScenarioResult extends InvariantReport {
-  name: string;
-  injected: string;
-  durationSeconds: number;
-}
-
-export interface ScenarioSettings {
-  ci: boolean;
-}
+import { checkInvariants } from './lib/invariants';
+import { clientCounts, insistUnderFault, merge, type ScenarioResult, type ScenarioSettings } from './lib/load';
 
 const body = (key: string) => ({ prompt: `fault suite: ${key}` });
-
-/** Client-side counts every scenario reports next to the invariants. */
-export function clientCounts(outcomes: KeyOutcome[]): { counts: Record<string, number>; violations: string[] } {
-  const unexpected = outcomes.flatMap((o) => o.unexpected);
-  const gaveUp = outcomes.filter((o) => o.finalStatus === 0);
-  return {
-    counts: {
-      'client requests': outcomes.reduce((s, o) => s + o.requests, 0),
-      'client network errors': outcomes.reduce((s, o) => s + o.networkErrors, 0),
-      'client 503s': outcomes.reduce((s, o) => s + o.unavailable, 0),
-      'client gave up': gaveUp.length,
-      'unexpected answers': unexpected.length,
-    },
-    violations: [
-      ...(unexpected.length ? [`${unexpected.length} unexpected answers (e.g. ${unexpected[0]})`] : []),
-      ...(gaveUp.length ? [`${gaveUp.length} clients got no final answer in time`] : []),
-    ],
-  };
-}
-
-export function merge(name: string, injected: string, startedAt: number, client: ReturnType<typeof clientCounts>, invariants: InvariantReport): ScenarioResult {
-  return {
-    name,
-    injected,
-    durationSeconds: Math.round((Date.now() - startedAt) / 1000),
-    counts: { ...client.counts, ...invariants.counts },
-    violations: [...client.violations, ...invariants.violations],
-  };
-}
 
 /** 1. 1,000 concurrent repeats of 50 keys per round while the worker is SIGKILLed and restarted every few seconds. */
 export async function workerKills(stack: FaultStack, settings: ScenarioSettings): Promise<ScenarioResult> {
@@ -97,22 +59,17 @@ export async function apiKills(stack: FaultStack, settings: ScenarioSettings): P
   const startedAt = Date.now();
   await geminiControl(stack, 'reset');
   const targetKills = settings.ci ? 3 : 10;
-  let kills = 0;
   const keys = Array.from({ length: settings.ci ? 120 : 400 }, (_, i) => `ak-${i}-${randomUUID().slice(0, 6)}`);
-  let done = false;
-  const killer = (async () => {
-    while (!done && kills < targetKills) {
+  const { outcomes, injected: kills } = await insistUnderFault(stack, {
+    keys, body, concurrency: 20, times: targetKills,
+    inject: async (n) => {
       await sleep(300 + Math.random() * 1500);
       stack.processes.api!.kill('SIGKILL');
       await stack.processes.api!.exited;
-      kills++;
-      stack.log(`  api SIGKILL ${kills}/${targetKills}`);
+      stack.log(`  api SIGKILL ${n}/${targetKills}`);
       await stack.startRole('api');
-    }
-  })();
-  const outcomes = await pool(keys, 20, (key) => insist(stack.apiUrl, key, body(key), { waitSeconds: 5 }));
-  done = true;
-  await killer;
+    },
+  });
   const client = clientCounts(outcomes);
   client.counts['api SIGKILLs'] = kills;
   return merge('API killed mid-request, clients retrying the same keys', `${kills} api SIGKILLs at random points`, startedAt, client, await checkInvariants(stack, keys));
@@ -124,25 +81,17 @@ export async function postgresRestarts(stack: FaultStack, settings: ScenarioSett
   await geminiControl(stack, 'reset');
   const restarts = settings.ci ? 1 : 3;
   const keys = Array.from({ length: settings.ci ? 60 : 200 }, (_, i) => `pg-${i}-${randomUUID().slice(0, 6)}`);
-  let done = false;
-  let count = 0;
-  const injector = (async () => {
-    while (!done && count < restarts) {
+  const { outcomes, injected: count } = await insistUnderFault(stack, {
+    keys, body, concurrency: 10, staggerMs: 4000, times: restarts,
+    inject: async (n) => {
       await sleep(1500 + Math.random() * 1500);
       await stack.infra.postgres.stop();
-      stack.log(`  PostgreSQL stopped (${count + 1}/${restarts})`);
+      stack.log(`  PostgreSQL stopped (${n}/${restarts})`);
       await sleep(3000);
       await stack.infra.postgres.start();
-      count++;
       stack.log('  PostgreSQL started');
-    }
-  })();
-  const outcomes = await pool(keys, 10, async (key) => {
-    await sleep(Math.random() * 4000);
-    return insist(stack.apiUrl, key, body(key), { waitSeconds: 5 });
+    },
   });
-  done = true;
-  await injector;
   const client = clientCounts(outcomes);
   client.counts['PostgreSQL restarts'] = count;
   return merge('PostgreSQL stopped and started during load', `${count} PostgreSQL stops of 3 s`, startedAt, client, await checkInvariants(stack, keys));
@@ -154,25 +103,17 @@ export async function temporalRestarts(stack: FaultStack, settings: ScenarioSett
   await geminiControl(stack, 'reset');
   const restarts = settings.ci ? 1 : 2;
   const keys = Array.from({ length: settings.ci ? 60 : 200 }, (_, i) => `tp-${i}-${randomUUID().slice(0, 6)}`);
-  let done = false;
-  let count = 0;
-  const injector = (async () => {
-    while (!done && count < restarts) {
+  const { outcomes, injected: count } = await insistUnderFault(stack, {
+    keys, body, concurrency: 10, staggerMs: 4000, times: restarts,
+    inject: async (n) => {
       await sleep(1500 + Math.random() * 1500);
       await stack.infra.temporal.stop();
-      stack.log(`  Temporal dev server stopped (${count + 1}/${restarts})`);
+      stack.log(`  Temporal dev server stopped (${n}/${restarts})`);
       await sleep(3000);
       await stack.infra.temporal.start();
-      count++;
       stack.log('  Temporal dev server started (same state file)');
-    }
-  })();
-  const outcomes = await pool(keys, 10, async (key) => {
-    await sleep(Math.random() * 4000);
-    return insist(stack.apiUrl, key, body(key), { waitSeconds: 5 });
+    },
   });
-  done = true;
-  await injector;
   const client = clientCounts(outcomes);
   client.counts['Temporal restarts'] = count;
   return merge('Temporal dev server stopped and started during load', `${count} Temporal stops of 3 s, SQLite state kept`, startedAt, client, await checkInvariants(stack, keys));

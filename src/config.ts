@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { maxGeminiRequestTimeoutMs } from '../workflows/activity-options';
 import { MIN_API_KEY_ENTROPY_BITS, weakTenantKeys } from './tenants/key-strength';
+import { AppError } from './errors';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -221,12 +222,12 @@ export const envSchema = z.object({
 export type Config = z.infer<typeof envSchema> & { stateDir: string };
 
 /** Thrown when an environment variable fails the schema; names every bad variable. */
-export class ConfigError extends Error {
+export class ConfigError extends AppError<{ variables: string[] }> {
   override readonly name = 'ConfigError';
   constructor(readonly problems: readonly { variable: string; message: string }[]) {
-    super(
-      `invalid configuration: ${problems.map((p) => `${p.variable}: ${p.message}`).join('; ')}`,
-    );
+    super(`invalid configuration: ${problems.map((p) => `${p.variable}: ${p.message}`).join('; ')}`, {
+      context: { variables: problems.map((p) => p.variable) },
+    });
   }
 }
 

@@ -1,4 +1,5 @@
 import { CommanderError } from 'commander';
+import { AppError } from '../errors';
 
 /**
  * Exit codes of the `onceflow` CLI; scripts may rely on them.
@@ -15,14 +16,14 @@ export const ExitCode = {
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** Thrown by a command to stop with one line on stderr and a chosen exit code. */
-export class CliError extends Error {
+export class CliError extends AppError<{ exitCode: ExitCode }> {
   override readonly name = 'CliError';
   constructor(
     message: string,
     readonly exitCode: ExitCode,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(message, { context: { exitCode }, cause: options?.cause });
   }
 }
 

@@ -7,13 +7,12 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { loadConfig } from '../config';
-import { migrate } from '../db/migrate';
-import { createPool } from '../db/pool';
 import { createDoorMetrics } from '../doors/metrics';
 import { createDoorDeps } from '../doors/start-operation';
 import { createLogger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
-import { requireDatabaseUrl, runEntrypoint, StartupError } from '../process/entrypoint';
+import { openProcessDatabase } from '../process/database';
+import { runEntrypoint, StartupError } from '../process/entrypoint';
 import { startRabbitmqConsumer } from '../queue/adapters/rabbitmq';
 import { createQueueMetrics } from '../queue/metrics';
 import { connectTemporalClient } from '../temporal/client';
@@ -24,14 +23,7 @@ runEntrypoint('consumer', async ({ onShutdown, stopped }) => {
   const logger = createLogger({ service: 'consumer', level: config.LOG_LEVEL });
   if (!config.RABBITMQ_URL) throw new StartupError('RABBITMQ_URL is not set', 'the consumer needs a broker to read from: set RABBITMQ_URL=amqp://…');
   installTemporalRuntime({ logger });
-  const pool = createPool({
-    connectionString: requireDatabaseUrl(config),
-    max: config.DATABASE_POOL_SIZE,
-    applicationName: 'onceflow-consumer',
-    onIdleError: (error) => logger.warn({ err: error.message }, 'idle database connection failed; reconnecting on next use'),
-  });
-  onShutdown(() => pool.end());
-  await migrate(pool);
+  const { pool } = await openProcessDatabase({ role: 'consumer', config, logger, onShutdown });
   const temporal = await connectTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE, compression: config.TEMPORAL_GRPC_COMPRESSION, plugins: [] });
   onShutdown(() => temporal.connection.close());
   const registry = new Registry();

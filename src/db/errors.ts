@@ -1,12 +1,14 @@
+import { AppError, messageOf } from '../errors';
+
 /** Thrown when a migration fails; the failed migration's changes are rolled back. */
-export class MigrationError extends Error {
+export class MigrationError extends AppError<{ version: number; file: string }> {
   override readonly name = 'MigrationError';
   constructor(
     readonly version: number,
     readonly file: string,
     options: { cause: unknown },
   ) {
-    super(`migration ${file} failed: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+    super(`migration ${file} failed: ${messageOf(options.cause)}`, { context: { version, file }, cause: options.cause });
   }
 }
 

@@ -1,4 +1,5 @@
 import type { EffectKey } from './guard';
+import { AppError, messageOf } from '../errors';
 
 /**
  * Thrown by guardForeignCall when PostgreSQL failed around the foreign call.
@@ -6,14 +7,17 @@ import type { EffectKey } from './guard';
  * was called; a retry is free) or while `storing` its answer (the call was
  * made and paid for, and its answer is lost: a retry calls again).
  */
-export class GuardDatabaseError extends Error {
+export class GuardDatabaseError extends AppError<{ operationId: string; step: string; phase: 'before' | 'storing' }> {
   override readonly name = 'GuardDatabaseError';
   constructor(
     readonly key: EffectKey,
     readonly phase: 'before' | 'storing',
     options: { cause: unknown },
   ) {
-    super(`${phase === 'before' ? 'before calling' : 'storing the answer of'} ${key.step}: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+    super(`${phase === 'before' ? 'before calling' : 'storing the answer of'} ${key.step}: ${messageOf(options.cause)}`, {
+      context: { operationId: key.operationId, step: key.step, phase },
+      cause: options.cause,
+    });
   }
 }
 
@@ -22,6 +26,4 @@ export class GuardDatabaseError extends Error {
  * reached): nothing was called and nothing it reserved was committed. The
  * guard rethrows it unchanged, never as a GuardDatabaseError.
  */
-export class CallRefusedError extends Error {
-  override readonly name: string = 'CallRefusedError';
-}
+export abstract class CallRefusedError<TContext extends Record<string, unknown> = Record<string, unknown>> extends AppError<TContext> {}

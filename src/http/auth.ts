@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { findTenantByApiKey, hashApiKey } from '../tenants/api-keys';
-import { ProblemError } from './errors';
+import type { ProblemError } from './errors';
+import { problems } from './problems';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -38,7 +39,7 @@ export function createAuthHook(options: AuthOptions) {
   return async function authenticate(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const header = request.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer ([\x21-\x7E]{1,512})$/.exec(header) : null;
-    if (!match) throw failures.refuse(request.ip) ?? unauthorized('send Authorization: Bearer <api key>');
+    if (!match) throw failures.refuse(request.ip) ?? problems.unauthorized('send Authorization: Bearer <api key>');
     const apiKey = match[1]!;
     const cacheKey = hashApiKey(apiKey).toString('base64');
     const cached = cache.get(cacheKey);
@@ -51,7 +52,7 @@ export function createAuthHook(options: AuthOptions) {
     const blocked = failures.blocked(request.ip);
     if (blocked) throw blocked;
     const tenantId = await findTenantByApiKey(options.pool, apiKey);
-    if (!tenantId) throw failures.refuse(request.ip) ?? unauthorized('the API key is unknown or revoked');
+    if (!tenantId) throw failures.refuse(request.ip) ?? problems.unauthorized('the API key is unknown or revoked');
     if (cache.size >= MAX_CACHED_KEYS) cache.delete(cache.keys().next().value!);
     cache.set(cacheKey, { tenantId, expiresAtMs: clock() + ttlMs });
     request.tenantId = tenantId;
@@ -76,13 +77,7 @@ class FailureCounter {
     const window = this.current(address);
     if (!window || window.failures < this.perMinute) return undefined;
     const retryAfterSeconds = Math.max(1, Math.ceil((window.startMs + FAILURE_WINDOW_MS - this.clock()) / 1000));
-    return new ProblemError({
-      status: 429,
-      type: 'rate-limited',
-      title: 'Too many failed authentications',
-      detail: `this address sent ${this.perMinute} requests with a missing or unknown API key within a minute; retry after ${retryAfterSeconds} s`,
-      headers: { 'Retry-After': String(retryAfterSeconds) },
-    });
+    return problems.authenticationsBlocked(this.perMinute, retryAfterSeconds);
   }
 
   /** Counts one failure; returns the 429 instead of the 401 once the address is over its limit. */
@@ -103,22 +98,12 @@ class FailureCounter {
   }
 }
 
-function unauthorized(detail: string): ProblemError {
-  return new ProblemError({
-    status: 401,
-    type: 'unauthorized',
-    title: 'Unauthorized',
-    detail,
-    headers: { 'WWW-Authenticate': 'Bearer realm="onceflow"' },
-  });
-}
-
 /**
  * The authenticated tenant of a request inside the /v1 scope of app.ts. Throws
  * (answered 401) if a route was registered outside that scope by mistake, so a
  * route can never run unscoped.
  */
 export function requireTenant(request: FastifyRequest): string {
-  if (!request.tenantId) throw unauthorized('this route needs Authorization: Bearer <api key>');
+  if (!request.tenantId) throw problems.unauthorized('this route needs Authorization: Bearer <api key>');
   return request.tenantId;
 }

@@ -53,6 +53,12 @@ export const requestProblems = {
   'unknown-operation-type': { status: 404, title: 'Unknown operation type' },
   'operation-in-progress': { status: 409, title: 'Operation in progress' },
   'idempotency-key-reused': { status: 422, title: 'Idempotency-Key reused with a different payload' },
+  'invalid-signature': { status: 401, title: 'Webhook signature invalid' },
+  'subscription-not-found': { status: 404, title: 'Subscription not found' },
+  'subscription-url-not-allowed': { status: 400, title: 'Subscription URL not allowed' },
+  'subscription-limit-reached': { status: 409, title: 'Subscription limit reached' },
+  'schedule-not-found': { status: 404, title: 'Schedule not found' },
+  'payload-undecodable': { status: 400, title: 'Payload cannot be decoded' },
 } as const satisfies Record<string, ProblemKind>;
 export type RequestProblemSlug = keyof typeof requestProblems;
 
@@ -77,13 +83,17 @@ function requestProblem(
   detail: string,
   extensions: Record<string, unknown>,
   headers?: Record<string, string>,
-  more: { status?: number; cause?: unknown } = {},
+  /** `title` names a narrower case of the slug (429 after failed authentications, 404 of an unknown interaction). */
+  more: { status?: number; title?: string; cause?: unknown } = {},
 ): ProblemError {
   const { status, title } = requestProblems[slug];
-  return new ProblemError({ status: more.status ?? status, type: slug, title, detail, extensions, headers, cause: more.cause });
+  return new ProblemError({ status: more.status ?? status, type: slug, title: more.title ?? title, detail, extensions, headers, cause: more.cause });
 }
 
-/** The constructors of every problem an operation route answers with. */
+/** Sent with every 401 of the tenant API, so a client knows which credential is asked for. */
+const BEARER_CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="onceflow"' };
+
+/** The constructors of every problem the facade's routes and hooks answer with. */
 export const problems = {
   keyMissing: (operationType: string) =>
     requestProblem('idempotency-key-missing', `POST /v1/operations/${operationType} requires an Idempotency-Key header`, { operationType }),
@@ -110,6 +120,54 @@ export const problems = {
       { 'Retry-After': String(retryAfterSeconds) },
       { cause },
     ),
+  /** A /v1 request without a known API key (`detail` says which way it failed). */
+  unauthorized: (detail: string) => requestProblem('unauthorized', detail, {}, BEARER_CHALLENGE),
+  /** An address over its failed authentications per minute; checked before the key lookup, so guessing costs no query. */
+  authenticationsBlocked: (perMinute: number, retryAfterSeconds: number) =>
+    requestProblem(
+      'rate-limited',
+      `this address sent ${perMinute} requests with a missing or unknown API key within a minute; retry after ${retryAfterSeconds} s`,
+      {},
+      { 'Retry-After': String(retryAfterSeconds) },
+      { title: 'Too many failed authentications' },
+    ),
+  /** GET /metrics without ONCEFLOW_METRICS_TOKEN, when one is set. */
+  metricsUnauthorized: () =>
+    requestProblem('unauthorized', 'metrics need Authorization: Bearer <ONCEFLOW_METRICS_TOKEN>', {}, { 'WWW-Authenticate': 'Bearer realm="onceflow-metrics"' }),
+  /** The codec endpoint without the operator credential; Basic, so the Temporal UI's browser asks for it (`cors` lets the UI read the answer). */
+  codecUnauthorized: (cors: Record<string, string>) =>
+    requestProblem(
+      'unauthorized',
+      'the codec endpoint needs the operator credential (ONCEFLOW_CODEC_TOKEN) as a Bearer token or the Basic password',
+      {},
+      { 'WWW-Authenticate': 'Basic realm="onceflow-codec"', ...cors },
+    ),
+  /** A payload sealed with a key this process lacks, or tampered with. */
+  payloadUndecodable: (detail: string, cors: Record<string, string>) => requestProblem('payload-undecodable', detail, {}, cors),
+  /** A list `cursor` this API did not hand out (subscriptions, dead letters). */
+  invalidCursor: (cause: unknown) => requestProblem('invalid-request', 'cursor: not one this list returned', {}, undefined, { cause }),
+  /** A Gemini webhook refused: no secret configured (`detail` says so) or a signature that does not verify. */
+  invalidSignature: (detail: string) => requestProblem('invalid-signature', detail, {}),
+  /** A signed Gemini webhook naming an interaction the ledger does not hold (yet: a redelivery may succeed). */
+  unknownInteraction: (detail: string) => requestProblem('not-found', detail, {}, undefined, { title: 'Unknown interaction' }),
+  scheduleKeyMissing: () => requestProblem('idempotency-key-missing', 'POST /v1/schedules requires an Idempotency-Key header', {}),
+  scheduleKeyReused: (idempotencyKey: string, scheduleId: string) =>
+    requestProblem('idempotency-key-reused', 'this key created a different schedule; use a new key for a new schedule', { idempotencyKey, scheduleId }),
+  scheduleInvalidCursor: () =>
+    requestProblem('invalid-request', 'the cursor is not one this API returned', { issues: [] }, undefined, { title: 'Invalid cursor' }),
+  scheduleNotFound: () => requestProblem('schedule-not-found', 'no such schedule for this tenant', {}),
+  subscriptionNotFound: () => requestProblem('subscription-not-found', 'no such subscription for this tenant', {}),
+  /** Names the rule, never the address a name resolved to (that would map the network for the tenant). */
+  subscriptionUrlNotAllowed: (rule: string, cause: unknown) =>
+    requestProblem(
+      'subscription-url-not-allowed',
+      `the URL's host is or resolves to a ${rule} address; subscribers must be reachable at a public address`,
+      { rule },
+      undefined,
+      { cause },
+    ),
+  subscriptionLimitReached: (limit: number) =>
+    requestProblem('subscription-limit-reached', `a tenant may have at most ${limit} subscriptions; delete one first`, { limit }),
   /** Anything unexpected; 5xx details never leave the process. */
   internal: (cause: unknown) => requestProblem('internal-error', 'something went wrong on our side; it has been logged', {}, undefined, { cause }),
   notFound: (operationType: string, idempotencyKey: string) =>

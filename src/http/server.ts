@@ -5,12 +5,11 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { loadConfig } from '../config';
-import { migrate } from '../db/migrate';
-import { createPool } from '../db/pool';
 import { createLogger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
 import { createTracing } from '../observability/tracing';
-import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
+import { openProcessDatabase } from '../process/database';
+import { runEntrypoint } from '../process/entrypoint';
 import { ensureMaintenanceSchedule } from '../operations/maintenance-schedule';
 import { connectTemporalClient } from '../temporal/client';
 import { installTemporalRuntime } from '../temporal/runtime';
@@ -25,15 +24,7 @@ runEntrypoint('api', async ({ onShutdown, stopped }) => {
   const logger = createLogger({ service: 'api', level: config.LOG_LEVEL });
   // The Temporal client runs on Core's native connection (src/temporal/client.ts).
   installTemporalRuntime({ logger });
-  const databaseUrl = requireDatabaseUrl(config);
-  const pool = createPool({
-    connectionString: databaseUrl,
-    max: config.DATABASE_POOL_SIZE,
-    applicationName: 'onceflow-api',
-    onIdleError: (error) => logger.warn({ err: error.message }, 'idle database connection failed; reconnecting on next use'),
-  });
-  onShutdown(() => pool.end());
-  await migrate(pool);
+  const { pool, databaseUrl } = await openProcessDatabase({ role: 'api', config, logger, onShutdown });
   if (config.ONCEFLOW_TENANTS) await provisionTenants(pool, config.ONCEFLOW_TENANTS);
   const tracing = config.ONCEFLOW_TRACING ? createTracing({ service: 'api' }) : undefined;
   if (tracing) onShutdown(() => tracing.shutdown());

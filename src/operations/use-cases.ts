@@ -9,7 +9,7 @@ import { essentialPart, fingerprint, CURRENT_FINGERPRINT_VERSION } from '../idem
 import { operationWorkflowId } from '../idempotency/workflow-id';
 import type { CompletionWaiter } from './completion-waiter';
 import type { OperationProgress, ProgressReader } from './progress';
-import type { KeyScope, ListPosition, OperationState, PostgresOperationsRepository } from './repository';
+import type { KeyScope, ListFilter, ListPosition, OperationState, PostgresOperationsRepository } from './repository';
 import type { OperationTypeDefinition } from './registry';
 import { createReservationResumer } from './resume';
 import type { StartOperation } from './starter';
@@ -59,15 +59,8 @@ export interface OperationUseCasesDeps {
   clock: () => number;
 }
 
-export interface ListCommand {
-  tenantId: string;
-  operationType?: string;
-  status?: OperationStatus;
-  createdAfter?: Date;
-  createdBefore?: Date;
-  after?: ListPosition;
-  limit: number;
-}
+/** A page of a tenant's operations; the use case hides the expired ones itself (by its clock). */
+export type ListCommand = Omit<ListFilter, 'liveAtMs'>;
 
 export function createOperationUseCases(deps: OperationUseCasesDeps) {
   const observe = deps.observe ?? { duplicateAbsorbed: () => undefined, reservationTimer: () => () => undefined };

@@ -1,6 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { AppError } from '../errors';
 
 /**
  * Resolves a host name to all its addresses, like `dns.promises.lookup(host,
@@ -33,7 +34,7 @@ const RULES: Record<string, string> = {
 };
 
 /** Thrown when a subscription URL's host is, or resolves to, an address the relay must not reach. */
-export class BlockedAddressError extends Error {
+export class BlockedAddressError extends AppError<{ host: string; rule: string }> {
   override readonly name = 'BlockedAddressError';
   readonly code = 'ONCEFLOW_BLOCKED_ADDRESS';
   /**
@@ -41,7 +42,7 @@ export class BlockedAddressError extends Error {
    * @param address the address itself: for the operator's log only.
    */
   constructor(readonly host: string, readonly address: string, readonly rule: string) {
-    super(`${host} is or resolves to a ${rule} address`);
+    super(`${host} is or resolves to a ${rule} address`, { context: { host, rule } });
   }
 }
 

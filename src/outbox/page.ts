@@ -1,3 +1,5 @@
+import { AppError } from '../errors';
+
 /** One page of a keyset-paged list: the rows, and the cursor of the next page (null on the last). */
 export interface Page<T> {
   data: T[];
@@ -5,10 +7,10 @@ export interface Page<T> {
 }
 
 /** Thrown when a list cursor was not produced by this service (tampered, truncated, from another list). */
-export class InvalidCursorError extends Error {
+export class InvalidCursorError extends AppError {
   override readonly name = 'InvalidCursorError';
   constructor() {
-    super('the cursor is not one this list returned');
+    super('the cursor is not one this list returned', { context: {} });
   }
 }
 

@@ -1,5 +1,6 @@
-import { type Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { Duration } from '@temporalio/common';
+import { ensureHousekeepingSchedule } from '../temporal/housekeeping-schedule';
 
 export const OUTBOX_PRUNE_SCHEDULE_ID = 'onceflow-outbox-prune';
 
@@ -18,29 +19,14 @@ export interface OutboxPruneScheduleOptions {
  * the schedule but in each worker's configuration (OUTBOX_RETENTION_DAYS), so
  * changing it takes effect at the next worker start without touching the schedule.
  */
-export async function ensureOutboxPruneSchedule(temporal: Client, options: OutboxPruneScheduleOptions): Promise<'created' | 'exists'> {
-  const scheduleId = options.scheduleId ?? OUTBOX_PRUNE_SCHEDULE_ID;
-  try {
-    await temporal.schedule.create({
-      scheduleId,
-      spec: { intervals: [{ every: options.every ?? '1 hour' }] },
-      action: {
-        type: 'startWorkflow',
-        workflowType: 'pruneOutboxWorkflow',
-        workflowId: `${scheduleId}/pass`,
-        taskQueue: options.taskQueue,
-        args: [],
-        // A pass stuck this long is abandoned; the next tick starts a fresh one.
-        workflowExecutionTimeout: '30 minutes',
-        staticSummary: 'Onceflow: prune acknowledged outbox events and old inbox rows',
-      },
-      // Two passes at once would only contend for the same rows; missed ticks are not caught up.
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
-      state: { note: 'created by the Onceflow worker at start; safe to pause, it is recreated only if deleted' },
-    });
-    return 'created';
-  } catch (error) {
-    if (error instanceof ScheduleAlreadyRunning) return 'exists';
-    throw error;
-  }
+export function ensureOutboxPruneSchedule(temporal: Client, options: OutboxPruneScheduleOptions): Promise<'created' | 'exists'> {
+  return ensureHousekeepingSchedule(temporal, {
+    scheduleId: options.scheduleId ?? OUTBOX_PRUNE_SCHEDULE_ID,
+    workflowType: 'pruneOutboxWorkflow',
+    taskQueue: options.taskQueue,
+    every: options.every ?? '1 hour',
+    passTimeout: '30 minutes',
+    summary: 'Onceflow: prune acknowledged outbox events and old inbox rows',
+    createdBy: 'worker',
+  });
 }

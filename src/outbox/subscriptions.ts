@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { generateWebhookSecret, type SecretBox } from '../crypto/secret-box';
 import { withTransaction } from '../db/transaction';
 import { decodeCursor, encodeCursor, type Page } from './page';
+import { AppError } from '../errors';
 
 /**
  * Why a subscription is disabled, as stored in `disabled_reason`. A dead-letter
@@ -46,10 +47,10 @@ const toSubscription = (row: Row): Subscription => ({
 });
 
 /** Thrown when a tenant already has its configured number of subscriptions. */
-export class SubscriptionLimitError extends Error {
+export class SubscriptionLimitError extends AppError<{ tenantId: string; limit: number }> {
   override readonly name = 'SubscriptionLimitError';
   constructor(readonly tenantId: string, readonly limit: number) {
-    super(`tenant ${tenantId} already has ${limit} subscriptions`);
+    super(`tenant ${tenantId} already has ${limit} subscriptions`, { context: { tenantId, limit } });
   }
 }
 

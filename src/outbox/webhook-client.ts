@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { Webhook } from 'standardwebhooks';
 import { Agent, buildConnector, errors, type Dispatcher } from 'undici';
 import type { AddressPolicy } from './address-policy';
+import { AppError } from '../errors';
 
 export interface WebhookClientOptions {
   /**
@@ -27,14 +28,14 @@ export interface PostOptions {
 }
 
 /** Thrown when a post did not finish within its timeout. */
-export class WebhookTimeoutError extends Error {
+export class WebhookTimeoutError extends AppError<{ timeoutMs: number; sent: boolean }> {
   override readonly name = 'WebhookTimeoutError';
   /**
    * @param sent false when the request was still waiting for a free
    *   connection: nothing reached the subscriber.
    */
   constructor(readonly timeoutMs: number, readonly sent: boolean) {
-    super(sent ? `timed out after ${timeoutMs} ms` : `timed out after ${timeoutMs} ms waiting for a free connection (not sent)`);
+    super(sent ? `timed out after ${timeoutMs} ms` : `timed out after ${timeoutMs} ms waiting for a free connection (not sent)`, { context: { timeoutMs, sent } });
   }
 }
 

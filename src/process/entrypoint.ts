@@ -1,4 +1,5 @@
 import { ConfigError, startupSettings, type Config, type StartupSettings } from '../config';
+import { AppError } from '../errors';
 
 export interface EntrypointContext {
   /** Registers cleanup, run in reverse order on SIGINT/SIGTERM or when main returns. */
@@ -11,15 +12,15 @@ export interface EntrypointContext {
  * Thrown when a process cannot start for a reason the user can fix; printed as
  * one line with its hint. The local stack's errors (dev/errors.ts) extend it.
  */
-export class StartupError extends Error {
+export class StartupError extends AppError<{ hint: string }> {
   override readonly name: string = 'StartupError';
   constructor(message: string, readonly hint: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(message, { context: { hint }, cause: options?.cause });
   }
 }
 
 /** A standalone process needs DATABASE_URL; only the supervisor starts an embedded server. */
-export function requireDatabaseUrl(config: Config): string {
+export function requireDatabaseUrl(config: Pick<Config, 'DATABASE_URL'>): string {
   if (!config.DATABASE_URL) {
     throw new ConfigError([{ variable: 'DATABASE_URL', message: 'required when this process runs alone (`npm start` sets it for you)' }]);
   }

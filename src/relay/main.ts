@@ -6,27 +6,18 @@
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { loadConfig } from '../config';
 import { secretBoxFromConfig } from '../crypto/secret-box';
-import { migrate } from '../db/migrate';
-import { createPool } from '../db/pool';
 import { createLogger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
 import { AddressPolicy } from '../outbox/address-policy';
 import { createRelayMetrics, registerOutboxBacklogGauges } from '../outbox/metrics';
 import { OutboxRelay } from '../outbox/relay';
-import { requireDatabaseUrl, runEntrypoint } from '../process/entrypoint';
+import { openProcessDatabase } from '../process/database';
+import { runEntrypoint } from '../process/entrypoint';
 
 runEntrypoint('relay', async ({ onShutdown, stopped }) => {
   const config = loadConfig();
   const logger = createLogger({ service: 'relay', level: config.LOG_LEVEL });
-  const databaseUrl = requireDatabaseUrl(config);
-  const pool = createPool({
-    connectionString: databaseUrl,
-    max: config.DATABASE_POOL_SIZE,
-    applicationName: 'onceflow-relay',
-    onIdleError: (error) => logger.warn({ err: error.message }, 'idle database connection failed; reconnecting on next use'),
-  });
-  onShutdown(() => pool.end());
-  await migrate(pool);
+  const { pool, databaseUrl } = await openProcessDatabase({ role: 'relay', config, logger, onShutdown });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'onceflow_relay_' });
   registerOutboxBacklogGauges(registry, pool);

@@ -15,6 +15,7 @@ import { scheduleSlotKey } from './slot-key';
 import type { ScheduleSpecInput } from './spec';
 import { scheduleSummary, slotInput, temporalScheduleId, temporalScheduleOptions } from './temporal';
 import { toTemporalPolicies, toTemporalSpec } from './spec';
+import { AppError, messageOf } from '../errors';
 
 export interface ScheduleServiceDeps {
   pool: Pick<pg.Pool, 'query'>;
@@ -53,10 +54,10 @@ export type CreateScheduleResult =
   | { kind: 'invalid-input'; issues: InputIssue[] };
 
 /** Temporal refused the spec (a cron expression it cannot parse): nothing was created. */
-export class InvalidScheduleSpecError extends Error {
+export class InvalidScheduleSpecError extends AppError {
   override readonly name = 'InvalidScheduleSpecError';
   constructor(options: { cause: unknown }) {
-    super(`Temporal refused the schedule spec: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);
+    super(`Temporal refused the schedule spec: ${messageOf(options.cause)}`, { context: {}, cause: options.cause });
   }
 }
 

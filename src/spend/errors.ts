@@ -5,7 +5,7 @@ import { CallRefusedError } from '../effects/errors';
  * call's worst-case cost would take the tenant past one of its budgets: the
  * call is not made and the reservation is rolled back with the transaction.
  */
-export class BudgetExceededError extends CallRefusedError {
+export class BudgetExceededError extends CallRefusedError<{ tenantId: string; period: string; limitMicroUsd: number; spentMicroUsd: number; estimateMicroUsd: number }> {
   override readonly name = 'BudgetExceededError';
   constructor(
     readonly tenantId: string,
@@ -16,6 +16,7 @@ export class BudgetExceededError extends CallRefusedError {
   ) {
     super(
       `the ${period} spend cap of tenant ${tenantId} is ${usd(limitMicroUsd)}; ${usd(spentMicroUsd)} is spent or reserved and this call may cost up to ${usd(estimateMicroUsd)}`,
+      { context: { tenantId, period, limitMicroUsd, spentMicroUsd, estimateMicroUsd } },
     );
   }
 }

@@ -13,6 +13,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { METADATA_ENCODING_KEY, type Payload, type PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import { AppError } from '../errors';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
 export const KEY_ID_METADATA = 'encryption-key-id';
@@ -27,14 +28,14 @@ export interface PayloadKey {
 }
 
 /** Thrown when a payload is sealed with a key this process does not have, or was tampered with. */
-export class PayloadDecryptionError extends Error {
+export class PayloadDecryptionError extends AppError<{ keyId: string }> {
   override readonly name = 'PayloadDecryptionError';
   constructor(
     readonly keyId: string,
     message: string,
     options?: { cause: unknown },
   ) {
-    super(message, options);
+    super(message, { context: { keyId }, cause: options?.cause });
   }
 }
 

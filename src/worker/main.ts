@@ -8,12 +8,11 @@ import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { loadConfig } from '../config';
-import { createPool } from '../db/pool';
-import { migrate } from '../db/migrate';
 import { createLogger } from '../observability/logger';
 import { startMetricsServer } from '../observability/metrics-server';
 import { createTracing } from '../observability/tracing';
-import { runEntrypoint, requireDatabaseUrl } from '../process/entrypoint';
+import { openProcessDatabase } from '../process/database';
+import { runEntrypoint } from '../process/entrypoint';
 import { createOnceflowWorker } from './create-worker';
 import { loadWorkflowBundle } from './workflow-bundle';
 import { installTemporalRuntime } from '../temporal/runtime';
@@ -37,14 +36,7 @@ runEntrypoint('worker', async ({ onShutdown }) => {
   installTemporalRuntime({ logger, sdkMetricsPort: config.WORKER_SDK_METRICS_PORT });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'onceflow_worker_' });
-  const pool = createPool({
-    connectionString: requireDatabaseUrl(config),
-    max: config.DATABASE_POOL_SIZE,
-    applicationName: 'onceflow-worker',
-    onIdleError: (error) => logger.warn({ err: error.message }, 'idle database connection failed; reconnecting on next use'),
-  });
-  onShutdown(() => pool.end());
-  await migrate(pool);
+  const { pool } = await openProcessDatabase({ role: 'worker', config, logger, onShutdown });
   if (config.ONCEFLOW_BUDGETS) await provisionBudgets(pool, config.ONCEFLOW_BUDGETS, logger);
   registerSpendGauges(registry, pool, logger);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS, grpcCompression: { codec: config.TEMPORAL_GRPC_COMPRESSION } });

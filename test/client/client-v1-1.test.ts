@@ -1,30 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import { OnceflowClient, OnceflowProblemError } from '../../src/client';
 import type { Pool } from '../../src/db/pool';
-import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { createApiTenant, type TestApi } from '../helpers/api';
+import { startTestStack } from '../helpers/stack';
 
 /** The client's v1.1 surface against the real facade, Temporal and PostgreSQL: derived keys, expiry, differences, listing. */
 describe('OnceflowClient: contract v1.1', () => {
   let pool: Pool;
-  let temporal: Client;
-  let worker: TestWorker;
   let api: TestApi;
+  let close = async () => {};
 
-  beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    worker = await startTestWorker({ pool });
-    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
-  });
-  afterAll(async () => {
-    await api.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  beforeAll(async () => ({ pool, api, close } = await startTestStack({ worker: {}, api: {} })));
+  afterAll(() => close());
 
   const clientFor = (apiKey: string) => new OnceflowClient({ baseUrl: api.baseUrl, apiKey, retry: { maxAttempts: 1 } });
 

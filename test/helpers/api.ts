@@ -91,6 +91,17 @@ export async function postOperation(baseUrl: string, options: PostOptions) {
   return { status: response.status, headers: response.headers, text, json: text ? (JSON.parse(text) as Record<string, any>) : undefined };
 }
 
+/** Any tenant API call over real HTTP, JSON in and out; status, content type and the parsed body. */
+export async function callApi(baseUrl: string, apiKey: string, method: string, path: string, body?: unknown) {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${apiKey}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  return { status: response.status, contentType: response.headers.get('content-type'), body: (text ? JSON.parse(text) : undefined) as Record<string, any> };
+}
+
 /**
  * POST with full control of the bytes (duplicate, non-ASCII or control
  * characters in headers), written on a socket: fetch refuses to send those.

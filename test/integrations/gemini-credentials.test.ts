@@ -1,13 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../dev/ports';
-import { startOfflineGeminiServer, type Behaviour, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
-import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import type { Behaviour } from '../../dev/gemini-offline/server';
+import { postOperation, type TestApi } from '../helpers/api';
+import type { RunningProcess } from '../helpers/processes';
+import { startTestStack, type ApiTenant } from '../helpers/stack';
+import { eventually, type FakeGeminiControl } from '../fakes/gemini';
 import { scrapedMetricValue } from '../fakes/metrics';
 
 /**
@@ -20,35 +17,24 @@ import { scrapedMetricValue } from '../fakes/metrics';
  */
 describe("Gemini refusing the deployment's API key", () => {
   let pool: Pool;
-  let temporal: Client;
-  let gemini: OfflineGeminiServer;
   let fake: FakeGeminiControl;
-  let worker: RunningProcess;
+  let worker: RunningProcess & { metricsUrl: string };
   let api: TestApi;
-  let tenant: { tenantId: string; apiKey: string };
-  let metricsPort: number;
-  const taskQueue = uniqueTaskQueue('credentials');
+  let tenant: ApiTenant;
+  let close = async () => {};
 
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    gemini = await startOfflineGeminiServer({ interactions: { durationMs: 50 } });
-    fake = new FakeGeminiControl(gemini.url);
-    metricsPort = await findFreePort();
-    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, metricsPort });
-    api = await startTestApi({ pool, temporal, taskQueue });
-    tenant = await createApiTenant(pool, 'credentials');
+    ({ pool, geminiControl: fake, workerProcess: worker, api, tenant, close } = await startTestStack({
+      gemini: { interactions: { durationMs: 50 } },
+      tenant: 'credentials',
+      workerProcess: {},
+      api: {},
+    }));
   }, 180_000);
   beforeEach(() => fake.reset());
-  afterAll(async () => {
-    worker?.kill('SIGKILL');
-    await api?.close();
-    await gemini?.close();
-    await temporal?.connection.close();
-    await pool?.end();
-  });
+  afterAll(() => close());
 
-  const credentialErrors = (status: string) => scrapedMetricValue(`http://127.0.0.1:${metricsPort}/metrics`, 'onceflow_gemini_credential_errors_total', { status });
+  const credentialErrors = (status: string) => scrapedMetricValue(worker.metricsUrl, 'onceflow_gemini_credential_errors_total', { status });
   const finished = async (key: string) => eventually('the operation to finish', async () => {
     const { rows } = await pool.query(
       `SELECT status, error, released FROM operations

@@ -1,11 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
-import { FakeGeminiControl } from '../fakes/gemini';
+import { postOperation, type TestApi } from '../helpers/api';
+import { startTestStack, type ApiTenant } from '../helpers/stack';
+import type { FakeGeminiControl } from '../fakes/gemini';
 
 /**
  * Gemini text that PostgreSQL cannot store as it is (U+0000, unpaired
@@ -15,30 +12,21 @@ import { FakeGeminiControl } from '../fakes/gemini';
  */
 describe('Gemini text holding NUL or lone surrogates', () => {
   let pool: Pool;
-  let temporal: Client;
-  let gemini: OfflineGeminiServer;
   let fake: FakeGeminiControl;
-  let worker: TestWorker;
   let api: TestApi;
-  let tenant: { tenantId: string; apiKey: string };
+  let tenant: ApiTenant;
+  let close = async () => {};
 
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    gemini = await startOfflineGeminiServer({ interactions: { durationMs: 50 } });
-    fake = new FakeGeminiControl(gemini.url);
-    worker = await startTestWorker({ pool, geminiBaseUrl: gemini.url });
-    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
-    tenant = await createApiTenant(pool, 'text');
+    ({ pool, geminiControl: fake, api, tenant, close } = await startTestStack({
+      gemini: { interactions: { durationMs: 50 } },
+      tenant: 'text',
+      worker: {},
+      api: {},
+    }));
   });
   beforeEach(() => fake.reset());
-  afterAll(async () => {
-    await api.close();
-    await worker.stop();
-    await gemini.close();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  afterAll(() => close());
 
   // NUL, a high surrogate with no low one, a low one with no high one, and a proper pair (kept).
   const sent = 'before\u0000after | \ud83d alone | \ude00 alone | pair \ud83d\ude00 | é';

@@ -1,23 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { LookupAddress } from 'node:dns';
-import type { Client } from '@temporalio/client';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
 import { withTransaction } from '../../src/db/transaction';
 import { AddressPolicy } from '../../src/outbox/address-policy';
 import { enqueueEvent } from '../../src/outbox/enqueue';
 import type { OutboxRelay } from '../../src/outbox/relay';
-import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import type { Pool } from '../../src/db/pool';
+import { callApi, createApiTenant, type TestApi } from '../helpers/api';
 import { startTestRelay } from '../helpers/relay';
-import { createOwnDatabase, type OwnDatabase } from './fixtures/own-database';
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not met in time: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { startTestStack } from '../helpers/stack';
+import { until } from '../helpers/until';
 
 /**
  * Attacks a hostile tenant would try on outgoing webhooks, over real HTTP
@@ -25,9 +17,10 @@ async function until(condition: () => Promise<boolean> | boolean, what: string, 
  * other file's relay delivers, or refuses, these deliveries).
  */
 describe('subscriptions a hostile tenant cannot abuse', () => {
-  let db: OwnDatabase;
-  let temporal: Client;
+  let pool: Pool;
+  let databaseUrl: string;
   let api: TestApi;
+  let close = async () => {};
   const consumers: ExampleConsumer[] = [];
   const relays: OutboxRelay[] = [];
   /** What the staged DNS answers for `rebind.test` right now. */
@@ -39,45 +32,28 @@ describe('subscriptions a hostile tenant cannot abuse', () => {
   };
 
   beforeAll(async () => {
-    db = await createOwnDatabase('subsafety');
-    temporal = await connectTestClient();
-    api = await startTestApi({
-      pool: db.pool,
-      temporal,
-      taskQueue: uniqueTaskQueue(),
-      resolveHost,
+    ({ pool, databaseUrl, api, close } = await startTestStack({
+      ownDatabase: 'subsafety',
       // No allowlist: the API as a production deployment runs it.
-      config: { DATABASE_URL: db.url, ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT: 3, WEBHOOK_ALLOWED_HOSTS: [] },
-    });
+      api: { resolveHost, config: { ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT: 3, WEBHOOK_ALLOWED_HOSTS: [] } },
+    }));
   });
   afterEach(async () => {
     await Promise.all(relays.splice(0).map((r) => r.stop()));
     await Promise.all(consumers.splice(0).map((c) => c.close()));
   });
-  afterAll(async () => {
-    await api.close();
-    await temporal.connection.close();
-    await db.drop();
-  });
+  afterAll(() => close());
 
-  const call = async (apiKey: string, method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${api.baseUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${apiKey}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-    });
-    const text = await response.text();
-    return { status: response.status, body: (text ? JSON.parse(text) : undefined) as Record<string, unknown> };
-  };
+  const call = (apiKey: string, method: string, path: string, body?: unknown) => callApi(api.baseUrl, apiKey, method, path, body);
 
   async function emit(tenantId: string, aggregateId = randomUUID(), n = 0): Promise<string> {
     const eventId = `${aggregateId}:event-${n}`;
-    await withTransaction(db.pool, (tx) => enqueueEvent(tx, { eventId, tenantId, aggregateId, eventType: 'operation.succeeded', payload: { n } }));
+    await withTransaction(pool, (tx) => enqueueEvent(tx, { eventId, tenantId, aggregateId, eventType: 'operation.succeeded', payload: { n } }));
     return eventId;
   }
 
   it('refuses URLs aimed inside the deployment at create and update, naming the rule and not the address', async () => {
-    const a = await createApiTenant(db.pool, 'ssrf');
+    const a = await createApiTenant(pool, 'ssrf');
     const cases: [string, string][] = [
       ['http://127.0.0.1:7233/', 'loopback'],
       ['http://[::1]/x', 'loopback'],
@@ -106,19 +82,19 @@ describe('subscriptions a hostile tenant cannot abuse', () => {
   });
 
   it('does not deliver to a name that resolved to a public address at create time and to 127.0.0.1 at delivery (DNS rebinding); the tenant sees a category, not the address', async () => {
-    const a = await createApiTenant(db.pool, 'rebind');
+    const a = await createApiTenant(pool, 'rebind');
     rebindAnswer = '93.184.216.34';
     const created = await call(a.apiKey, 'POST', '/v1/subscriptions', { url: 'http://rebind.test/webhooks' });
     expect(created.status).toBe(201);
-    const consumer = await startExampleConsumer({ pool: db.pool, secret: created.body.secret as string, consumer: `c-${randomUUID().slice(0, 8)}` });
+    const consumer = await startExampleConsumer({ pool: pool, secret: created.body.secret as string, consumer: `c-${randomUUID().slice(0, 8)}` });
     consumers.push(consumer);
     // The same name, now on the consumer's loopback port (the URL keeps the name; the port is the consumer's).
     const port = new URL(consumer.url).port;
-    await db.pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [`http://rebind.test:${port}/webhooks`, created.body.id]);
+    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [`http://rebind.test:${port}/webhooks`, created.body.id]);
     rebindAnswer = '127.0.0.1';
     const eventId = await emit(a.tenantId);
     // The relay's connections go through the same staged DNS; only loopback by IP is allowlisted, not the name.
-    relays.push(startTestRelay({ pool: db.pool, connectionString: db.url, addressPolicy: new AddressPolicy({ resolve: resolveHost, allowedHosts: ['127.0.0.1'] }), maxAttempts: 1, deadLetterAfterMs: 0 }));
+    relays.push(startTestRelay({ pool: pool, connectionString: databaseUrl, addressPolicy: new AddressPolicy({ resolve: resolveHost, allowedHosts: ['127.0.0.1'] }), maxAttempts: 1, deadLetterAfterMs: 0 }));
     await until(async () => ((await call(a.apiKey, 'GET', '/v1/dead-letters')).body.data as unknown[]).length === 1, 'refused and dead-lettered');
     expect(consumer.received).toEqual([]);
     const [dead] = (await call(a.apiKey, 'GET', '/v1/dead-letters')).body.data as { eventId: string; lastError: string }[];
@@ -128,13 +104,13 @@ describe('subscriptions a hostile tenant cannot abuse', () => {
 
     // Control: the same staged DNS with the name allowlisted by the operator delivers, so the refusal above was the policy's.
     expect((await call(a.apiKey, 'POST', '/v1/dead-letters/replay', { eventId })).body).toEqual({ replayed: 1, more: false });
-    relays.push(startTestRelay({ pool: db.pool, connectionString: db.url, addressPolicy: new AddressPolicy({ resolve: resolveHost, allowedHosts: ['rebind.test'] }) }));
+    relays.push(startTestRelay({ pool: pool, connectionString: databaseUrl, addressPolicy: new AddressPolicy({ resolve: resolveHost, allowedHosts: ['rebind.test'] }) }));
     await until(() => consumer.received.length === 1, 'delivered once allowlisted');
     expect(consumer.received[0]!.webhookId).toBe(eventId);
   });
 
   it('caps subscriptions per tenant with a 409 problem, and pages the list with a cursor', async () => {
-    const a = await createApiTenant(db.pool, 'cap');
+    const a = await createApiTenant(pool, 'cap');
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       const created = await call(a.apiKey, 'POST', '/v1/subscriptions', { url: `https://consumer-${i}.example.test/hook` });
@@ -144,7 +120,7 @@ describe('subscriptions a hostile tenant cannot abuse', () => {
     const refused = await call(a.apiKey, 'POST', '/v1/subscriptions', { url: 'https://one-more.example.test/hook' });
     expect([refused.status, refused.body.type, refused.body.limit]).toEqual([409, 'https://onceflow.dev/problems/subscription-limit-reached', 3]);
     // Another tenant is not affected by this one's cap.
-    const b = await createApiTenant(db.pool, 'cap-other');
+    const b = await createApiTenant(pool, 'cap-other');
     expect((await call(b.apiKey, 'POST', '/v1/subscriptions', { url: 'https://b.example.test/hook' })).status).toBe(201);
 
     const first = await call(a.apiKey, 'GET', '/v1/subscriptions?limit=2');
@@ -158,15 +134,15 @@ describe('subscriptions a hostile tenant cannot abuse', () => {
   });
 
   it('pages dead letters and replays them in bounded calls', async () => {
-    const a = await createApiTenant(db.pool, 'dlpage');
+    const a = await createApiTenant(pool, 'dlpage');
     const created = await call(a.apiKey, 'POST', '/v1/subscriptions', { url: 'https://paged.example.test/hook' });
     const subscriptionId = created.body.id as string;
-    await db.pool.query("UPDATE subscriptions SET status = 'disabled', disabled_reason = 'disabled through the API' WHERE subscription_id = $1", [subscriptionId]);
-    await db.pool.query("UPDATE subscriptions SET status = 'active', disabled_reason = NULL WHERE subscription_id = $1", [subscriptionId]);
+    await pool.query("UPDATE subscriptions SET status = 'disabled', disabled_reason = 'disabled through the API' WHERE subscription_id = $1", [subscriptionId]);
+    await pool.query("UPDATE subscriptions SET status = 'active', disabled_reason = NULL WHERE subscription_id = $1", [subscriptionId]);
     const events: string[] = [];
     for (let i = 0; i < 5; i++) events.push(await emit(a.tenantId));
     // Dead before any relay runs (no relay runs in this test).
-    await db.pool.query("UPDATE deliveries SET status = 'dead', attempts = 12, last_error = 'status 503' WHERE subscription_id = $1", [subscriptionId]);
+    await pool.query("UPDATE deliveries SET status = 'dead', attempts = 12, last_error = 'status 503' WHERE subscription_id = $1", [subscriptionId]);
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
@@ -184,27 +160,27 @@ describe('subscriptions a hostile tenant cannot abuse', () => {
   });
 
   it('keeps recording events for a subscription its subscriber paused with 410 Gone, and delivers them in order on resume', async () => {
-    const a = await createApiTenant(db.pool, 'gone');
+    const a = await createApiTenant(pool, 'gone');
     const created = await call(a.apiKey, 'POST', '/v1/subscriptions', { url: 'https://placeholder.example.test/x' });
     const subscriptionId = created.body.id as string;
-    const consumer = await startExampleConsumer({ pool: db.pool, secret: created.body.secret as string, consumer: `c-${randomUUID().slice(0, 8)}` });
+    const consumer = await startExampleConsumer({ pool: pool, secret: created.body.secret as string, consumer: `c-${randomUUID().slice(0, 8)}` });
     consumers.push(consumer);
     // The consumer is on loopback, which this file's API refuses: set it behind the API's back (the relay allowlists it).
-    await db.pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, subscriptionId]);
+    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, subscriptionId]);
     consumer.failNext(410);
     const gone = await emit(a.tenantId);
-    relays.push(startTestRelay({ pool: db.pool, connectionString: db.url }));
+    relays.push(startTestRelay({ pool: pool, connectionString: databaseUrl }));
     await until(async () => (await call(a.apiKey, 'GET', `/v1/subscriptions/${subscriptionId}`)).body.status === 'disabled', 'paused by the 410');
 
     const aggregateId = randomUUID();
     const later = [await emit(a.tenantId, aggregateId, 0), await emit(a.tenantId, aggregateId, 1)];
-    const { rows } = await db.pool.query('SELECT event_id, status FROM deliveries WHERE subscription_id = $1 ORDER BY seq', [subscriptionId]);
+    const { rows } = await pool.query('SELECT event_id, status FROM deliveries WHERE subscription_id = $1 ORDER BY seq', [subscriptionId]);
     expect(rows).toEqual([{ event_id: gone, status: 'dead' }, { event_id: later[0], status: 'pending' }, { event_id: later[1], status: 'pending' }]);
     await new Promise((r) => setTimeout(r, 500));
     expect(consumer.received).toEqual([]);
 
     expect((await call(a.apiKey, 'PATCH', `/v1/subscriptions/${subscriptionId}`, { status: 'active' })).body.status).toBe('active');
-    await db.pool.query("SELECT pg_notify('onceflow_outbox', 'resumed')");
+    await pool.query("SELECT pg_notify('onceflow_outbox', 'resumed')");
     await until(() => consumer.received.length === 2, 'the events recorded while paused delivered');
     expect(consumer.received.map((r) => r.webhookId)).toEqual(later);
   });

@@ -5,9 +5,10 @@ import type { Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
 import { enqueueEvent } from '../../src/outbox/enqueue';
 import { type OutboxRelay } from '../../src/outbox/relay';
-import { createApiTenant, type TestApi } from '../helpers/api';
+import { callApi, createApiTenant, type TestApi } from '../helpers/api';
 import { startTestRelay } from '../helpers/relay';
 import { startTestStack } from '../helpers/stack';
+import { until } from '../helpers/until';
 
 interface SubscriptionBody {
   id: string;
@@ -16,14 +17,6 @@ interface SubscriptionBody {
   status: 'active' | 'disabled';
   disabledReason: string | null;
   secret?: string;
-}
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not met in time: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('the subscriptions and dead-letters API', () => {
@@ -41,15 +34,7 @@ describe('the subscriptions and dead-letters API', () => {
   });
   afterAll(() => close());
 
-  const call = async (apiKey: string, method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${api.baseUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${apiKey}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-    });
-    const text = await response.text();
-    return { status: response.status, contentType: response.headers.get('content-type'), body: text ? (JSON.parse(text) as unknown) : undefined };
-  };
+  const call = (apiKey: string, method: string, path: string, body?: unknown) => callApi(api.baseUrl, apiKey, method, path, body);
 
   function startRelay(options: { maxAttempts?: number } = {}): void {
     const relay = startTestRelay({ pool, deadLetterAfterMs: 0, ...options });

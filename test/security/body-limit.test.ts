@@ -1,25 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { createApiTenant, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { createApiTenant, type TestApi } from '../helpers/api';
+import { startTestStack } from '../helpers/stack';
 
 describe('a body over the size limit', () => {
   let pool: Pool;
-  let temporal: Client;
   let api: TestApi;
-  beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    api = await startTestApi({ pool, temporal, taskQueue: uniqueTaskQueue('body-limit') });
-  });
-  afterAll(async () => {
-    await api.close();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  let close = async () => {};
+  beforeAll(async () => ({ pool, api, close } = await startTestStack({ api: {} })));
+  afterAll(() => close());
 
   // fetch sends the whole body before it reads the answer: a server that
   // answers 413 and closes at once makes it see a reset, not the problem.

@@ -1,27 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
+import { startTestStack } from '../helpers/stack';
+import type { TestWorker } from '../helpers/temporal';
 
 describe('stored Gemini answers do not outlive their operation', () => {
   let pool: Pool;
   let temporal: Client;
   let worker: TestWorker;
   let api: TestApi;
-  beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    worker = await startTestWorker({ pool });
-    api = await startTestApi({ pool, temporal, taskQueue: worker.taskQueue });
-  });
-  afterAll(async () => {
-    await api.close();
-    await worker.stop();
-    await temporal.connection.close();
-    await pool.end();
-  });
+  let close = async () => {};
+  beforeAll(async () => ({ pool, temporal, worker, api, close } = await startTestStack({ worker: {}, api: {} })));
+  afterAll(() => close());
 
   const effectsOf = async (operationId: string) =>
     (await pool.query<{ step: string; result: unknown }>('SELECT step, result FROM effects WHERE operation_id = $1', [operationId])).rows;

@@ -2,12 +2,11 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
+import { startTestStack } from '../helpers/stack';
+import type { TestWorker } from '../helpers/temporal';
 import { until } from '../helpers/until';
-import { FakeGeminiControl } from '../fakes/gemini';
+import type { FakeGeminiControl } from '../fakes/gemini';
 
 /**
  * Every Gemini call is held until the test releases it, so each operation
@@ -16,33 +15,24 @@ import { FakeGeminiControl } from '../fakes/gemini';
 describe('Prefer: wait cannot exhaust the API', () => {
   let pool: Pool;
   let temporal: Client;
-  let gemini: OfflineGeminiServer;
   let control: FakeGeminiControl;
   let worker: TestWorker;
   let api: TestApi;
+  let close = async () => {};
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    gemini = await startOfflineGeminiServer();
-    control = new FakeGeminiControl(gemini.url);
-    worker = await startTestWorker({ pool, geminiBaseUrl: gemini.url, geminiTimeoutMs: 60_000 });
-    api = await startTestApi({
-      pool,
-      temporal,
-      taskQueue: worker.taskQueue,
-      config: { ONCEFLOW_MAX_WAITING_PER_TENANT: 2, ONCEFLOW_MAX_WAITING_PER_PROCESS: 3, ONCEFLOW_MAX_WAIT_SECONDS: 120 },
-    });
+    ({ pool, temporal, geminiControl: control, worker, api, close } = await startTestStack({
+      gemini: {},
+      worker: { geminiTimeoutMs: 60_000 },
+      api: { config: { ONCEFLOW_MAX_WAITING_PER_TENANT: 2, ONCEFLOW_MAX_WAITING_PER_PROCESS: 3, ONCEFLOW_MAX_WAIT_SECONDS: 120 } },
+    }));
   });
   afterEach(async () => {
     await control.release();
   });
   afterAll(async () => {
-    await control.release();
-    await api.close();
-    await worker.stop();
-    await gemini.close();
-    await temporal.connection.close();
-    await pool.end();
+    // Held answers first: the worker's shutdown waits for its calls in flight.
+    await control?.release();
+    await close();
   });
 
   const waiting = async () => (await api.metricsRegistry.getSingleMetric('onceflow_api_waiting_requests')!.get()).values[0]?.value ?? 0;

@@ -1,13 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { findFreePort } from '../../dev/ports';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
-import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
-import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
-import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
+import { startTestStack, type ApiTenant } from '../helpers/stack';
+import { eventually, type FakeGeminiControl } from '../fakes/gemini';
 import { scrapedMetricValue } from '../fakes/metrics';
 import { expectExit, parseJson, runCli } from '../cli/run-cli';
 
@@ -24,39 +19,28 @@ import { expectExit, parseJson, runCli } from '../cli/run-cli';
  */
 describe('per-tenant spend caps', () => {
   let pool: Pool;
-  let temporal: Client;
-  let gemini: OfflineGeminiServer;
   let fake: FakeGeminiControl;
-  let worker: RunningProcess;
   let api: TestApi;
-  let capped: { tenantId: string; apiKey: string };
-  let metricsPort: number;
-  const taskQueue = uniqueTaskQueue('budgets');
+  let capped: ApiTenant;
+  let metricsUrl: string;
+  let close = async () => {};
   const estimate = 2_503;
   const actual = 2_501;
   const cap = 10 * estimate;
 
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    gemini = await startOfflineGeminiServer({ interactions: { durationMs: 50 } });
-    fake = new FakeGeminiControl(gemini.url);
-    capped = await createApiTenant(pool, 'capped');
-    metricsPort = await findFreePort();
-    // The cap comes from configuration, as an operator would provision it.
-    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, metricsPort, env: { ONCEFLOW_BUDGETS: `${capped.tenantId}:month:${cap / 1_000_000}`, LOG_LEVEL: 'info' } });
-    api = await startTestApi({ pool, temporal, taskQueue });
+    ({ pool, geminiControl: fake, tenant: capped, workerProcess: { metricsUrl }, api, close } = await startTestStack({
+      gemini: { interactions: { durationMs: 50 } },
+      tenant: 'capped',
+      // The cap comes from configuration, as an operator would provision it.
+      workerProcess: { env: ({ tenant }) => ({ ONCEFLOW_BUDGETS: `${tenant!.tenantId}:month:${cap / 1_000_000}`, LOG_LEVEL: 'info' }) },
+      api: {},
+    }));
   }, 180_000);
   beforeEach(() => fake.reset());
-  afterAll(async () => {
-    worker?.kill('SIGKILL');
-    await api?.close();
-    await gemini?.close();
-    await temporal?.connection.close();
-    await pool?.end();
-  });
+  afterAll(() => close());
 
-  const metric = (name: string, labels: Record<string, string>) => scrapedMetricValue(`http://127.0.0.1:${metricsPort}/metrics`, name, labels);
+  const metric = (name: string, labels: Record<string, string>) => scrapedMetricValue(metricsUrl, name, labels);
   const spent = async (tenantId: string, period = 'month') =>
     Number((await pool.query('SELECT spent_micro_usd FROM budget_spend WHERE tenant_id = $1 AND period = $2', [tenantId, period])).rows[0]?.spent_micro_usd ?? 0);
   const operations = async (tenantId: string) =>

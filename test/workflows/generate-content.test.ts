@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
+import { billsOf, eventTypesOf } from '../helpers/db';
 import { type TestWorker } from '../helpers/temporal';
 import { refuseInserts } from '../fakes/db-faults';
-import { FakeGeminiControl } from '../fakes/gemini';
+import type { FakeGeminiControl } from '../fakes/gemini';
 import { metricValue } from '../fakes/metrics';
 import { startTestStack } from '../helpers/stack';
 
@@ -17,7 +17,6 @@ import { startTestStack } from '../helpers/stack';
 describe('generate-content never pays Gemini twice', () => {
   let pool: Pool;
   let temporal: Client;
-  let gemini: OfflineGeminiServer;
   let fake: FakeGeminiControl;
   let worker: TestWorker;
   let api: TestApi;
@@ -25,25 +24,18 @@ describe('generate-content never pays Gemini twice', () => {
 
   let close: () => Promise<void>;
   beforeAll(async () => {
-    gemini = await startOfflineGeminiServer();
-    fake = new FakeGeminiControl(gemini.url);
-    ({ pool, temporal, worker, api, close } = await startTestStack({ worker: { geminiBaseUrl: gemini.url, geminiTimeoutMs: 1_500 }, api: {} }));
-    tenant = await createApiTenant(pool);
+    ({ pool, temporal, geminiControl: fake, worker, api, tenant, close } = await startTestStack({
+      gemini: {},
+      tenant: 'tenant',
+      worker: { geminiTimeoutMs: 1_500 },
+      api: {},
+    }));
   });
   beforeEach(() => fake.reset());
-  afterAll(async () => {
-    await close();
-    await gemini.close();
-  });
+  afterAll(() => close());
 
-  const bills = async (key: string) =>
-    (await pool.query(
-      `SELECT l.total_tokens FROM usage_ledger l JOIN operations o USING (operation_id)
-        WHERE o.tenant_id = $1 AND o.idempotency_key = $2`, [tenant.tenantId, key])).rows;
-  const events = async (key: string) =>
-    (await pool.query(
-      `SELECT e.event_type FROM outbox_events e JOIN operations o ON e.aggregate_id = o.operation_id::text
-        WHERE o.tenant_id = $1 AND o.idempotency_key = $2`, [tenant.tenantId, key])).rows.map((r) => r.event_type);
+  const bills = (key: string) => billsOf(pool, tenant.tenantId, key);
+  const events = (key: string) => eventTypesOf(pool, tenant.tenantId, key);
   const run = (key: string, body: Record<string, unknown> = { prompt: `prompt for ${key}` }) =>
     postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body, headers: { prefer: 'wait=60' } });
   /** A counter of the test worker's own registry (tests in a file run one after another, so before/after deltas are this test's). */
@@ -60,7 +52,7 @@ describe('generate-content never pays Gemini twice', () => {
     expect(await bills(key)).toHaveLength(1);
     expect(await events(key)).toEqual(['operation.succeeded']);
     expect(final.json!.result.text).toContain('[offline model]');
-    expect(final.json!.result.usage.totalTokens).toBe((await bills(key))[0].total_tokens);
+    expect(final.json!.result.usage.totalTokens).toBe((await bills(key))[0]!.total_tokens);
   });
 
   it('counts the paid call, its tokens and its estimated cost for its tenant and operation type', async () => {

@@ -6,7 +6,7 @@ import { DEV_GEMINI_WEBHOOK_SECRET, signGeminiWebhook } from '../../src/integrat
 import { GEMINI_WEBHOOK_CONSUMER } from '../../src/http/routes/gemini-webhooks';
 import { interactionEndedSignal } from '../../workflows/definitions';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
+import { billsOf, createTestPool, eventTypesOf } from '../helpers/db';
 import { connectTestClient, type TestWorker } from '../helpers/temporal';
 import { refuseInserts } from '../fakes/db-faults';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
@@ -64,14 +64,8 @@ describe('generate-report completes once, bills once and publishes once', () => 
     });
   const operationOf = async (key: string) =>
     (await pool.query(`SELECT operation_id, status FROM operations WHERE tenant_id = $1 AND idempotency_key = $2`, [tenant.tenantId, key])).rows[0];
-  const bills = async (key: string) =>
-    (await pool.query(
-      `SELECT l.total_tokens FROM usage_ledger l JOIN operations o USING (operation_id)
-        WHERE o.tenant_id = $1 AND o.idempotency_key = $2`, [tenant.tenantId, key])).rows;
-  const events = async (key: string) =>
-    (await pool.query(
-      `SELECT e.event_type FROM outbox_events e JOIN operations o ON e.aggregate_id = o.operation_id::text
-        WHERE o.tenant_id = $1 AND o.idempotency_key = $2`, [tenant.tenantId, key])).rows.map((r) => r.event_type);
+  const bills = (key: string) => billsOf(pool, tenant.tenantId, key);
+  const events = (key: string) => eventTypesOf(pool, tenant.tenantId, key);
   const ledger = async (key: string) =>
     (await pool.query(
       `SELECT g.interaction_id, g.status, g.submit_attempts, g.webhooks_received, g.completed_by

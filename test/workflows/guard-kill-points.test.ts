@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import type { PoolClient } from 'pg';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
+import type { OfflineGeminiServer } from '../../dev/gemini-offline/server';
+import { postOperation, type TestApi } from '../helpers/api';
 import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
-import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import { startTestStack, type ApiTenant } from '../helpers/stack';
+import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { eventually, type FakeGeminiControl } from '../fakes/gemini';
 
 /**
  * The side-effect guard (src/effects/guard.ts) under SIGKILL at each of its
@@ -23,21 +22,18 @@ import { eventually, FakeGeminiControl } from '../fakes/gemini';
  */
 describe('the side-effect guard, killed at each point', () => {
   let pool: Pool;
-  let temporal: Client;
   let gemini: OfflineGeminiServer;
+  let fake: FakeGeminiControl;
   let api: TestApi;
-  let tenant: { tenantId: string; apiKey: string };
+  let tenant: ApiTenant;
+  let close = async () => {};
   let child: RunningProcess | undefined;
   let replacement: TestWorker | undefined;
   const holders: PoolClient[] = [];
   const taskQueue = uniqueTaskQueue('guard-kill');
 
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    gemini = await startOfflineGeminiServer();
-    api = await startTestApi({ pool, temporal, taskQueue });
-    tenant = await createApiTenant(pool);
+    ({ pool, gemini, geminiControl: fake, api, tenant, close } = await startTestStack({ gemini: {}, tenant: 'tenant', api: { taskQueue } }));
   });
   afterAll(async () => {
     child?.kill('SIGKILL');
@@ -46,10 +42,7 @@ describe('the side-effect guard, killed at each point', () => {
       holder.release();
     }
     await replacement?.stop();
-    await api.close();
-    await gemini.close();
-    await temporal.connection.close();
-    await pool.end();
+    await close();
   });
 
   /** A connection holding a transaction open until the test rolls it back. */
@@ -111,6 +104,6 @@ describe('the side-effect guard, killed at each point', () => {
       expect({ point, effects: await count(`SELECT count(*)::int AS n FROM effects WHERE operation_id = $1 AND step = 'complete'`) }).toEqual({ point, effects: 1 });
     }
     // The paid calls happened before the finishing phase, once per operation, and were never repeated.
-    expect(await new FakeGeminiControl(gemini.url).calls({ paid: true })).toHaveLength(points.length);
+    expect(await fake.calls({ paid: true })).toHaveLength(points.length);
   }, 300_000);
 });

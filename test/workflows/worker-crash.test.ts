@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
-import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
-import { createTestPool } from '../helpers/db';
+import type { OfflineGeminiServer } from '../../dev/gemini-offline/server';
+import { postOperation, type TestApi } from '../helpers/api';
 import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
-import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
-import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import { startTestStack, type ApiTenant } from '../helpers/stack';
+import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
+import { eventually, type FakeGeminiControl } from '../fakes/gemini';
 
 /**
  * A real worker process (`node --import tsx src/worker/main.ts`) is killed
@@ -16,30 +15,22 @@ import { eventually, FakeGeminiControl } from '../fakes/gemini';
  */
 describe('a worker killed after the Gemini response was stored', () => {
   let pool: Pool;
-  let temporal: Client;
   let gemini: OfflineGeminiServer;
   let fake: FakeGeminiControl;
   let api: TestApi;
-  let tenant: { tenantId: string; apiKey: string };
+  let tenant: ApiTenant;
+  let close = async () => {};
   let child: RunningProcess | undefined;
   let replacement: TestWorker | undefined;
   const taskQueue = uniqueTaskQueue('crash');
 
   beforeAll(async () => {
-    pool = createTestPool();
-    temporal = await connectTestClient();
-    gemini = await startOfflineGeminiServer();
-    fake = new FakeGeminiControl(gemini.url);
-    api = await startTestApi({ pool, temporal, taskQueue });
-    tenant = await createApiTenant(pool);
+    ({ pool, gemini, geminiControl: fake, api, tenant, close } = await startTestStack({ gemini: {}, tenant: 'tenant', api: { taskQueue } }));
   });
   afterAll(async () => {
     child?.kill('SIGKILL');
     await replacement?.stop();
-    await api.close();
-    await gemini.close();
-    await temporal.connection.close();
-    await pool.end();
+    await close();
   });
 
   it('is replaced by a new worker that finishes the operation without calling Gemini again: one call, one bill, one event', async () => {

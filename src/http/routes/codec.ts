@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { bearerMatches } from '../../observability/metrics-server';
 import { PayloadDecryptionError } from '../../temporal/codec';
-import { ProblemError } from '../errors';
+import { problems } from '../problems';
 
 export interface CodecRoutesOptions {
   codec: PayloadCodec;
@@ -37,13 +37,7 @@ export const codecRoutes: FastifyPluginAsyncZod<CodecRoutesOptions> = async (app
   const authorize = (request: FastifyRequest, reply: FastifyReply) => {
     cors(reply);
     if (!presentsToken(request.headers.authorization, options.token)) {
-      throw new ProblemError({
-        status: 401,
-        type: 'unauthorized',
-        title: 'Unauthorized',
-        detail: 'the codec endpoint needs the operator credential (ONCEFLOW_CODEC_TOKEN) as a Bearer token or the Basic password',
-        headers: { 'WWW-Authenticate': 'Basic realm="onceflow-codec"', ...corsHeaders(options.corsOrigin) },
-      });
+      throw problems.codecUnauthorized(corsHeaders(options.corsOrigin));
     }
   };
 
@@ -70,7 +64,7 @@ export const codecRoutes: FastifyPluginAsyncZod<CodecRoutesOptions> = async (app
           return { payloads: result.map(toJson) };
         } catch (error) {
           if (!(error instanceof PayloadDecryptionError)) throw error;
-          throw new ProblemError({ status: 400, type: 'payload-undecodable', title: 'Payload cannot be decoded', detail: error.message, headers: corsHeaders(options.corsOrigin) });
+          throw problems.payloadUndecodable(error.message, corsHeaders(options.corsOrigin));
         }
       },
     );

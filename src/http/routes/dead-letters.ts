@@ -4,8 +4,8 @@ import { z } from 'zod';
 import { listDeadLetters, MAX_DEAD_LETTERS_PER_CALL, replayDeadLetters } from '../../outbox/dead-letters';
 import { InvalidCursorError } from '../../outbox/page';
 import { requireTenant } from '../auth';
+import { problems } from '../problems';
 import { problemResponses } from '../schemas';
-import { invalidCursor } from './subscriptions';
 
 export interface DeadLetterRoutesOptions {
   pool: pg.Pool;
@@ -48,7 +48,7 @@ export const deadLetterRoutes: FastifyPluginAsyncZod<DeadLetterRoutesOptions> = 
       try {
         return await listDeadLetters(options.pool, { tenantId: requireTenant(request), ...request.query });
       } catch (error) {
-        if (error instanceof InvalidCursorError) throw invalidCursor(error);
+        if (error instanceof InvalidCursorError) throw problems.invalidCursor(error);
         throw error;
       }
     },

@@ -8,6 +8,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
 import { z } from 'zod';
 import type { Config } from '../../config';
+import { AppError } from '../../errors';
 import { handleOnce } from '../../outbox/inbox';
 import {
   geminiWebhookSecretFromConfig,
@@ -16,7 +17,7 @@ import {
   verifyGeminiWebhook,
 } from '../../integrations/gemini/webhooks';
 import { interactionEndedSignal } from '../../../workflows/definitions';
-import { ProblemError } from '../errors';
+import { problems } from '../problems';
 import { problemResponses } from '../schemas';
 
 export interface GeminiWebhookRoutesOptions {
@@ -29,10 +30,11 @@ export interface GeminiWebhookRoutesOptions {
 /** Inbox consumer name of these deliveries (the inbox table's `consumer`). */
 export const GEMINI_WEBHOOK_CONSUMER = 'gemini-webhooks';
 
-class UnknownInteractionError extends Error {
+/** Thrown inside the inbox transaction when a signed event names an interaction the ledger does not hold; answered 404 and not recorded. */
+class UnknownInteractionError extends AppError<{ interactionId: string }> {
   override readonly name = 'UnknownInteractionError';
-  constructor(readonly interactionId: string) {
-    super(`no submitted interaction ${interactionId}`);
+  constructor(interactionId: string) {
+    super(`no submitted interaction ${interactionId}`, { context: { interactionId } });
   }
 }
 
@@ -54,7 +56,7 @@ export const geminiWebhookRoutes: FastifyPluginAsync<GeminiWebhookRoutesOptions>
     },
   }, async (request, reply) => {
     if (!secret) {
-      throw new ProblemError({ status: 401, type: 'invalid-signature', title: 'Webhook signature invalid', detail: 'GEMINI_WEBHOOK_SECRET is not set; Gemini webhooks are refused and reports complete by polling' });
+      throw problems.invalidSignature('GEMINI_WEBHOOK_SECRET is not set; Gemini webhooks are refused and reports complete by polling');
     }
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     let verified: ReturnType<typeof verifyGeminiWebhook>;
@@ -63,7 +65,7 @@ export const geminiWebhookRoutes: FastifyPluginAsync<GeminiWebhookRoutesOptions>
     } catch (error) {
       if (!(error instanceof GeminiWebhookVerificationError)) throw error;
       request.log.warn({ err: error.message }, 'gemini webhook refused');
-      throw new ProblemError({ status: 401, type: 'invalid-signature', title: 'Webhook signature invalid', detail: error.message });
+      throw problems.invalidSignature(error.message);
     }
     const { webhookId, event } = verified;
     if (!(INTERACTION_EVENT_TYPES as readonly string[]).includes(event.type)) {
@@ -99,7 +101,7 @@ export const geminiWebhookRoutes: FastifyPluginAsync<GeminiWebhookRoutesOptions>
       // Not recorded in the inbox: the id may not be in the ledger yet (the
       // event raced the submission's UPDATE), so a redelivery may succeed. The
       // workflow's polling completes the report either way.
-      throw new ProblemError({ status: 404, type: 'not-found', title: 'Unknown interaction', detail: error.message });
+      throw problems.unknownInteraction(error.message);
     }
     if (!outcome.duplicate) {
       request.log.info({ webhookId, interactionId: event.data.id, correlationId: outcome.result.operationId, workflowId: outcome.result.workflowId }, 'gemini webhook accepted');

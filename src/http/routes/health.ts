@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { bearerMatches } from '../../observability/metrics-server';
-import { ProblemError } from '../errors';
+import { problems } from '../problems';
 
 export interface HealthRoutesOptions {
   pool: Pick<pg.Pool, 'query'>;
@@ -49,13 +49,7 @@ export const healthRoutes: FastifyPluginAsyncZod<HealthRoutesOptions> = async (a
   if (options.serveMetrics ?? true) {
     app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations endpoints'], hide: true } }, async (request, reply) => {
       if (options.metricsToken && !bearerMatches(request.headers.authorization, options.metricsToken)) {
-        throw new ProblemError({
-          status: 401,
-          type: 'unauthorized',
-          title: 'Unauthorized',
-          detail: 'metrics need Authorization: Bearer <ONCEFLOW_METRICS_TOKEN>',
-          headers: { 'WWW-Authenticate': 'Bearer realm="onceflow-metrics"' },
-        });
+        throw problems.metricsUnauthorized();
       }
       return reply.type(options.metricsRegistry.contentType).send(await options.metricsRegistry.metrics());
     });

@@ -10,7 +10,7 @@ import { scheduleSpecSchema } from '../../schedules/spec';
 import { scheduleSlotKey } from '../../schedules/slot-key';
 import { temporalScheduleId } from '../../schedules/temporal';
 import { requireTenant } from '../auth';
-import { ProblemError } from '../errors';
+import { problems } from '../problems';
 import { problemResponses } from '../schemas';
 
 export interface ScheduleRoutesOptions {
@@ -48,7 +48,6 @@ const keyHeaders = z
 
 const errors = problemResponses(400, 401, 404, 429, 503);
 
-const notFound = () => new ProblemError({ status: 404, type: 'schedule-not-found', title: 'Schedule not found', detail: 'no such schedule for this tenant' });
 
 /**
  * Scheduled operations (inside the authenticated /v1 scope). Each slot of a
@@ -82,17 +81,17 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
       const key = checkIdempotencyKey(rawHeaderValues(request.raw.rawHeaders, 'idempotency-key'));
       if (!key.ok) {
         throw key.reason === 'missing'
-          ? new ProblemError({ status: 400, type: 'idempotency-key-missing', title: 'Idempotency-Key missing', detail: 'POST /v1/schedules requires an Idempotency-Key header' })
-          : new ProblemError({ status: 400, type: 'idempotency-key-invalid', title: 'Idempotency-Key invalid', detail: key.detail });
+          ? problems.scheduleKeyMissing()
+          : problems.keyInvalid(undefined, key.detail);
       }
       const result = await createSchedule(deps, { tenantId, idempotencyKey: key.key, ...request.body });
       switch (result.kind) {
         case 'unknown-type':
-          throw new ProblemError({ status: 404, type: 'unknown-operation-type', title: 'Unknown operation type', detail: `"${result.type}" is not an operation type; known types: ${result.knownTypes.join(', ')}`, extensions: { operationType: result.type } });
+          throw problems.unknownType(result.type, result.knownTypes);
         case 'invalid-input':
-          throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'the input or the spec is not acceptable; nothing was created', extensions: { issues: result.issues } });
+          throw problems.invalidRequest('the input or the spec is not acceptable; nothing was created', result.issues);
         case 'key-reused':
-          throw new ProblemError({ status: 422, type: 'idempotency-key-reused', title: 'Idempotency-Key reused with a different payload', detail: 'this key created a different schedule; use a new key for a new schedule', extensions: { idempotencyKey: key.key, scheduleId: result.schedule.scheduleId } });
+          throw problems.scheduleKeyReused(key.key, result.schedule.scheduleId);
         case 'created':
           return reply.code(201).header('Location', `/v1/schedules/${result.schedule.scheduleId}`).send(toResource(result.schedule));
         case 'existing':
@@ -113,7 +112,7 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
     },
     async (request) => {
       const page = await listTenantSchedules(deps, { tenantId: requireTenant(request), ...request.query });
-      if ('kind' in page) throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid cursor', detail: 'the cursor is not one this API returned', extensions: { issues: [] } });
+      if ('kind' in page) throw problems.scheduleInvalidCursor();
       return { data: page.data.map(toResource), nextCursor: page.nextCursor };
     },
   );
@@ -123,7 +122,7 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
     { schema: { summary: 'Get a schedule, its next and recent slots', tags: ['schedules'], params: idParams, response: { 200: scheduleResource, ...errors } } },
     async (request) => {
       const found = await getSchedule(deps, requireTenant(request), request.params.id);
-      if (!found) throw notFound();
+      if (!found) throw problems.scheduleNotFound();
       return toResource(found);
     },
   );
@@ -148,9 +147,9 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
         changed = await changeSchedule(deps, requireTenant(request), request.params.id, request.body);
       } catch (error) {
         if (!(error instanceof InvalidScheduleSpecError)) throw error;
-        throw new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'Temporal refused the spec; nothing was changed', extensions: { issues: [{ path: '/spec/cron', message: error.message }] } });
+        throw problems.invalidRequest('Temporal refused the spec; nothing was changed', [{ path: '/spec/cron', message: error.message }]);
       }
-      if (!changed) throw notFound();
+      if (!changed) throw problems.scheduleNotFound();
       return toResource(changed);
     },
   );
@@ -159,7 +158,7 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
     '/v1/schedules/:id',
     { schema: { summary: 'Delete a schedule (operations it started stay)', tags: ['schedules'], params: idParams, response: { 204: z.null(), ...errors } } },
     async (request, reply) => {
-      if (!(await deleteSchedule(deps, requireTenant(request), request.params.id))) throw notFound();
+      if (!(await deleteSchedule(deps, requireTenant(request), request.params.id))) throw problems.scheduleNotFound();
       return reply.code(204).send(null);
     },
   );
@@ -181,7 +180,7 @@ export const scheduleRoutes: FastifyPluginAsyncZod<ScheduleRoutesOptions> = asyn
     },
     async (request, reply) => {
       const range = { start: new Date(request.body.start), end: new Date(request.body.end) };
-      if (!(await backfillSchedule(deps, requireTenant(request), request.params.id, range))) throw notFound();
+      if (!(await backfillSchedule(deps, requireTenant(request), request.params.id, range))) throw problems.scheduleNotFound();
       return reply.code(202).send({ scheduleId: request.params.id, start: range.start.toISOString(), end: range.end.toISOString() });
     },
   );

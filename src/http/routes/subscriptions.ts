@@ -13,7 +13,7 @@ import {
   updateSubscription,
 } from '../../outbox/subscriptions';
 import { requireTenant } from '../auth';
-import { ProblemError } from '../errors';
+import { problems } from '../problems';
 import { problemResponse, problemResponses } from '../schemas';
 
 export interface SubscriptionRoutesOptions {
@@ -38,28 +38,15 @@ const subscription = z.object({
 const idParams = z.object({ id: z.string().uuid() });
 const errors = problemResponses(400, 401, 429, 503);
 
-const notFound = () =>
-  new ProblemError({ status: 404, type: 'subscription-not-found', title: 'Subscription not found', detail: 'no such subscription for this tenant' });
-
-/** The URL check as a problem: names the rule, never the address a name resolved to (that would map the network for the tenant). */
+/** The URL check as a problem (400 subscription-url-not-allowed). */
 async function checkUrl(policy: AddressPolicy, url: string): Promise<void> {
   try {
     await policy.checkUrl(url);
   } catch (error) {
     if (!(error instanceof BlockedAddressError)) throw error;
-    throw new ProblemError({
-      status: 400,
-      type: 'subscription-url-not-allowed',
-      title: 'Subscription URL not allowed',
-      detail: `the URL's host is or resolves to a ${error.rule} address; subscribers must be reachable at a public address`,
-      extensions: { rule: error.rule },
-      cause: error,
-    });
+    throw problems.subscriptionUrlNotAllowed(error.rule, error);
   }
 }
-
-export const invalidCursor = (cause: unknown) =>
-  new ProblemError({ status: 400, type: 'invalid-request', title: 'Invalid request', detail: 'cursor: not one this list returned', cause });
 
 /**
  * Per-tenant webhook subscriptions (registered inside the authenticated /v1
@@ -86,13 +73,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
         return reply.code(201).send(created);
       } catch (error) {
         if (!(error instanceof SubscriptionLimitError)) throw error;
-        throw new ProblemError({
-          status: 409,
-          type: 'subscription-limit-reached',
-          title: 'Subscription limit reached',
-          detail: `a tenant may have at most ${error.limit} subscriptions; delete one first`,
-          extensions: { limit: error.limit },
-        });
+        throw problems.subscriptionLimitReached(error.limit);
       }
     },
   );
@@ -111,7 +92,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
       try {
         return await listSubscriptions(options.pool, requireTenant(request), request.query);
       } catch (error) {
-        if (error instanceof InvalidCursorError) throw invalidCursor(error);
+        if (error instanceof InvalidCursorError) throw problems.invalidCursor(error);
         throw error;
       }
     },
@@ -122,7 +103,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
     { schema: { summary: 'Get a subscription', tags: ['subscriptions'], params: idParams, response: { 200: subscription, 404: problemResponse, ...errors } } },
     async (request) => {
       const found = await getSubscription(options.pool, requireTenant(request), request.params.id);
-      if (!found) throw notFound();
+      if (!found) throw problems.subscriptionNotFound();
       return found;
     },
   );
@@ -146,7 +127,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
     async (request) => {
       if (request.body.url !== undefined) await checkUrl(options.addressPolicy, request.body.url);
       const updated = await updateSubscription(options.pool, requireTenant(request), request.params.id, request.body);
-      if (!updated) throw notFound();
+      if (!updated) throw problems.subscriptionNotFound();
       return updated;
     },
   );
@@ -155,7 +136,7 @@ export const subscriptionRoutes: FastifyPluginAsyncZod<SubscriptionRoutesOptions
     '/v1/subscriptions/:id',
     { schema: { summary: 'Delete a subscription and its undelivered deliveries', tags: ['subscriptions'], params: idParams, response: { 204: z.null(), 404: problemResponse, ...errors } } },
     async (request, reply) => {
-      if (!(await deleteSubscription(options.pool, requireTenant(request), request.params.id))) throw notFound();
+      if (!(await deleteSubscription(options.pool, requireTenant(request), request.params.id))) throw problems.subscriptionNotFound();
       return reply.code(204).send(null);
     },
   );

@@ -1,5 +1,6 @@
 import { FailureType } from '../../../workflows/failure-types';
 import { storableText } from './text';
+import { AppError } from '../../errors';
 
 /** What a failed Gemini call means for retrying. */
 export interface GeminiErrorClass {
@@ -12,10 +13,10 @@ export interface GeminiErrorClass {
 }
 
 /** Thrown when Gemini answered 200 but blocked the prompt or the answer for safety. */
-export class GeminiSafetyBlockError extends Error {
+export class GeminiSafetyBlockError extends AppError<{ reason: string }> {
   override readonly name = 'GeminiSafetyBlockError';
   constructor(readonly reason: string) {
-    super(`Gemini blocked the request: ${reason}`);
+    super(`Gemini blocked the request: ${reason}`, { context: { reason } });
   }
 }
 

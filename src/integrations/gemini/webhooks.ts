@@ -6,6 +6,7 @@
  */
 import { Webhook } from 'standardwebhooks';
 import type { Config } from '../../config';
+import { AppError } from '../../errors';
 
 /**
  * The offline model server's signing secret, used when GEMINI_WEBHOOK_SECRET is
@@ -43,10 +44,10 @@ export function signGeminiWebhook(secret: string, options: { id: string; at: Dat
 }
 
 /** Thrown when a delivery's signature, timestamp or shape is wrong. */
-export class GeminiWebhookVerificationError extends Error {
+export class GeminiWebhookVerificationError extends AppError {
   override readonly name = 'GeminiWebhookVerificationError';
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(message, { context: {}, cause: options?.cause });
   }
 }
 
