@@ -225,13 +225,15 @@ export class OutboxRelay {
     // Taken before the statement is sent, so it is never later than the
     // lease's start by PostgreSQL's clock: deadlines derived from it are safe.
     const startedAtMs = performance.now();
+    const subscriptionBudgets = this.inFlight.subscriptionBudgets();
     const rows = await claimDueDeliveries(this.options.pool, {
       limit,
       leaseMs: this.leaseMs,
       relayId: this.relayId,
       perSubscription: this.inFlight.maxPerSubscription,
-      subscriptionBudgets: this.inFlight.subscriptionBudgets(),
+      subscriptionBudgets,
     });
+    this.inFlight.claimed(rows, subscriptionBudgets);
     return { rows, startedAtMs, signers: new Map() };
   }
 
