@@ -184,6 +184,12 @@ export const envSchema = z.object({
   RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION: positiveInt.max(1000).default(64),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
+  /**
+   * Days to keep spend records after they stop counting: settled budget
+   * reservations, unsettled ones whose month ended, and the spend rows of
+   * past budget periods (the maintenance pass prunes them). Default 7.
+   */
+  ONCEFLOW_SPEND_RETENTION_DAYS: positiveInt.default(7),
   /** pino level. Default `info`. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Turn on OpenTelemetry tracing (OTLP settings come from the standard OTEL_* variables). Default false. */
