@@ -146,7 +146,7 @@ export const envSchema = z.object({
     .default(30_000),
   /** Local run only: offline model server port. Default 8788. */
   GEMINI_OFFLINE_PORT: port.default(8788),
-  /** Outbox deliveries per relay claim; a relay keeps up to twice as many on the wire. Default 200. */
+  /** Outbox deliveries per relay claim; a relay holds up to twice as many claimed, or one tenant's whole share (ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT × RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION) plus a batch when that is more. Default 200. */
   RELAY_BATCH_SIZE: positiveInt.max(1000).default(200),
   /** Polling fallback when no NOTIFY arrives, in ms. Default 1000. */
   RELAY_POLL_INTERVAL_MS: positiveInt.default(1000),
