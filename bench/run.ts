@@ -6,7 +6,7 @@
  * writes bench/results/latest.json and the table in bench/README.md.
  *
  * Flags: --quick (1 run of 3 s per arm: checks the harness, not a result),
- *        --only repeat,starts,completed,outbox,peer,one-activity (a partial run writes
+ *        --only repeat,starts,completed,outbox,fairness,peer,one-activity (a partial run writes
  *          latest.json only; the README's table is always one whole run)
  *        --runs N   --seconds S
  *        --pairs N --pair-seconds S (paired arms: repeat path and starts; default 9 × 3 s)
@@ -17,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { findFreePort } from '../dev/ports';
+import { fairness } from './arms/fairness';
 import { oneActivity } from './arms/one-activity';
 import { outbox } from './arms/outbox';
 import { peer } from './arms/peer';
@@ -27,7 +28,7 @@ import { TEMPORAL_SERVER_VERSION } from '../dev/temporal-cluster';
 import { provisionBenchTenant, roleEnv, ROOT, startInfra, startRole, waitForHttp } from './lib/stack';
 import { machineInfo, round, versions } from './lib/stats';
 
-const ARMS = { repeat: repeatPath, starts: acceptedStarts, completed: completedOperations, outbox, peer, 'one-activity': oneActivity } as const;
+const ARMS = { repeat: repeatPath, starts: acceptedStarts, completed: completedOperations, outbox, fairness, peer, 'one-activity': oneActivity } as const;
 type ArmName = keyof typeof ARMS;
 
 function parseArgs(argv: string[]) {

@@ -151,7 +151,7 @@ export const envSchema = z.object({
     .default(30_000),
   /** Local run only: offline model server port. Default 8788. */
   GEMINI_OFFLINE_PORT: port.default(8788),
-  /** Outbox deliveries per relay claim; a relay keeps up to twice as many on the wire. Default 200. */
+  /** Outbox deliveries per relay claim; a relay holds up to twice as many claimed, or one tenant's whole share (ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT × RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION) plus a batch when that is more. Default 200. */
   RELAY_BATCH_SIZE: positiveInt.max(1000).default(200),
   /** Polling fallback when no NOTIFY arrives, in ms. Default 1000. */
   RELAY_POLL_INTERVAL_MS: positiveInt.default(1000),
@@ -189,6 +189,12 @@ export const envSchema = z.object({
   RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION: positiveInt.max(1000).default(64),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
+  /**
+   * Days to keep spend records after they stop counting: settled budget
+   * reservations, unsettled ones whose month ended, and the spend rows of
+   * past budget periods (the maintenance pass prunes them). Default 7.
+   */
+  ONCEFLOW_SPEND_RETENTION_DAYS: positiveInt.default(7),
   /** pino level. Default `info`. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Turn on OpenTelemetry tracing (OTLP settings come from the standard OTEL_* variables). Default false. */

@@ -41,7 +41,7 @@ interface Subscriber {
 }
 
 /** Runs one of the example subscribers as its own process; resolves with its URL once it listens. */
-async function startSubscriberProcess(file: string, env: Record<string, string>): Promise<{ url: string; process: Subscriber['process'] }> {
+export async function startSubscriberProcess(file: string, env: Record<string, string>): Promise<{ url: string; process: Subscriber['process'] }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, file)], {
     cwd: ROOT,
     env: { ...process.env, PORT: '0', ...env },
@@ -208,7 +208,7 @@ export async function outbox(ctx: BenchContext): Promise<void> {
 }
 
 /** A tenant and its subscription, made before the subscriber process starts (it needs the secret); the URL is set once it listens. */
-async function subscribe(pool: Pool, tenantId: string): Promise<{ subscriptionId: string; secret: string }> {
+export async function subscribe(pool: Pool, tenantId: string): Promise<{ subscriptionId: string; secret: string }> {
   await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
   const subscription = await createSubscription(pool, secretBoxFromConfig({}), { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
   return { subscriptionId: subscription.id, secret: subscription.secret };

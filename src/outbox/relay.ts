@@ -26,9 +26,11 @@ export interface OutboxRelayOptions extends DeliveryPolicy {
   /**
    * Deliveries claimed and not yet recorded, at most: the relay claims the next
    * batch while earlier ones are still on the wire or waiting to be recorded.
-   * Also the most a crash sends again. Default 2 × batchSize.
+   * Also the most a crash sends again. Default: see `defaultMaxInFlight`.
    */
   maxInFlight?: number;
+  /** ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT: sizes the default maxInFlight. Default 10. */
+  maxSubscriptionsPerTenant?: number;
   /**
    * Deliveries on the wire to one subscription, at most: a subscriber that
    * never answers holds this many of the relay's slots, and the claim skips
@@ -106,9 +108,13 @@ export class OutboxRelay {
     this.deliveryTimeoutMs = options.deliveryTimeoutMs ?? 10_000;
     const maxConnectionsPerOrigin = options.maxConnectionsPerOrigin ?? 64;
     this.http = new WebhookClient({ maxConnectionsPerOrigin, addressPolicy: options.addressPolicy });
+    const maxPerSubscription = options.maxInFlightPerSubscription ?? maxConnectionsPerOrigin;
     this.inFlight = new InFlight(
-      Math.max(options.maxInFlight ?? this.batchSize * 2, this.batchSize),
-      options.maxInFlightPerSubscription ?? maxConnectionsPerOrigin,
+      Math.max(
+        options.maxInFlight ?? defaultMaxInFlight({ batchSize: this.batchSize, maxPerSubscription, maxSubscriptionsPerTenant: options.maxSubscriptionsPerTenant ?? 10 }),
+        this.batchSize,
+      ),
+      maxPerSubscription,
       () => this.signal(),
     );
     this.listener = new OutboxListener({ connectionString: options.connectionString, logger: options.logger, onSignal: () => this.signal() });
@@ -225,13 +231,15 @@ export class OutboxRelay {
     // Taken before the statement is sent, so it is never later than the
     // lease's start by PostgreSQL's clock: deadlines derived from it are safe.
     const startedAtMs = performance.now();
+    const subscriptionBudgets = this.inFlight.subscriptionBudgets();
     const rows = await claimDueDeliveries(this.options.pool, {
       limit,
       leaseMs: this.leaseMs,
       relayId: this.relayId,
       perSubscription: this.inFlight.maxPerSubscription,
-      subscriptionBudgets: this.inFlight.subscriptionBudgets(),
+      subscriptionBudgets,
     });
+    this.inFlight.claimed(rows, subscriptionBudgets);
     return { rows, startedAtMs, signers: new Map() };
   }
 
@@ -293,6 +301,21 @@ export class OutboxRelay {
       recordByMs: claimed.startedAtMs + this.deliveryTimeoutMs + recordWindowMs,
     };
   }
+}
+
+/**
+ * How many deliveries a relay holds claimed by default: twice a batch, and
+ * never less than one tenant's whole share plus a batch. Every subscription
+ * may hold `maxPerSubscription` on the wire, and the relay claims again only
+ * while half a batch fits; with 2 × 200 = 400 slots, a tenant whose 10
+ * subscriptions (the per-tenant cap) all answered slowly held 10 × 64 = 640
+ * of them, so the relay stopped claiming for every other tenant until those
+ * answers or their timeouts came. Sized like this, one tenant's share leaves
+ * a batch for the others. Several slow tenants together can still fill a
+ * relay: run more relays, or lower RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION.
+ */
+export function defaultMaxInFlight(sizes: { batchSize: number; maxPerSubscription: number; maxSubscriptionsPerTenant: number }): number {
+  return Math.max(2 * sizes.batchSize, sizes.maxSubscriptionsPerTenant * sizes.maxPerSubscription + sizes.batchSize);
 }
 
 function describe(error: unknown): string {

@@ -29,6 +29,7 @@ runEntrypoint('relay', async ({ onShutdown, stopped }) => {
     metrics: createRelayMetrics(registry),
     addressPolicy: new AddressPolicy({ allowedHosts: config.WEBHOOK_ALLOWED_HOSTS }),
     maxInFlightPerSubscription: config.RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION,
+    maxSubscriptionsPerTenant: config.ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT,
     batchSize: config.RELAY_BATCH_SIZE,
     pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
     maxAttempts: config.RELAY_MAX_ATTEMPTS,

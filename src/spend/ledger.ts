@@ -154,3 +154,61 @@ export async function releaseSpend(db: Queryable, input: SpendKey): Promise<void
     [input.operationId, input.step],
   );
 }
+
+export interface SpendPruneReport {
+  /** Reservations deleted: settled ones, and unsettled ones whose periods are all over. */
+  reservations: number;
+  /** budget_spend rows of periods that ended. */
+  periods: number;
+}
+
+/**
+ * Deletes the spend records no cap will read again, older than `retentionDays`:
+ * - settled reservations (their cost is in budget_spend and, as billed, in
+ *   usage_ledger);
+ * - unsettled reservations (a dropped or timed-out call keeps its worst case,
+ *   see paid-call.ts) reserved in a month that ended before the retention
+ *   began: every period they count in is over, so no settle or release can
+ *   still change a cap that matters;
+ * - budget_spend rows of periods (day, month) that ended before it.
+ * The current period's row of every capped tenant is never touched, whatever
+ * the retention. Up to `batchSize` rows per statement, at most `maxBatches`
+ * statements per kind, each committing alone: the next maintenance pass
+ * continues where this one stopped.
+ */
+export async function pruneSpend(db: Queryable, options: { retentionDays: number; batchSize?: number; maxBatches?: number }): Promise<SpendPruneReport> {
+  const batchSize = options.batchSize ?? 1000;
+  const maxBatches = options.maxBatches ?? 20;
+  const report: SpendPruneReport = { reservations: 0, periods: 0 };
+  const statements: [keyof SpendPruneReport, string][] = [
+    [
+      'reservations',
+      `DELETE FROM budget_reservations WHERE ctid IN (
+         SELECT ctid FROM budget_reservations
+          WHERE settled_at IS NOT NULL AND settled_at < now() - make_interval(days => $1)
+          LIMIT $2)`,
+    ],
+    [
+      'reservations',
+      `DELETE FROM budget_reservations WHERE ctid IN (
+         SELECT ctid FROM budget_reservations
+          WHERE settled_at IS NULL AND reserved_at < date_trunc('month', now() - make_interval(days => $1), 'UTC')
+          LIMIT $2)`,
+    ],
+    [
+      'periods',
+      `DELETE FROM budget_spend WHERE ctid IN (
+         SELECT ctid FROM budget_spend
+          WHERE period_start + CASE period WHEN 'day' THEN interval '1 day' ELSE interval '1 month' END < now() - make_interval(days => $1)
+          LIMIT $2)`,
+    ],
+  ];
+  for (const [kind, sql] of statements) {
+    for (let batch = 0; batch < maxBatches; batch++) {
+      const { rowCount } = await db.query(sql, [options.retentionDays, batchSize]);
+      report[kind] += rowCount ?? 0;
+      if ((rowCount ?? 0) < batchSize) break;
+    }
+  }
+  return report;
+}

@@ -120,7 +120,7 @@ describe('maintenance: reconcile and purge', () => {
 
     const purge = createPurgeExpiredOperations({ pool, clock: () => Date.parse('2020-01-02T00:00:00Z') });
     // One row per batch: the loop must keep going until a batch comes back short.
-    expect(await purge({ batchSize: 1 })).toEqual({ purged: 2 });
+    expect(await purge({ batchSize: 1 })).toMatchObject({ purged: 2 });
     const { rows } = await pool.query('SELECT idempotency_key FROM operations WHERE idempotency_key LIKE $1 ORDER BY idempotency_key', [`${prefix}%`]);
     expect(rows.map((r) => r.idempotency_key)).toEqual([`${prefix}-running-expired`, `${prefix}-succeeded-live`]);
 

@@ -39,4 +39,47 @@ describe('stored Gemini answers do not outlive their operation', () => {
     expect(await effectsOf(expiredId)).toEqual([]);
     expect(await effectsOf(liveId)).not.toHaveLength(0);
   });
+
+  it('leaves nothing of a run whose key expired and was reserved again: its answer, attempt rows and outbox events go after their grace and retention', async () => {
+    const tenant = await createApiTenant(pool, 'superseded');
+    const key = randomUUID();
+    const first = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'the first run' }, headers: { prefer: 'wait=60' } });
+    expect(first.status).toBe(200);
+    const oldId = (await pool.query<{ operation_id: string }>('SELECT operation_id FROM operations WHERE tenant_id = $1', [tenant.tenantId])).rows[0]!.operation_id;
+    const recordsOf = async (operationId: string) => ({
+      effects: (await effectsOf(operationId)).length,
+      attempts: (await pool.query('SELECT 1 FROM gemini_attempts WHERE operation_id = $1', [operationId])).rowCount,
+      events: (await pool.query('SELECT 1 FROM outbox_events WHERE aggregate_id = $1', [operationId])).rowCount,
+    });
+    const before = await recordsOf(oldId);
+    expect(before.effects).toBeGreaterThan(0);
+    expect(before.attempts).toBeGreaterThan(0);
+    expect(before.events).toBeGreaterThan(0);
+
+    // The key's retention passes and the same key comes back: a new operation on the same row.
+    await pool.query("UPDATE operations SET expires_at = now() - interval '1 second' WHERE operation_id = $1", [oldId]);
+    const second = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'the second run' }, headers: { prefer: 'wait=60' } });
+    expect(second.status).toBe(200);
+    const newId = (await pool.query<{ operation_id: string }>('SELECT operation_id FROM operations WHERE tenant_id = $1', [tenant.tenantId])).rows[0]!.operation_id;
+    expect(newId).not.toBe(oldId);
+    expect((await pool.query('SELECT 1 FROM retired_operations WHERE operation_id = $1', [oldId])).rowCount).toBe(1);
+
+    // Within the grace an activity of the old run may still be writing: a pass keeps its records.
+    await temporal.workflow.execute('maintenanceWorkflow', { taskQueue: worker.taskQueue, workflowId: `maintenance-${randomUUID()}`, args: [] });
+    expect((await recordsOf(oldId)).effects).toBe(before.effects);
+
+    // The grace and the outbox retention pass (moved in the database, not in the code under test).
+    await pool.query("UPDATE retired_operations SET retired_at = now() - interval '2 hours' WHERE operation_id = $1", [oldId]);
+    await pool.query("UPDATE outbox_events SET created_at = now() - interval '8 days' WHERE aggregate_id = $1", [oldId]);
+    await temporal.workflow.execute('maintenanceWorkflow', { taskQueue: worker.taskQueue, workflowId: `maintenance-${randomUUID()}`, args: [] });
+    await temporal.workflow.execute('pruneOutboxWorkflow', { taskQueue: worker.taskQueue, workflowId: `prune-${randomUUID()}`, args: [{}] });
+
+    expect(await recordsOf(oldId)).toEqual({ effects: 0, attempts: 0, events: 0 });
+    expect((await pool.query('SELECT 1 FROM retired_operations WHERE operation_id = $1', [oldId])).rowCount).toBe(0);
+    // The new run keeps everything.
+    const kept = await recordsOf(newId);
+    expect(kept.effects).toBeGreaterThan(0);
+    expect(kept.attempts).toBeGreaterThan(0);
+    expect(JSON.stringify(await effectsOf(newId))).toContain(second.json!.result.text);
+  });
 });
