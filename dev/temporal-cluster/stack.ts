@@ -88,8 +88,8 @@ export async function runClusterStack(config: Config, options: RunClusterStackOp
         dir: path.resolve(config.stateDir, 'temporal-cluster'),
         frontendPort: config.TEMPORAL_DEV_PORT,
         namespace: { namespace: config.TEMPORAL_NAMESPACE },
-        // The codec endpoint is on only with its operator token (src/http/routes/codec.ts).
-        ui: { binary: ui.binary, port: config.TEMPORAL_UI_PORT, codecEndpoint: config.ONCEFLOW_CODEC_TOKEN ? `${apiUrl}/codec` : undefined },
+        // The api serves /codec only with payload keys and the operator token (src/http/app.ts).
+        ui: { binary: ui.binary, port: config.TEMPORAL_UI_PORT, codecEndpoint: config.ONCEFLOW_CODEC_TOKEN && config.ONCEFLOW_PAYLOAD_KEYS ? `${apiUrl}/codec` : undefined },
       },
       // Four services stop one after another, each with up to 10 s of grace.
       { logFile: keeperLog('temporal cluster'), stopTimeoutMs: 90_000 },

@@ -31,11 +31,11 @@ interface Stack {
  * nothing is built twice), free ports, in its own process group as a terminal
  * would run it.
  */
-async function startStack(stateDir: string): Promise<Stack> {
+async function startStack(stateDir: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<Stack> {
   const ports = Object.fromEntries(await Promise.all(PORT_NAMES.map(async (name) => [name, String(await findFreePort())] as const))) as Stack['ports'];
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--temporal', 'cluster'], {
     cwd: ROOT,
-    env: { ...process.env, ...ports, ONCEFLOW_STATE_DIR: stateDir, DATABASE_URL: '', GEMINI_API_KEY: '', ONCEFLOW_TENANTS: '' },
+    env: { ...process.env, ...ports, ONCEFLOW_STATE_DIR: stateDir, DATABASE_URL: '', GEMINI_API_KEY: '', ONCEFLOW_TENANTS: '', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -99,8 +99,9 @@ describe('onceflow start --temporal cluster', () => {
     await rm(stateDir, { recursive: true, force: true });
   });
 
-  it('serves an operation on the cluster, shows it in the Web UI, and stops the roles, then the UI and the four services, then PostgreSQL on Ctrl-C', async () => {
-    const stack = await startStack(stateDir);
+  it('serves an operation on the cluster, shows it in the Web UI (pointed at the codec endpoint), and stops the roles, then the UI and the four services, then PostgreSQL on Ctrl-C', async () => {
+    const codecToken = 'cluster-codec-token';
+    const stack = await startStack(stateDir, { ONCEFLOW_PAYLOAD_KEYS: `k1:${'ab'.repeat(32)}`, ONCEFLOW_CODEC_TOKEN: codecToken, ONCEFLOW_CODEC_CORS_ORIGIN: '' });
     try {
       expect(stack.output()).toContain(`frontend 127.0.0.1:${stack.ports.TEMPORAL_DEV_PORT}`);
       expect(stack.output()).toContain(`temporal ui: http://localhost:${stack.ports.TEMPORAL_UI_PORT}`);
@@ -122,6 +123,18 @@ describe('onceflow start --temporal cluster', () => {
         return response.ok && (listed.executions ?? []).some((e) => e.status === 'WORKFLOW_EXECUTION_STATUS_COMPLETED');
       }, `the UI server lists workflow ${operation.workflowId} as completed`, 60_000);
       expect(listed.executions!.map((e) => e.execution.workflowId)).toEqual([operation.workflowId]);
+
+      // The UI decodes encrypted payloads through the api's codec endpoint, from its own origin.
+      const settings = (await (await fetch(`${ui}/api/v1/settings`)).json()) as { Codec: { Endpoint: string; IncludeCredentials: boolean } };
+      expect(settings.Codec).toMatchObject({ Endpoint: `http://127.0.0.1:${stack.ports.PORT}/codec`, IncludeCredentials: true });
+      const preflight = await fetch(`${settings.Codec.Endpoint}/decode`, { method: 'OPTIONS', headers: { origin: `http://localhost:${stack.ports.TEMPORAL_UI_PORT}` } });
+      expect(preflight.headers.get('access-control-allow-origin')).toBe(`http://localhost:${stack.ports.TEMPORAL_UI_PORT}`);
+      const decode = await fetch(`${settings.Codec.Endpoint}/decode`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${codecToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ payloads: [] }),
+      });
+      expect(decode.status).toBe(200);
     } finally {
       // what a terminal does on Ctrl-C: SIGINT to the foreground process group
       if (stack.child.exitCode === null) process.kill(-stack.child.pid!, 'SIGINT');
