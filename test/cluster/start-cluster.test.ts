@@ -85,6 +85,20 @@ function stackProcesses(stateDir: string): { pid: number; command: string }[] {
   return found;
 }
 
+/** Waits (up to timeoutMs) for the stack's processes to go, then SIGKILLs any left, so a failure never leaks them into the next test. */
+async function processesLeftAfter(stateDir: string, timeoutMs: number): Promise<string[]> {
+  await until(() => stackProcesses(stateDir).length === 0, 'every process of the stack is gone', timeoutMs).catch(() => undefined);
+  const left = stackProcesses(stateDir);
+  for (const { pid } of left) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  return left.map((p) => p.command);
+}
+
 const describeOnLinux = process.platform === 'linux' ? describe : describe.skip;
 
 describe('onceflow start --temporal cluster', () => {
@@ -167,18 +181,25 @@ describe('onceflow start --temporal cluster', () => {
       stack.child.kill('SIGKILL');
       await stack.exited;
       // Generous: the roles drain first, then four services stop one by one.
-      await until(() => stackProcesses(stateDir).length === 0, 'every process of the killed stack is gone', 180_000).catch(() => undefined);
-      const left = stackProcesses(stateDir);
-      // Never leave them to the next test if the keepers failed.
-      for (const { pid } of left) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-      expect(left.map((p) => p.command)).toEqual([]);
+      expect(await processesLeftAfter(stateDir, 180_000)).toEqual([]);
       expect(before.length).toBeGreaterThanOrEqual(9);
+    });
+
+    it('stops everything and exits non-zero, naming the service, when a Temporal service dies on its own', async () => {
+      const stack = await startStack(stateDir);
+      try {
+        const history = stackProcesses(stateDir).find((p) => p.command.endsWith('--service history'));
+        expect(history).toBeDefined();
+        process.kill(history!.pid, 'SIGKILL');
+        expect(await stack.exited).not.toBe(0);
+      } finally {
+        if (stack.child.exitCode === null) process.kill(-stack.child.pid!, 'SIGKILL');
+        await stack.exited;
+      }
+      expect(stack.output()).toMatch(/the temporal cluster keeper exited with code 1 \(log .*temporal-cluster\.log\); stopping everything/);
+      expect(readFileSync(path.join(stateDir, 'temporal-cluster.log'), 'utf8')).toContain('the Temporal history process exited on its own');
+      expect(stack.output().indexOf('stopped api')).toBeGreaterThan(stack.output().indexOf('stopping everything'));
+      expect(await processesLeftAfter(stateDir, 120_000)).toEqual([]);
     });
   });
 });
