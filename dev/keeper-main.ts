@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { FromKeeper, KeptPostgresInfo, KeptRabbitmqInfo, KeptTemporalInfo, ToKeeper } from './keeper';
+import type { FromKeeper, KeptClusterInfo, KeptPostgresInfo, KeptRabbitmqInfo, KeptTemporalInfo, ToKeeper } from './keeper';
 import { LocalStackError } from './errors';
 import { startLocalPostgres } from './local-postgres';
 import { startLocalRabbitmq } from './local-rabbitmq';
 import { startLocalTemporal } from './local-temporal';
+import { startTemporalCluster } from './temporal-cluster/cluster';
 
 /** How long the keeper waits for the processes it outlives after the supervisor died; default 30 s. */
 const OUTLIVE_MAX_MS = 30_000;
@@ -43,6 +44,22 @@ async function start(request: Extract<ToKeeper, { type: 'start' }>): Promise<Run
       const info: KeptRabbitmqInfo = { url: rabbitmq.url, port: rabbitmq.port };
       await send({ type: 'ready', info });
       return rabbitmq;
+    }
+    if (request.service === 'temporal-cluster') {
+      const cluster = await startTemporalCluster({ ...request.options, ownProcessGroups: false, log: (line) => process.stdout.write(`${line}\n`) });
+      const info: KeptClusterInfo = { address: cluster.address, namespace: cluster.namespace, configFile: cluster.configFile, logDir: cluster.logDir, uiUrl: cluster.ui?.url ?? null };
+      await send({ type: 'ready', info });
+      // A service that exits on its own ends the keeper with code 1: the
+      // supervisor sees the keeper exit and stops everything, as it does when
+      // the dev server dies. Exits while we stop them are not crashes.
+      for (const service of [...Object.values(cluster.services), ...(cluster.ui ? [cluster.ui.process] : [])]) {
+        void service.exited().then(() => {
+          if (stopping) return;
+          process.stderr.write(`the Temporal ${service.service} process exited on its own (log ${cluster.logDir}/${service.service}.log); stopping the cluster\n`);
+          void shutdown({ outlive: false, code: 1 });
+        });
+      }
+      return cluster;
     }
     // The SDK's Runtime would otherwise shut itself down on SIGINT/SIGTERM and
     // take the dev server with it before we stop it in order.
@@ -79,7 +96,7 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function shutdown(options: { outlive: boolean }): Promise<void> {
+function shutdown(options: { outlive: boolean; code?: number }): Promise<void> {
   stopping ??= (async () => {
     const server = await running.catch(() => undefined);
     if (options.outlive) {
@@ -95,7 +112,7 @@ function shutdown(options: { outlive: boolean }): Promise<void> {
       process.stderr.write(`stop failed: ${(error as Error)?.message ?? String(error)}\n`);
     }
     await send({ type: 'stopped' });
-    process.exit(0);
+    process.exit(options.code ?? 0);
   })();
   return stopping;
 }

@@ -15,6 +15,10 @@
  * supervisor dies without stopping it (SIGKILL, a crash, a closed terminal),
  * the channel closes, the keeper waits until the processes it was told to
  * outlive are gone, then stops its server and exits. No orphan keeps the ports.
+ *
+ * The cluster keeper runs the four Temporal services and the UI server of
+ * `onceflow start --temporal cluster` (temporal-cluster/) the same way; they
+ * share its process group, so its SIGKILL backstop reaches them as well.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
@@ -23,13 +27,26 @@ import type { StartLocalPostgresOptions } from './local-postgres';
 import { childCwd, nodeArgs, nodeEntry } from './node-entry';
 import type { StartLocalRabbitmqOptions } from './local-rabbitmq';
 import type { StartLocalTemporalOptions } from './local-temporal';
+import type { StartTemporalClusterOptions } from './temporal-cluster/cluster';
 
 const KEEPER_MAIN = nodeEntry('./keeper-main');
 
 export type KeeperRequest =
   | { service: 'postgres'; options: Omit<StartLocalPostgresOptions, 'onLog'> }
   | { service: 'temporal'; options: StartLocalTemporalOptions }
-  | { service: 'rabbitmq'; options: StartLocalRabbitmqOptions };
+  | { service: 'rabbitmq'; options: StartLocalRabbitmqOptions }
+  | { service: 'temporal-cluster'; options: KeptClusterOptions };
+
+/** What the cluster keeper needs (the build happens before, in the supervisor, so its progress is seen). */
+export type KeptClusterOptions = Omit<StartTemporalClusterOptions, 'log' | 'ownProcessGroups'>;
+
+export interface KeptClusterInfo {
+  address: string;
+  namespace: string;
+  configFile: string;
+  logDir: string;
+  uiUrl: string | null;
+}
 
 export interface KeptPostgresInfo {
   connectionString: string;
@@ -57,7 +74,7 @@ export type ToKeeper =
 
 /** Keeper → supervisor. */
 export type FromKeeper =
-  | { type: 'ready'; info: KeptPostgresInfo | KeptTemporalInfo | KeptRabbitmqInfo }
+  | { type: 'ready'; info: KeptPostgresInfo | KeptTemporalInfo | KeptRabbitmqInfo | KeptClusterInfo }
   | { type: 'failed'; message: string; hint: string }
   | { type: 'stopped' };
 
@@ -92,7 +109,11 @@ export function keepRabbitmq(options: StartLocalRabbitmqOptions, keeper: KeeperO
   return startKeeper({ service: 'rabbitmq', options }, keeper) as Promise<Keeper<KeptRabbitmqInfo>>;
 }
 
-async function startKeeper(request: KeeperRequest, options: KeeperOptions): Promise<Keeper<KeptPostgresInfo | KeptTemporalInfo | KeptRabbitmqInfo>> {
+export function keepTemporalCluster(options: KeptClusterOptions, keeper: KeeperOptions): Promise<Keeper<KeptClusterInfo>> {
+  return startKeeper({ service: 'temporal-cluster', options }, keeper) as Promise<Keeper<KeptClusterInfo>>;
+}
+
+async function startKeeper(request: KeeperRequest, options: KeeperOptions): Promise<Keeper<KeptPostgresInfo | KeptTemporalInfo | KeptRabbitmqInfo | KeptClusterInfo>> {
   // A file, not a pipe: if the supervisor dies, a server writing to a pipe
   // nobody reads would get EPIPE (a Go binary dies of SIGPIPE on its stderr).
   const log = await open(options.logFile, 'w');

@@ -1,24 +1,25 @@
 /**
  * `onceflow start --temporal cluster`: the local system with a real Temporal
- * cluster (./cluster.ts) in place of the dev server. The same roles as
- * `onceflow start` (dev/supervisor.ts spawnRole), started in the same
- * order. A separate runner rather than a branch in the supervisor because the
- * supervisor's keepers own one dev-server process, while here four services
- * share the embedded PostgreSQL and must stop before it.
+ * cluster (./cluster.ts) and its Web UI in place of the dev server. The same
+ * roles as `onceflow start` (dev/supervisor.ts spawnRole), started in the same
+ * order, and the same keepers (dev/keeper.ts): PostgreSQL in one, the four
+ * services and the UI server in another, so a SIGKILL of this process leaves
+ * no server behind. A separate runner rather than a branch in the supervisor
+ * because the server is built from source first and the cluster has its own
+ * readiness and its own crash report.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Config } from '../../src/config';
+import { inheritedEnvironment, SUPERVISOR_PID_ENV, type Config } from '../../src/config';
 import { migrate } from '../../src/db/migrate';
 import { createPool } from '../../src/db/pool';
 import { LocalStackError } from '../errors';
-import { startLocalPostgres, type LocalPostgres } from '../local-postgres';
+import { keepPostgres, keepTemporalCluster, type Keeper } from '../keeper';
 import { assertPortFree } from '../ports';
 import { DEMO_TENANTS, spawnRole, type Role } from '../supervisor';
-import { SUPERVISOR_PID_ENV } from '../../src/config';
-import { startLocalCluster, type TemporalCluster, TEMPORAL_SERVER_VERSION } from './index';
+import { ensureTemporalServer, ensureTemporalUi, TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from './build';
 
 export interface RunClusterStackOptions {
   print?: (line: string) => void;
@@ -30,12 +31,18 @@ export async function runClusterStack(config: Config, options: RunClusterStackOp
   const offline = !config.GEMINI_API_KEY;
   await assertPortFree(config.PORT, 'PORT', config.HOST === '0.0.0.0' ? '0.0.0.0' : '127.0.0.1');
   await assertPortFree(config.TEMPORAL_DEV_PORT, 'TEMPORAL_DEV_PORT');
+  await assertPortFree(config.TEMPORAL_UI_PORT, 'TEMPORAL_UI_PORT');
   if (!config.DATABASE_URL) await assertPortFree(config.ONCEFLOW_EMBEDDED_PG_PORT, 'ONCEFLOW_EMBEDDED_PG_PORT');
   if (offline) await assertPortFree(config.GEMINI_OFFLINE_PORT, 'GEMINI_OFFLINE_PORT');
   await mkdir(config.stateDir, { recursive: true });
 
-  let postgres: LocalPostgres | undefined;
-  let cluster: TemporalCluster | undefined;
+  // Built here, not in the keeper, so the minutes of a first build show up on the terminal.
+  const toolsDir = path.join(config.stateDir, 'tools');
+  const tools = await ensureTemporalServer({ toolsDir, log: (line) => print(`  ${line}`) });
+  const ui = await ensureTemporalUi({ toolsDir, log: (line) => print(`  ${line}`) });
+
+  // Started in this order, stopped in the reverse one: PostgreSQL last.
+  const keepers: { name: string; keeper: Keeper<unknown>; logFile: string }[] = [];
   const children: { role: Role; child: ChildProcess; exited: Promise<number | null> }[] = [];
   const stopAll = async () => {
     for (const stage of [['api'], ['worker', 'relay'], ['gemini-offline']]) {
@@ -48,18 +55,21 @@ export async function runClusterStack(config: Config, options: RunClusterStackOp
       }));
     }
     children.length = 0;
-    await cluster?.stop();
-    if (cluster) print('  stopped temporal cluster');
-    cluster = undefined;
-    await postgres?.stop();
-    if (postgres) print('  stopped postgres');
-    postgres = undefined;
+    for (const { name, keeper } of [...keepers].reverse()) {
+      await keeper.stop().catch(() => undefined);
+      print(`  stopped ${name}`);
+    }
+    keepers.length = 0;
   };
+  const keeperLog = (name: string) => path.join(config.stateDir, `${name.replaceAll(' ', '-')}.log`);
   try {
     let databaseUrl = config.DATABASE_URL;
+    let postgres: Keeper<unknown> | undefined;
     if (!databaseUrl) {
-      postgres = await startLocalPostgres({ dir: path.join(config.stateDir, 'postgres'), port: config.ONCEFLOW_EMBEDDED_PG_PORT });
-      databaseUrl = postgres.connectionString;
+      const kept = await keepPostgres({ dir: path.join(config.stateDir, 'postgres'), port: config.ONCEFLOW_EMBEDDED_PG_PORT }, { logFile: keeperLog('postgres') });
+      keepers.push({ name: 'postgres', keeper: kept, logFile: keeperLog('postgres') });
+      postgres = kept;
+      databaseUrl = kept.info.connectionString;
     }
     const pool = createPool({ connectionString: databaseUrl, max: 2, applicationName: 'onceflow-supervisor' });
     try {
@@ -67,25 +77,39 @@ export async function runClusterStack(config: Config, options: RunClusterStackOp
     } finally {
       await pool.end();
     }
-    print(`postgres: ${postgres ? `embedded on port ${postgres.port}` : 'DATABASE_URL'}, schema up to date`);
-    cluster = await startLocalCluster({
-      toolsDir: path.join(config.stateDir, 'tools'),
-      postgresUrl: databaseUrl,
-      dir: path.join(config.stateDir, 'temporal-cluster'),
-      frontendPort: config.TEMPORAL_DEV_PORT,
-      namespace: { namespace: config.TEMPORAL_NAMESPACE },
-      log: (line) => print(`  ${line}`),
-    });
-    print(`temporal: server ${TEMPORAL_SERVER_VERSION} cluster, frontend ${cluster.address}, namespace ${cluster.namespace}, config ${cluster.configFile}`);
-    print(`temporal ui: not bundled with the server; run \`temporal-ui-server\` (image temporalio/ui) with TEMPORAL_ADDRESS=${cluster.address}, or use \`temporal workflow list --address ${cluster.address}\``);
+    print(`postgres: ${config.DATABASE_URL ? 'DATABASE_URL' : `embedded on port ${config.ONCEFLOW_EMBEDDED_PG_PORT}`}, schema up to date`);
+
+    const apiUrl = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
+    print(`  starting the Temporal cluster (log ${keeperLog('temporal cluster')}) …`);
+    const cluster = await keepTemporalCluster(
+      {
+        tools,
+        postgresUrl: databaseUrl,
+        dir: path.resolve(config.stateDir, 'temporal-cluster'),
+        frontendPort: config.TEMPORAL_DEV_PORT,
+        namespace: { namespace: config.TEMPORAL_NAMESPACE },
+        // The api serves /codec only with payload keys and the operator token (src/http/app.ts).
+        ui: { binary: ui.binary, port: config.TEMPORAL_UI_PORT, codecEndpoint: config.ONCEFLOW_CODEC_TOKEN && config.ONCEFLOW_PAYLOAD_KEYS ? `${apiUrl}/codec` : undefined },
+      },
+      // Four services stop one after another, each with up to 10 s of grace.
+      { logFile: keeperLog('temporal cluster'), stopTimeoutMs: 90_000 },
+    );
+    keepers.push({ name: 'temporal cluster', keeper: cluster, logFile: keeperLog('temporal cluster') });
+    // If this process is SIGKILLed, PostgreSQL stays up until the cluster's keeper is gone.
+    postgres?.outlive([cluster.pid]);
+    const { address, namespace, configFile, logDir, uiUrl } = cluster.info;
+    print(`temporal: server ${TEMPORAL_SERVER_VERSION} cluster, frontend ${address}, namespace ${namespace}, config ${configFile}, service logs in ${logDir}`);
+    print(`temporal ui: ${uiUrl} (ui-server ${TEMPORAL_UI_VERSION})`);
 
     const provisioned = config.ONCEFLOW_TENANTS ?? [];
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...inheritedEnvironment(),
       DATABASE_URL: databaseUrl,
-      TEMPORAL_ADDRESS: cluster.address,
-      TEMPORAL_NAMESPACE: cluster.namespace,
+      TEMPORAL_ADDRESS: address,
+      TEMPORAL_NAMESPACE: namespace,
+      TEMPORAL_UI_URL: uiUrl ?? config.TEMPORAL_UI_URL,
       ONCEFLOW_TENANTS: provisioned.length > 0 ? provisioned.map((t) => `${t.tenantId}:${t.apiKey}`).join(',') : DEMO_TENANTS,
+      ONCEFLOW_STATE_DIR: config.stateDir,
       [SUPERVISOR_PID_ENV]: String(process.pid),
     };
     const supervise = (role: Role) => {
@@ -99,15 +123,17 @@ export async function runClusterStack(config: Config, options: RunClusterStackOp
       await waitForHttp(`${env.GEMINI_BASE_URL}/__control/health`);
     }
     for (const role of ['worker', 'relay', 'api'] as const) supervise(role);
-    const apiUrl = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
+    // If this process is SIGKILLed, the roles notice (they poll our pid) and
+    // drain; the keepers wait for them before stopping the servers they use.
+    const rolePids = children.map((c) => c.child.pid).filter((pid): pid is number => pid !== undefined);
+    for (const { keeper } of keepers) keeper.outlive(rolePids);
     await waitForHttp(`${apiUrl}/readyz`);
     print(`api: ${apiUrl}`);
     print('onceflow is up on a Temporal cluster. Ctrl-C stops everything.');
 
-    const services = Object.values(cluster.services);
     const crashed = Promise.race([
       ...children.map((c) => c.exited.then((code) => `${c.role} exited with code ${code}`)),
-      ...services.map((s) => s.exited().then(() => `the Temporal ${s.service} service exited (log ${path.join(cluster!.logDir, `${s.service}.log`)})`)),
+      ...keepers.map(({ name, keeper, logFile }) => keeper.exited.then((code) => `the ${name} keeper exited with code ${code} (log ${logFile})`)),
     ]);
     const reason = await Promise.race([options.stopSignal.then(() => undefined), crashed]);
     print(reason ? `${reason}; stopping everything` : 'stopping …');

@@ -29,7 +29,14 @@ export default async function globalSetup(): Promise<void> {
   try {
     const pool = createPool({ connectionString: postgres.connectionString });
     await migrate(pool).finally(() => pool.end());
-    cluster = await startLocalCluster({ toolsDir: path.join(root, '.onceflow', 'tools'), postgresUrl: postgres.connectionString, dir: path.join(stateDir, 'temporal-cluster'), log });
+    cluster = await startLocalCluster({
+      toolsDir: path.join(root, '.onceflow', 'tools'),
+      postgresUrl: postgres.connectionString,
+      dir: path.join(stateDir, 'temporal-cluster'),
+      // The standalone UI server on the cluster, as `onceflow start --temporal cluster` runs it.
+      ui: { port: await findFreePort() },
+      log,
+    });
   } catch (error) {
     // jest runs no teardown after a failed setup
     await postgres.stop().catch(() => undefined);
@@ -41,8 +48,7 @@ export default async function globalSetup(): Promise<void> {
     databaseUrl: postgres.connectionString,
     temporalAddress: cluster.address,
     temporalNamespace: cluster.namespace,
-    // The server ships no Web UI; the UI test is not part of this tier.
-    temporalUiUrl: '',
+    temporalUiUrl: cluster.ui!.url,
     temporalBinary: process.env.TEMPORAL_CLI_PATH || undefined,
     workflowBundlePath,
     stateDir,

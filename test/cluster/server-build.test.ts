@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ensureTemporalServer, TEMPORAL_SERVER_VERSION } from '../../dev/temporal-cluster/build';
+import { ensureTemporalServer, ensureTemporalUi, TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../../dev/temporal-cluster/build';
 import { LocalStackError } from '../../dev/errors';
 
 describe('building the Temporal server for the cluster mode', () => {
@@ -22,5 +22,22 @@ describe('building the Temporal server for the cluster mode', () => {
     const tools = await ensureTemporalServer({ toolsDir: path.join(root, '.onceflow', 'tools'), env: { PATH: '' } });
     expect(tools.built).toBe(false);
     expect(tools.server).toMatch(new RegExp(`temporal-server/${TEMPORAL_SERVER_VERSION}/bin/server$`));
+  });
+
+  it('says the same for the Web UI server, naming its version', async () => {
+    const toolsDir = await mkdtemp(path.join(tmpdir(), 'onceflow-no-go-'));
+    try {
+      const attempt = ensureTemporalUi({ toolsDir, env: { PATH: toolsDir } });
+      await expect(attempt).rejects.toThrow(`builds the Temporal Web UI server ${TEMPORAL_UI_VERSION} from source, and there is no \`go\` on PATH`);
+    } finally {
+      await rm(toolsDir, { recursive: true, force: true });
+    }
+  });
+
+  it('reuses the UI server build of this run without go', async () => {
+    const root = path.resolve(__dirname, '../..');
+    const ui = await ensureTemporalUi({ toolsDir: path.join(root, '.onceflow', 'tools'), env: { PATH: '' } });
+    expect(ui.built).toBe(false);
+    expect(ui.binary).toMatch(new RegExp(`temporal-ui-server/${TEMPORAL_UI_VERSION}/bin/server$`));
   });
 });

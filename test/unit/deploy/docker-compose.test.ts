@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { envSchema } from '../../../src/config';
 import { allSearchAttributes } from '../../../workflows/definitions';
-import { TEMPORAL_SERVER_VERSION } from '../../../dev/temporal-cluster/build';
+import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../../../dev/temporal-cluster/build';
 import { clusterConfig } from '../../../dev/temporal-cluster/config';
 import { CLUSTER_DATABASES } from '../../../dev/temporal-cluster/schema';
 
@@ -62,6 +62,13 @@ describe('docker-compose.yml', () => {
     const containerPort = services['temporal-ui']!.ports![0]!.split(':').at(-1);
     // /healthz: any other path gets the UI's HTML with 200, even when the server behind it is broken
     expect(services['temporal-ui']!.healthcheck!.test!.join(' ')).toContain(`http://127.0.0.1:${containerPort}/healthz`);
+  });
+
+  it('runs the Web UI version the local cluster builds, on the frontend, with the codec endpoint', () => {
+    const ui = services['temporal-ui']!;
+    expect(ui.image).toBe(`temporalio/ui:${TEMPORAL_UI_VERSION.replace(/^v/, '')}`);
+    expect(ui.environment).toMatchObject({ TEMPORAL_ADDRESS: services.temporal!.environment!.PUBLIC_FRONTEND_ADDRESS, TEMPORAL_CODEC_INCLUDE_CREDENTIALS: 'true' });
+    expect(ui.environment!.TEMPORAL_CODEC_ENDPOINT).toMatch(/\/codec$/);
   });
 
   it.each(['api', 'worker', 'relay'])('makes the operator set %s’s secrets: no development default slips into production', (name) => {
