@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { MockActivityEnvironment as SdkMockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { Registry } from 'prom-client';
 import { createGenerateWithGemini, type GenerateWithGeminiInput, type GenerateWithGeminiResult } from '../../activities/gemini-generate';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
@@ -13,6 +14,13 @@ import { createTestPool, createTestTenant } from '../helpers/db';
 import { recordStatements } from '../helpers/statements';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 import { metricValue } from '../fakes/metrics';
+
+/** The SDK's mock environment, its expected 'Activity failed' warnings kept out of the test output. */
+class MockActivityEnvironment extends SdkMockActivityEnvironment {
+  constructor(info: ConstructorParameters<typeof SdkMockActivityEnvironment>[0]) {
+    super(info, { logger: new DefaultLogger('ERROR') });
+  }
+}
 
 /**
  * generateWithGemini run in a MockActivityEnvironment (no Temporal server):

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { MockActivityEnvironment as SdkMockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { Registry } from 'prom-client';
 import { createSubmitInteraction, type SubmitInteractionInput, type SubmitInteractionResult } from '../../activities/gemini-interactions';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
@@ -11,6 +12,13 @@ import { FailureType } from '../../workflows/failure-types';
 import { createTestPool, createTestTenant } from '../helpers/db';
 import { recordStatements } from '../helpers/statements';
 import { FakeGeminiControl } from '../fakes/gemini';
+
+/** The SDK's mock environment, its expected 'Activity failed' warnings kept out of the test output. */
+class MockActivityEnvironment extends SdkMockActivityEnvironment {
+  constructor(info: ConstructorParameters<typeof SdkMockActivityEnvironment>[0]) {
+    super(info, { logger: new DefaultLogger('ERROR') });
+  }
+}
 
 /**
  * submitInteraction (generate-report's paid call) in a MockActivityEnvironment:
