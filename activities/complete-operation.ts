@@ -8,7 +8,7 @@ import { findOperationType, resultIssues } from '../src/operations/registry';
 import { FailureType } from '../workflows/failure-types';
 import { PostgresOperationsRepository } from '../src/operations/repository';
 import { enqueueEvent } from '../src/outbox/enqueue';
-import { estimateCostMicros } from '../src/operations/pricing';
+import { billOperation } from '../src/operations/bill';
 
 export type CompleteOperationInput = Pick<
   OperationWorkflowInput,
@@ -24,8 +24,16 @@ export interface CompleteOperationResult {
  * The one atomic phase that finishes an operation: the result (or error) on the
  * operation row, exactly one usage-ledger entry, exactly one
  * operation.succeeded/failed event in the outbox, in one transaction under the
- * effect guard. If the worker dies before COMMIT nothing of it exists and the
- * retried activity does it all; after COMMIT the retry returns the stored result.
+ * effect guard (runEffect). If the worker dies before COMMIT nothing of it
+ * exists and the retried activity does it all; after COMMIT the retry returns
+ * the stored result.
+ *
+ * Six statements on the happy path, each kept for a guarantee:
+ * BEGIN and COMMIT (the row, the bill and the event commit together or not at
+ * all), the effect row (the check and the lock that make a rerun a no-op), the
+ * operation row (with its NOTIFY to `Prefer: wait`), the bill (usage_ledger's
+ * own key), the event with its deliveries (the outbox's one statement). The
+ * first three rooms own their tables, so their statements stay apart.
  */
 export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; operations?: PostgresOperationsRepository }) {
   const operations = deps.operations ?? new PostgresOperationsRepository(deps.pool);
@@ -41,11 +49,12 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; 
         message: `the ${input.operationType} result does not match its resultSchema: ${issues.join('; ')}`,
       });
     }
-    const { result } = await runEffect(
-      deps.pool,
-      { operationId: input.operationId, step: 'complete', workflowId: input.workflowId },
-      async (tx) => {
-        const status = input.outcome;
+    const status = input.outcome;
+    const eventType = `operation.${status}`;
+    const eventId = `${input.operationId}:${eventType}`;
+    const { result } = await runEffect(deps.pool, { operationId: input.operationId, step: 'complete', workflowId: input.workflowId }, {
+      result: { status, eventId } satisfies CompleteOperationResult,
+      apply: async (tx) => {
         const released =
           input.outcome === 'failed' &&
           input.error.retryable &&
@@ -62,25 +71,8 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; 
           released,
         })) ?? { createdAt: now, completedAt: now };
         if (input.usage) {
-          await tx.query(
-            `INSERT INTO usage_ledger
-               (operation_id, tenant_id, operation_type, model, prompt_tokens, output_tokens, total_tokens, cost_micros)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (operation_id) DO NOTHING`,
-            [
-              input.operationId,
-              input.tenantId,
-              input.operationType,
-              input.usage.model,
-              input.usage.promptTokens,
-              input.usage.outputTokens,
-              input.usage.totalTokens,
-              estimateCostMicros(input.usage),
-            ],
-          );
+          await billOperation(tx, { operationId: input.operationId, tenantId: input.tenantId, operationType: input.operationType, usage: input.usage });
         }
-        const eventType = `operation.${status}`;
-        const eventId = `${input.operationId}:${eventType}`;
         await enqueueEvent(tx, {
           eventId,
           tenantId: input.tenantId,
@@ -99,9 +91,8 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; 
             error: input.outcome === 'failed' ? input.error : null,
           },
         });
-        return { status, eventId };
       },
-    );
+    });
     deps.logger?.info(
       { correlationId: input.operationId, workflowId: input.workflowId, tenant: input.tenantId, idempotencyKey: input.idempotencyKey, status: result.status, eventId: result.eventId },
       `operation ${result.status}`,

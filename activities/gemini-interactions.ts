@@ -3,10 +3,12 @@ import type pg from 'pg';
 import { guardForeignCall, type GuardedCall } from '../src/effects/guard';
 import type { Logger } from '../src/observability/logger';
 import { geminiStoreRetryMs } from '../workflows/activity-options';
+import { earlierAttemptReachedGemini, listAttempts, recordAttempt, recordInteractionTokens, type AttemptKey, type GeminiAttempt } from '../src/integrations/gemini/attempts';
+import { callReport } from '../src/integrations/gemini/call-report';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
-import { classifyGeminiError } from '../src/integrations/gemini/errors';
-import { ownerLabels, reportIfCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
-import { activityFailure, countCallStart, countTokens, listAttempts, outcomeOf, reachedGeminiBefore, recordAttempt, type GeminiAttempt } from './gemini-generate';
+import { classifyGeminiError, toGeminiCallFailure } from '../src/integrations/gemini/errors';
+import { countSubmission, recordInteractionEnd, recordSubmitted, uncountSubmission } from '../src/integrations/gemini/interaction-ledger';
+import { reportIfCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { whileHeartbeating } from './heartbeat';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { settleSpend } from '../src/spend/ledger';
@@ -69,10 +71,11 @@ const stepOf = (model: string) => `interaction:${model}`;
  * side-effect guard (guardForeignCall, src/effects/guard.ts) and the
  * submission ledger (gemini_interactions):
  *
- * 1. with the step locked for the whole submission (a concurrent attempt of
- *    the same step, e.g. a retry after a timeout while the first still runs,
- *    waits, then reuses the first one's id), reserve the ledger row and count
- *    the submission, committed before anything is sent;
+ * 1. with the step held for the whole submission (holdStep: a concurrent
+ *    attempt of the same step, e.g. a retry after a timeout while the first
+ *    still runs, waits, then reuses the first one's id), one claim transaction
+ *    reserves the spend and counts the submission in the ledger, committed
+ *    before anything is sent;
  * 2. call Gemini;
  * 3. store the interaction id: effect row, ledger id and attempt row in one
  *    transaction, retried for geminiStoreRetryMs while PostgreSQL is away.
@@ -88,67 +91,62 @@ const stepOf = (model: string) => `interaction:${model}`;
 export function createSubmitInteraction(deps: InteractionActivityDeps) {
   const clock = deps.clock ?? Date.now;
   return (input: SubmitInteractionInput): Promise<SubmitInteractionResult> => whileHeartbeating(async (signal) => {
-    const { attempt } = Context.current().info;
-    const step = stepOf(input.model);
-    const key = { operationId: input.operationId, step, workflowId: input.workflowId };
-    const where = 'WHERE operation_id = $1 AND step = $2';
-    const owner = ownerLabels(input);
+    const { attempt, workflowExecution } = Context.current().info;
+    const key = { operationId: input.operationId, step: stepOf(input.model), workflowId: input.workflowId };
+    const attemptKey: AttemptKey = { ...key, model: input.model, attempt };
+    const log = { correlationId: input.operationId, workflowId: input.workflowId, runId: workflowExecution?.runId, model: input.model, attempt };
+    const report = callReport({ ...input, metrics: deps.geminiMetrics, logger: deps.logger, log });
+    const spend = spendCap({ ...key, tenantId: input.tenantId, model: input.model, promptText: `${input.request.system ?? ''}${input.request.prompt}` });
     let startedMs = clock();
+    let retry = false;
     let guarded: GuardedCall<{ interactionId: string }>;
     try {
-      const retry = await reachedGeminiBefore(deps.pool, key, input, attempt);
-      const spend = spendCap({ ...key, tenantId: input.tenantId, model: input.model, promptText: `${input.request.system ?? ''}${input.request.prompt}` });
       guarded = await guardForeignCall<{ interactionId: string }>(deps.pool, key, {
-        admit: spend.admit,
-        reserve: async (db) => {
-          await db.query(
-            `INSERT INTO gemini_interactions (operation_id, step, workflow_id, model) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (operation_id, step) DO NOTHING`,
-            [input.operationId, step, input.workflowId, input.model],
-          );
-          const { rows } = await db.query<{ submit_attempts: number }>(
-            `UPDATE gemini_interactions SET submit_attempts = submit_attempts + 1, submitted_at = now() ${where} RETURNING submit_attempts`,
-            [input.operationId, step],
-          );
-          if (rows[0]!.submit_attempts > 1) {
+        holdStep: true,
+        claim: async (tx) => {
+          retry = await earlierAttemptReachedGemini(tx, attemptKey);
+          await spend.admit(tx);
+          const submissions = await countSubmission(tx, { ...key, model: input.model });
+          if (submissions > 1) {
             deps.logger?.warn(
-              { ...logContext(input, attempt), previousSubmissions: rows[0]!.submit_attempts - 1 },
+              { ...log, previousSubmissions: submissions - 1 },
               'an earlier submission got no recorded id (lost answer or crash); submitting again may start a second paid interaction',
             );
           }
         },
         call: async () => {
-          countCallStart(deps.geminiMetrics, input, retry);
+          report.leaving(retry);
           startedMs = clock();
           const state = await deps.gemini.submitInteraction({ model: input.model, ...input.request, signal });
           return { interactionId: state.id };
         },
         record: async (tx, { interactionId }) => {
-          await tx.query(`UPDATE gemini_interactions SET interaction_id = $3, status = 'submitted' ${where}`, [input.operationId, step, interactionId]);
-          await recordAttempt(tx, input, attempt, { model: input.model, outcome: 'succeeded', durationMs: clock() - startedMs });
+          await recordSubmitted(tx, key, interactionId);
+          await recordAttempt(tx, attemptKey, { outcome: 'succeeded', durationMs: clock() - startedMs });
         },
         failed: async (db, error) => {
-          const failure = classifyGeminiError(error);
+          const failure = toGeminiCallFailure(error, { model: input.model, attempt });
+          if (failure.kind !== 'gemini') return;
           // Gemini answered with an error: no interaction was started, so this
           // submission cannot have been paid for. A dropped or timed-out call
           // stays counted: it may have started one.
-          if (failure.status !== undefined) await db.query(`UPDATE gemini_interactions SET submit_attempts = submit_attempts - 1 ${where}`, [input.operationId, step]);
-          await recordAttempt(db, input, attempt, { model: input.model, outcome: outcomeOf[failure.type], durationMs: clock() - startedMs, error: failure.message });
+          if (failure.classified.status !== undefined) await uncountSubmission(db, key);
+          await recordAttempt(db, attemptKey, { outcome: failure.outcome, durationMs: clock() - startedMs, error: failure.classified.message });
           await spend.releaseIfUnpaid(db, error);
         },
       }, { storeRetryMs: geminiStoreRetryMs, logger: deps.logger });
     } catch (error) {
-      throw activityFailure(error, { signal, model: input.model, owner, attempt, metrics: deps.geminiMetrics, logger: deps.logger, log: logContext(input, attempt), durationMs: clock() - startedMs });
+      const failure = toGeminiCallFailure(error, { signal, model: input.model, attempt });
+      report.failed(failure, clock() - startedMs);
+      throw failure.failure;
     }
     const { interactionId } = guarded.result;
     if (guarded.kind === 'reused') {
-      deps.geminiMetrics.callsAvoided.inc({ model: input.model, ...owner });
-      deps.logger?.info({ ...logContext(input, attempt), interactionId }, 'interaction submission avoided: recorded id reused');
+      report.avoided({ interactionId }, 'interaction submission avoided: recorded id reused');
       return { interactionId, reused: true };
     }
     // Tokens and cost are counted when the report completes (pollInteraction): only then are they known.
-    deps.geminiMetrics.calls.inc({ model: input.model, outcome: 'succeeded', ...owner });
-    deps.logger?.info({ ...logContext(input, attempt), interactionId }, 'interaction submitted');
+    report.paid({ interactionId }, 'interaction submitted');
     return { interactionId, reused: false };
   });
 }
@@ -175,26 +173,18 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
       });
     }
     if (state.terminal) {
-      const { rows } = await deps.pool.query<{ model: string }>(
-        `UPDATE gemini_interactions
-            SET status = $2, completed_by = $3, completed_at = now(), error = $4
-          WHERE interaction_id = $1 AND completed_at IS NULL
-          RETURNING model`,
-        [input.interactionId, state.status === 'completed' ? 'completed' : 'failed', input.trigger, state.error ?? null],
-      );
+      const ended = await recordInteractionEnd(deps.pool, {
+        interactionId: input.interactionId, status: state.status === 'completed' ? 'completed' : 'failed', completedBy: input.trigger, error: state.error,
+      });
       // The poll that records the end counts the report's tokens and cost:
       // once, however many polls (or retried polls) see the completion.
-      if (rows[0] && state.status === 'completed' && state.usage) {
-        countTokens(deps.geminiMetrics, { model: rows[0].model, ...ownerLabels(input) }, state.usage);
+      if (ended) {
+        if (state.status === 'completed' && state.usage) {
+          callReport({ ...input, metrics: deps.geminiMetrics, model: ended.model, log: {} }).tokens(state.usage);
+        }
+        await settleSpend(deps.pool, { operationId: input.operationId, step: stepOf(ended.model), actualMicroUsd: state.usage ? estimateCostMicros({ model: ended.model, ...state.usage }) : 0 });
       }
-      if (rows[0]) await settleSpend(deps.pool, { operationId: input.operationId, step: stepOf(rows[0].model), actualMicroUsd: state.usage ? estimateCostMicros({ model: rows[0].model, ...state.usage }) : 0 });
-      if (state.usage) {
-        await deps.pool.query(
-          `UPDATE gemini_attempts SET prompt_tokens = $3, output_tokens = $4
-            WHERE operation_id = $1 AND model = $2 AND outcome = 'succeeded' AND prompt_tokens IS NULL`,
-          [input.operationId, state.model, state.usage.promptTokens, state.usage.outputTokens],
-        );
-      }
+      if (state.usage) await recordInteractionTokens(deps.pool, { operationId: input.operationId, model: state.model, usage: state.usage });
       // Read here, where the connection already is, instead of by a round trip of the workflow's own.
       if (state.status === 'completed') return { ...state, attempts: await listAttempts(deps.pool, input.operationId) };
     }
@@ -210,9 +200,4 @@ export function createReportSettings(deps: Pick<InteractionActivityDeps, 'modelC
       polling: { ...DEFAULT_REPORT_POLLING, ...deps.reportPolling },
     };
   };
-}
-
-function logContext(input: SubmitInteractionInput, attempt: number) {
-  const { workflowExecution } = Context.current().info;
-  return { correlationId: input.operationId, workflowId: input.workflowId, runId: workflowExecution?.runId, model: input.model, attempt };
 }

@@ -13,6 +13,7 @@ import { createPruneOutbox } from './prune-outbox';
 import { createReconcileOperations } from './reconcile-operations';
 import { createStartScheduledOperation } from './start-scheduled-operation';
 import type { DoorMetrics } from '../src/doors/metrics';
+import { PostgresOperationsRepository } from '../src/operations/repository';
 import { createGenerateWithGemini, createListGeminiAttempts, createResolveModelChain } from './gemini-generate';
 import { createPollInteraction, createReportSettings, createSubmitInteraction, type ReportPolling } from './gemini-interactions';
 
@@ -35,9 +36,12 @@ export interface ActivityDeps {
   defaultRetentionHours?: number;
   /** Outcome of each schedule slot (entry_point=schedule); default none. */
   doorMetrics?: DoorMetrics;
+  /** The operations repository every activity shares; default one on `pool`. */
+  operations?: PostgresOperationsRepository;
 }
 
-export function createActivities(deps: ActivityDeps) {
+export function createActivities(options: ActivityDeps) {
+  const deps = { ...options, operations: options.operations ?? new PostgresOperationsRepository(options.pool) };
   return {
     completeOperation: createCompleteOperation(deps),
     reconcileOperations: createReconcileOperations(deps),

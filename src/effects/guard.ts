@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { isDatabaseUnavailable } from '../db/errors';
 import type { Queryable } from '../db/pool';
+import { fullJitterBackoffMs } from '../common/backoff';
 import { withTransaction } from '../db/transaction';
 import type { Logger } from '../observability/logger';
 import { CallRefusedError, GuardDatabaseError } from './errors';
@@ -42,63 +43,71 @@ export async function findEffect<T>(db: Queryable, key: EffectKey): Promise<T | 
 }
 
 /**
- * Runs `effect` once per (operation, step).
- *
- * 1. Look up (operation, step); if done, return the stored result: nothing runs again.
- * 2. Otherwise open a transaction, take a transaction-scoped advisory lock on the
- *    step (a second worker running the same step concurrently waits here, then
- *    sees the first one's row), check again, run `effect` on the same connection,
- *    and insert the effect row in the same transaction.
- *
- * Crash windows: if the process dies anywhere before COMMIT, the transaction
- * rolls back and every database write of `effect` with it; the retried activity
- * runs it again from scratch. After COMMIT, a retry returns the stored result.
+ * Inserts the step's effect row on `tx`, or finds it there: one statement
+ * that is both the check and the lock. A concurrent transaction that inserted
+ * the same (operation, step) and has not committed makes this INSERT wait for
+ * it; if it commits, this one conflicts and inserts nothing; if it rolls back,
+ * this one inserts. So no advisory lock and no read before it are needed.
+ * True when this transaction now owns the step.
  */
-export async function runEffect<T>(
-  pool: pg.Pool,
-  key: EffectKey,
-  effect: (tx: pg.PoolClient) => Promise<T>,
-): Promise<{ result: T; replayed: boolean }> {
-  const stored = await findEffect<T>(pool, key);
-  if (stored !== undefined) return { result: stored, replayed: true };
-  return withTransaction(pool, (tx) => effectInTransaction(tx, key, effect));
-}
-
-async function effectInTransaction<T>(tx: pg.PoolClient, key: EffectKey, effect: (tx: pg.PoolClient) => Promise<T>): Promise<{ result: T; replayed: boolean }> {
-  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${key.operationId}:${key.step}`]);
-  const again = await findEffect<T>(tx, key);
-  if (again !== undefined) return { result: again, replayed: true };
-  const result = await effect(tx);
-  await tx.query(
-    'INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, $2, $3, $4)',
+async function insertEffect(tx: Queryable, key: EffectKey, result: unknown): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    'INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, $2, $3, $4) ON CONFLICT (operation_id, step) DO NOTHING',
     [key.operationId, key.step, key.workflowId, JSON.stringify(result ?? null)],
   );
-  return { result, replayed: false };
+  return (rowCount ?? 0) > 0;
+}
+
+/** An effect inside this database whose result is known before it runs. */
+export interface LocalEffect<T> {
+  /** What every run of the step returns, stored in the effect row. */
+  result: T;
+  /** The effect's writes, on the transaction that inserts the effect row. */
+  apply: (tx: pg.PoolClient) => Promise<void>;
+}
+
+/**
+ * Runs an effect once per (operation, step), in ONE transaction of
+ * 2 + `apply`'s statements: BEGIN, the effect row's INSERT (insertEffect: the
+ * check and the lock), `apply`, COMMIT. A step already done (or done by a
+ * concurrent run while this one waited on the INSERT) reads its stored result
+ * instead and applies nothing.
+ *
+ * Crash windows: if the process dies anywhere before COMMIT, the transaction
+ * rolls back, the effect row with every write of `apply`, and the retried
+ * activity runs it all again. After COMMIT, a retry returns the stored result.
+ */
+export async function runEffect<T>(pool: pg.Pool, key: EffectKey, effect: LocalEffect<T>): Promise<{ result: T; replayed: boolean }> {
+  return withTransaction(pool, async (tx) => {
+    if (!(await insertEffect(tx, key, effect.result))) return { result: (await findEffect<T>(tx, key)) as T, replayed: true };
+    await effect.apply(tx);
+    return { result: effect.result, replayed: false };
+  });
 }
 
 /** One call to a system outside this database, in the three phases the guard runs. */
-export interface ForeignCall<T> {
+export interface ForeignCall<T, R> {
   /**
-   * Optional. Runs before the call in the transaction that found no stored
-   * answer for the step, with the step's lock held (so two attempts of one step
-   * cannot both admit it) and commits with it: the place to reserve what the
-   * call may cost. Throwing CallRefusedError refuses the call: nothing is
-   * called, nothing of the transaction is kept, and the error comes out as it was.
+   * Optional. Runs in the claim transaction, the one transaction before the
+   * call, after it found no stored answer for the step; commits before the
+   * call. The place to reserve what the call may cost, count it in a ledger,
+   * and read what the attempt needs to know. Throwing CallRefusedError refuses
+   * the call: nothing is called, nothing of the transaction is kept, and the
+   * error comes out as it was.
    */
-  admit?: (tx: pg.PoolClient) => Promise<void>;
+  claim?: (tx: pg.PoolClient) => Promise<void>;
   /**
-   * Optional. Runs before the call on a connection that holds a session lock
-   * on the step until the answer is stored, so a concurrent attempt of the same
-   * step waits and then reuses the answer instead of paying for a second call.
-   * Its writes commit before the call (e.g. a ledger row counting a call that
-   * may be in flight). Without it, no connection is held during the call and
-   * concurrent attempts are not serialised.
+   * Hold the step through the call: a session lock on its own connection from
+   * before the claim until the answer is stored, so a concurrent attempt of the
+   * same step waits and then reuses the answer instead of paying for a second
+   * call. Default false: no connection is held during the call and concurrent
+   * attempts are not serialised (see `raced`).
    */
-  reserve?: (db: pg.PoolClient) => Promise<void>;
+  holdStep?: boolean;
   /** The foreign call: made at most once per guardForeignCall. Its error is rethrown unchanged. */
   call: () => Promise<T>;
-  /** Rows derived from the answer, written in the transaction that stores it. */
-  record?: (tx: pg.PoolClient, answer: T) => Promise<void>;
+  /** Rows derived from the answer, written in the transaction that stores it; what it returns comes back as `recorded`. */
+  record?: (tx: pg.PoolClient, answer: T) => Promise<R>;
   /** Bookkeeping of a failed call (see the module comment); its own failure is logged, never thrown. */
   failed?: (db: Queryable, error: unknown) => Promise<void>;
 }
@@ -109,19 +118,25 @@ export interface GuardForeignCallOptions {
   logger?: Logger;
 }
 
-export type GuardedCall<T> =
+export type GuardedCall<T, R = void> =
   /** Stored by an earlier attempt: nothing was called. */
   | { kind: 'reused'; result: T }
-  /** Called, and the answer stored now. */
-  | { kind: 'called'; result: T }
+  /** Called, and the answer stored now with what `record` wrote and returned. */
+  | { kind: 'called'; result: T; recorded: R }
   /** Called, but a concurrent attempt stored its answer first: `result` is that answer (every attempt returns the same one); `ownAnswer` is what this call paid for. */
   | { kind: 'raced'; result: T; ownAnswer: T };
 
 /**
- * A foreign call guarded by (operation, step): reuse a stored answer, else
- * (reserve,) call, and store the answer with its effect row and `record`'s rows
- * in one transaction. PostgreSQL failures come out as GuardDatabaseError
- * (before the call, or while storing); the call's own error as it was thrown.
+ * A foreign call guarded by (operation, step), in two transactions:
+ *
+ * 1. claim: BEGIN, the stored answer if any (then nothing is called), else
+ *    `claim`'s reservations, COMMIT;
+ * 2. the call;
+ * 3. store: BEGIN, the effect row holding the answer (insertEffect), `record`'s
+ *    rows, COMMIT; retried for `storeRetryMs` while PostgreSQL is away.
+ *
+ * PostgreSQL failures come out as GuardDatabaseError (before the call, or
+ * while storing); the call's own error as it was thrown.
  *
  * Crash windows that can still cost a second call, and why they stay open:
  * the foreign APIs this guards (Gemini generateContent, interactions.create)
@@ -134,33 +149,25 @@ export type GuardedCall<T> =
  * - PostgreSQL stays unreachable longer than `storeRetryMs`: the attempt fails
  *   and its retry calls again. Waiting longer would outlive the attempt's
  *   start-to-close, and Temporal would start the retry anyway.
- * - Without `reserve`, an attempt that Temporal gave up on (missed heartbeats)
- *   while its call was still running races its retry: both calls are paid, the
- *   first answer stored wins (`raced`).
+ * - Without `holdStep`, an attempt that Temporal gave up on (missed
+ *   heartbeats) while its call was still running races its retry: both calls
+ *   are paid, the first answer stored wins (`raced`). The claim takes no lock
+ *   for that reason: one that waited for a concurrent store would close only
+ *   the milliseconds of that store out of a window as long as the call.
  */
-export async function guardForeignCall<T>(
+export async function guardForeignCall<T, R = void>(
   pool: pg.Pool,
   key: EffectKey,
-  foreign: ForeignCall<T>,
+  foreign: ForeignCall<T, R>,
   options: GuardForeignCallOptions = {},
-): Promise<GuardedCall<T>> {
-  const stored = await before(key, () => findEffect<T>(pool, key));
-  if (stored !== undefined) return { kind: 'reused', result: stored };
-  if (!foreign.reserve) {
-    if (foreign.admit) {
-      const admit = foreign.admit;
-      const storedMeanwhile = await before(key, () => withTransaction(pool, async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${key.operationId}:${key.step}`]);
-        const found = await findEffect<T>(tx, key);
-        if (found === undefined) await admit(tx);
-        return found;
-      }));
-      if (storedMeanwhile !== undefined) return { kind: 'reused', result: storedMeanwhile };
-    }
+): Promise<GuardedCall<T, R>> {
+  if (!foreign.holdStep) {
+    // Without a claim hook the lookup alone needs no transaction.
+    const stored = await before(key, () => foreign.claim ? withTransaction(pool, (tx) => claim(tx, key, foreign)) : findEffect<T>(pool, key));
+    if (stored !== undefined) return { kind: 'reused', result: stored };
     const answer = await callOnce(pool, key, foreign, options);
     return storeAnswer(pool, undefined, key, foreign, answer, options);
   }
-  const reserve = foreign.reserve;
   const client = await before(key, () => pool.connect());
   const lockKey = `${key.operationId}:${key.step}`;
   let broken = false;
@@ -175,11 +182,8 @@ export async function guardForeignCall<T>(
   try {
     // Session-level, so a worker that dies holding it frees it with its connection.
     await before(key, () => client.query('SELECT pg_advisory_lock(hashtextextended($1, 1))', [lockKey]));
-    const storedMeanwhile = await before(key, () => findEffect<T>(client, key));
-    if (storedMeanwhile !== undefined) return { kind: 'reused', result: storedMeanwhile };
-    const admit = foreign.admit;
-    if (admit) await before(key, () => inTransaction(client, admit));
-    await before(key, () => reserve(client));
+    const stored = await before(key, () => inTransaction(client, (tx) => claim(tx, key, foreign)));
+    if (stored !== undefined) return { kind: 'reused', result: stored };
     const answer = await callOnce(client, key, foreign, options);
     return await storeAnswer(pool, client, key, foreign, answer, options);
   } finally {
@@ -193,7 +197,14 @@ export async function guardForeignCall<T>(
   }
 }
 
-async function before<R>(key: EffectKey, work: () => Promise<R>): Promise<R> {
+/** The claim transaction's work: the stored answer, or `claim`'s reservations. */
+async function claim<T, R>(tx: pg.PoolClient, key: EffectKey, foreign: ForeignCall<T, R>): Promise<T | undefined> {
+  const stored = await findEffect<T>(tx, key);
+  if (stored === undefined) await foreign.claim?.(tx);
+  return stored;
+}
+
+async function before<V>(key: EffectKey, work: () => Promise<V>): Promise<V> {
   try {
     return await work();
   } catch (error) {
@@ -202,7 +213,7 @@ async function before<R>(key: EffectKey, work: () => Promise<R>): Promise<R> {
   }
 }
 
-async function callOnce<T>(db: Queryable, key: EffectKey, foreign: ForeignCall<T>, options: GuardForeignCallOptions): Promise<T> {
+async function callOnce<T, R>(db: Queryable, key: EffectKey, foreign: ForeignCall<T, R>, options: GuardForeignCallOptions): Promise<T> {
   try {
     return await foreign.call();
   } catch (error) {
@@ -216,31 +227,29 @@ async function callOnce<T>(db: Queryable, key: EffectKey, foreign: ForeignCall<T
 
 /**
  * Stores a paid answer. While PostgreSQL is unreachable it tries again, for up
- * to `storeRetryMs`: every try that succeeds in time saves a second paid call.
- * The first try runs on the reserving connection (its session lock still held),
- * later ones on fresh connections (a broken one has lost the lock anyway).
+ * to `storeRetryMs` (full-jitter delays, src/common/backoff.ts): every try that
+ * succeeds in time saves a second paid call. The first try runs on the held
+ * connection (its session lock still held), later ones on fresh connections
+ * (a broken one has lost the lock anyway).
  */
-async function storeAnswer<T>(
+async function storeAnswer<T, R>(
   pool: pg.Pool,
-  reserved: pg.PoolClient | undefined,
+  held: pg.PoolClient | undefined,
   key: EffectKey,
-  foreign: ForeignCall<T>,
+  foreign: ForeignCall<T, R>,
   answer: T,
   options: GuardForeignCallOptions,
-): Promise<GuardedCall<T>> {
+): Promise<GuardedCall<T, R>> {
   const deadlineMs = Date.now() + (options.storeRetryMs ?? 0);
-  const effect = async (tx: pg.PoolClient) => {
-    await foreign.record?.(tx, answer);
-    return answer;
+  const store = async (tx: pg.PoolClient): Promise<GuardedCall<T, R>> => {
+    if (!(await insertEffect(tx, key, answer))) return { kind: 'raced', result: (await findEffect<T>(tx, key)) as T, ownAnswer: answer };
+    return { kind: 'called', result: answer, recorded: (await foreign.record?.(tx, answer)) as R };
   };
   for (let tries = 1; ; tries++) {
     try {
-      const { result, replayed } = tries === 1 && reserved
-        ? await inTransaction(reserved, (tx) => effectInTransaction(tx, key, effect))
-        : await runEffect(pool, key, effect);
-      return replayed ? { kind: 'raced', result, ownAnswer: answer } : { kind: 'called', result };
+      return tries === 1 && held ? await inTransaction(held, store) : await withTransaction(pool, store);
     } catch (error) {
-      const delayMs = Math.min(2_000, 100 * 2 ** (tries - 1));
+      const delayMs = 50 + fullJitterBackoffMs({ retryIndex: tries - 1, baseMs: 200, capMs: 2_000 });
       if (!isTransientDatabaseError(error) || Date.now() + delayMs > deadlineMs) {
         throw new GuardDatabaseError(key, 'storing', { cause: error });
       }
@@ -251,7 +260,7 @@ async function storeAnswer<T>(
 }
 
 /** BEGIN … COMMIT on a connection the caller keeps (withTransaction takes its own from the pool). */
-async function inTransaction<R>(client: pg.PoolClient, work: (tx: pg.PoolClient) => Promise<R>): Promise<R> {
+async function inTransaction<V>(client: pg.PoolClient, work: (tx: pg.PoolClient) => Promise<V>): Promise<V> {
   await client.query('BEGIN');
   try {
     const result = await work(client);

@@ -277,23 +277,29 @@ export class PostgresOperationsRepository implements OperationsRepository {
   async complete(tx: Queryable, completion: Completion): Promise<{ createdAt: Date; completedAt: Date } | undefined> {
     // On the caller's transaction, errors pass through unwrapped: the
     // finishing phase's retry decision reads their SQLSTATE.
-    const { rows } = await tx.query<{ created_at: Date; completed_at: Date }>({
-      name: 'onceflow-store-complete',
-      text: `UPDATE operations
-                SET status = $2, result = $3, error = $4, error_status = NULL, released = $5,
-                    completed_at = now(), updated_at = now()
-              WHERE operation_id = $1
-              RETURNING created_at, completed_at`,
+    // One statement: the update and the NOTIFY (sent at COMMIT, always, even
+    // for a row that is gone: nobody waits on it then, and it costs nothing).
+    const { rows } = await tx.query<{ created_at: Date | null; completed_at: Date | null }>({
+      name: 'onceflow-store-complete-notify',
+      text: `WITH done AS (
+               UPDATE operations
+                  SET status = $2, result = $3, error = $4, error_status = NULL, released = $5,
+                      completed_at = now(), updated_at = now()
+                WHERE operation_id = $1
+                RETURNING created_at, completed_at)
+             SELECT done.created_at, done.completed_at, pg_notify($6, $7)
+               FROM (VALUES (1)) AS one LEFT JOIN done ON true`,
       values: [
         completion.operationId,
         completion.status,
         completion.status === 'succeeded' ? JSON.stringify(completion.result ?? null) : null,
         completion.error ? JSON.stringify(completion.error) : null,
         completion.released,
+        OPERATION_FINISHED_CHANNEL,
+        completion.operationId,
       ],
     });
-    await tx.query('SELECT pg_notify($1, $2)', [OPERATION_FINISHED_CHANNEL, completion.operationId]);
-    return rows[0] ? { createdAt: rows[0].created_at, completedAt: rows[0].completed_at } : undefined;
+    return rows[0]?.created_at && rows[0].completed_at ? { createdAt: rows[0].created_at, completedAt: rows[0].completed_at } : undefined;
   }
 
   async findUnstarted(options: { olderThanMs: number; limit: number }): Promise<OperationState[]> {

@@ -24,22 +24,23 @@ export const OUTBOX_CHANNEL = 'onceflow_outbox';
  * it or not at all. A repeated event id is ignored (returns false).
  */
 export async function enqueueEvent(tx: pg.PoolClient, event: OutboxEvent): Promise<boolean> {
+  // One statement (it runs in every finishing transaction): the event, its
+  // deliveries (from the event CTE's seq; deliveries' foreign key is checked at
+  // the statement's end, when the event row exists) and the NOTIFY, delivered
+  // to listening relays at COMMIT; relays also poll, so a lost notification
+  // only delays. A repeated event id inserts nothing, so none of the rest runs.
   const { rows } = await tx.query<{ seq: number }>(
-    `INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)
-     VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (event_id) DO NOTHING
-     RETURNING seq`,
-    [event.eventId, event.tenantId, event.aggregateId, event.eventType, JSON.stringify(event.payload)],
+    `WITH event AS (
+       INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)
+       VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (event_id) DO NOTHING
+       RETURNING seq),
+     delivery AS (
+       INSERT INTO deliveries (event_id, subscription_id, aggregate_id, seq)
+       SELECT $1, s.subscription_id, $3, event.seq FROM event, subscriptions s
+        WHERE s.tenant_id = $2 AND (s.status = 'active' OR s.disabled_reason = $6) AND ($4 = ANY (s.event_types) OR '*' = ANY (s.event_types)))
+     SELECT seq, pg_notify($7, $1) FROM event`,
+    [event.eventId, event.tenantId, event.aggregateId, event.eventType, JSON.stringify(event.payload), DisabledReason.Gone, OUTBOX_CHANNEL],
   );
-  const seq = rows[0]?.seq;
-  if (seq === undefined) return false;
-  await tx.query(
-    `INSERT INTO deliveries (event_id, subscription_id, aggregate_id, seq)
-     SELECT $1, subscription_id, $2, $3 FROM subscriptions
-      WHERE tenant_id = $4 AND (status = 'active' OR disabled_reason = $6) AND ($5 = ANY (event_types) OR '*' = ANY (event_types))`,
-    [event.eventId, event.aggregateId, seq, event.tenantId, event.eventType, DisabledReason.Gone],
-  );
-  // Delivered to listening relays at COMMIT; relays also poll, so a lost notification only delays.
-  await tx.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, event.eventId]);
-  return true;
+  return rows.length > 0;
 }

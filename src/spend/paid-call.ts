@@ -2,17 +2,13 @@
  * What the Gemini activities call to keep a paid call inside its tenant's
  * spend caps: the guard's `admit` hook (reserve the worst case), the settle
  * of the actual cost when the answer is stored, the release when Gemini
- * answered with an error, and the activity failure of a refused call.
+ * answered with an error. A refused call's activity failure is the Gemini
+ * edge's (toGeminiCallFailure, src/integrations/gemini/errors.ts).
  */
-import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import { FailureType } from '../../workflows/failure-types';
 import type { Queryable } from '../db/pool';
 import { classifyGeminiError } from '../integrations/gemini/errors';
-import type { GeminiMetrics } from '../integrations/gemini/metrics';
-import type { Logger } from '../observability/logger';
 import { estimateCostMicros, worstCaseCostMicros } from '../operations/pricing';
-import { BudgetExceededError } from './errors';
 import { releaseSpend, reserveSpend, settleSpend, type SpendKey } from './ledger';
 
 export interface CappedCall extends SpendKey {
@@ -45,18 +41,4 @@ export function spendCap(call: CappedCall): SpendCap {
       if (classifyGeminiError(error).status !== undefined) await releaseSpend(db, key);
     },
   };
-}
-
-/**
- * The activity failure of a call the spend cap refused, or undefined for any
- * other error. Final: the operation fails with `budget-exceeded`.
- */
-export function budgetRefusal(
-  error: unknown,
-  context: { metrics: GeminiMetrics; owner: { tenant: string; operation_type: string }; logger?: Logger; log: object },
-): ApplicationFailure | undefined {
-  if (!(error instanceof BudgetExceededError)) return undefined;
-  context.metrics.budgetRefusals.inc({ ...context.owner, period: error.period });
-  context.logger?.info({ ...context.log, period: error.period, limitMicroUsd: error.limitMicroUsd, estimateMicroUsd: error.estimateMicroUsd }, 'paid call refused: spend cap reached');
-  return ApplicationFailure.create({ type: FailureType.BudgetExceeded, message: error.message, nonRetryable: true, cause: error });
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createCompleteOperation } from '../../activities/complete-operation';
 import type { Pool } from '../../src/db/pool';
 import { createTestPool, createTestTenant } from '../helpers/db';
+import { recordStatements } from '../helpers/statements';
 
 describe('completeOperation', () => {
   let pool: Pool;
@@ -44,6 +45,28 @@ describe('completeOperation', () => {
     expect(events.rows).toEqual([{ event_type: 'operation.succeeded' }]);
     const op = await pool.query('SELECT status, result FROM operations WHERE operation_id = $1', [operationId]);
     expect(op.rows).toEqual([{ status: 'succeeded', result: expect.objectContaining({ text: 'hello' }) }]);
+  });
+
+  it('finishes in one transaction of six statements, and a rerun of a finished operation in four', async () => {
+    const operationId = await reserve();
+    const statements = recordStatements(pool);
+    const complete = createCompleteOperation({ pool });
+    const input = {
+      operationId, tenantId, operationType: 'generate-content', idempotencyKey: `key-${operationId}`, workflowId: `wf-${operationId}`,
+      outcome: 'succeeded' as const,
+      result: { text: 'hello', model: 'gemini-2.5-flash', usage: { promptTokens: 1, outputTokens: 2, totalTokens: 3 }, attempts: [] },
+      usage: { model: 'gemini-2.5-flash', promptTokens: 1, outputTokens: 2, totalTokens: 3 },
+    };
+    statements.reset();
+    const first = await complete(input);
+    // BEGIN, the effect row, the operation row (+ NOTIFY), the bill, the event (+ deliveries, NOTIFY), COMMIT
+    expect(statements.statements).toHaveLength(6);
+    expect([statements.statements[0], statements.statements[5]]).toEqual(['BEGIN', 'COMMIT']);
+    statements.reset();
+    // BEGIN, the effect row's insert that finds the stored one, its read, COMMIT
+    expect(await complete(input)).toEqual(first);
+    expect(statements.statements).toHaveLength(4);
+    expect((await pool.query('SELECT count(*)::int AS n FROM outbox_events WHERE aggregate_id = $1', [operationId])).rows[0].n).toBe(1);
   });
 
   it('releases the key only for a retryable failure of a type that allows it', async () => {

@@ -15,9 +15,9 @@ import { eventually, type FakeGeminiControl } from '../fakes/gemini';
  * different point by a lock the test holds, one kill takes them all down, and a
  * new worker finishes every one: each effect exactly once.
  *
- *   lock:   waiting for the guard's advisory lock on (operation, step)
- *   effect: inside the transaction, the effect half done (row update blocked)
- *   record: the effect done, inserting the effect row (blocked on its key)
+ *   claim:  inserting the effect row, the guard's first statement (blocked on its key)
+ *   effect: inside the transaction, the effect begun (operation row update blocked)
+ *   event:  the row and the bill written, the outbox event blocked on its key
  *   after:  committed; the kill lands before the activity's completion may reach Temporal
  */
 describe('the side-effect guard, killed at each point', () => {
@@ -55,7 +55,7 @@ describe('the side-effect guard, killed at each point', () => {
   }
 
   it('applies every effect exactly once after the worker dies anywhere inside the guard', async () => {
-    const points = ['lock', 'effect', 'record', 'after'] as const;
+    const points = ['claim', 'effect', 'event', 'after'] as const;
     const operations = new Map<(typeof points)[number], { key: string; operationId: string }>();
     for (const point of points) {
       const key = `${point}-${randomUUID()}`;
@@ -66,9 +66,12 @@ describe('the side-effect guard, killed at each point', () => {
     const id = (point: (typeof points)[number]) => operations.get(point)!.operationId;
 
     // Stop each finishing phase at its point before any worker runs.
-    await hold('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${id('lock')}:complete`]);
+    await hold(`INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, 'complete', 'held-by-test', 'null')`, [id('claim')]);
     await hold('SELECT 1 FROM operations WHERE operation_id = $1 FOR UPDATE', [id('effect')]);
-    await hold(`INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, 'complete', 'held-by-test', 'null')`, [id('record')]);
+    await hold(
+      `INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload) VALUES ($1, $2, $3, 'operation.succeeded', '{}')`,
+      [`${id('event')}:operation.succeeded`, tenant.tenantId, id('event')],
+    );
 
     child = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url });
     await eventually('the unblocked operation to commit its finishing phase', async () =>
@@ -81,7 +84,7 @@ describe('the side-effect guard, killed at each point', () => {
     expect(await child.exited).toBe('SIGKILL');
 
     // Nothing of the three interrupted transactions survived the kill.
-    for (const point of ['lock', 'effect', 'record'] as const) {
+    for (const point of ['claim', 'effect', 'event'] as const) {
       expect((await pool.query('SELECT count(*)::int AS n FROM usage_ledger WHERE operation_id = $1', [id(point)])).rows[0].n).toBe(0);
       expect((await pool.query('SELECT count(*)::int AS n FROM outbox_events WHERE aggregate_id = $1', [id(point)])).rows[0].n).toBe(0);
     }

@@ -51,7 +51,7 @@ describe('a worker killed after the Gemini response was stored', () => {
         (await pool.query(`SELECT 1 FROM effects WHERE operation_id = $1 AND step = 'gemini:gemini-2.5-flash'`, [operationId])).rowCount === 1);
       await eventually('completeOperation blocked on the row lock', async () =>
         (await pool.query(
-          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'onceflow-worker' AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE operations%'`,
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'onceflow-worker' AND wait_event_type = 'Lock' AND query ILIKE '%UPDATE operations%'`,
         )).rowCount! > 0);
       child.kill('SIGKILL');
       expect(await child.exited).toBe('SIGKILL');

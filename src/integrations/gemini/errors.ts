@@ -1,4 +1,10 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { geminiBackoff } from '../../../workflows/activity-options';
 import { FailureType } from '../../../workflows/failure-types';
+import { fullJitterBackoffMs } from '../../common/backoff';
+import { GuardDatabaseError } from '../../effects/errors';
+import { BudgetExceededError } from '../../spend/errors';
+import { attemptOutcomeOf, type GeminiAttempt } from './attempts';
 import { storableText } from './text';
 import { AppError } from '../../errors';
 
@@ -82,4 +88,70 @@ function summarise(message: string): string {
     // not a JSON error body
   }
   return message.split('\n')[0]!.slice(0, 300);
+}
+
+/** The `details[0]` of a Gemini activity's ApplicationFailure. */
+export interface GeminiFailureDetails {
+  status: number | null;
+  model: string;
+  /** Every recorded call of the operation when this attempt failed; absent when PostgreSQL could not be read. */
+  attempts?: GeminiAttempt[];
+}
+
+/**
+ * What a Gemini activity attempt's error means, with the failure it throws:
+ * - cancelled: Temporal cancelled the attempt (or timed it out); its own reason;
+ * - refused: the spend cap refused the call before it was made (final);
+ * - database: PostgreSQL failed around the call (retried); `paid` when the
+ *   call was made and its answer could not be stored, so the retry pays again;
+ * - gemini: the call itself failed, classified (400s and safety blocks are final).
+ */
+export type GeminiCallFailure =
+  | { kind: 'cancelled'; failure: unknown }
+  | { kind: 'refused'; failure: ApplicationFailure; refusal: BudgetExceededError }
+  | { kind: 'database'; failure: ApplicationFailure; paid: boolean }
+  | { kind: 'gemini'; failure: ApplicationFailure; classified: GeminiErrorClass; outcome: GeminiAttempt['outcome'] };
+
+/**
+ * The activity's edge: what the paid-call guard threw, as the failure the
+ * workflow branches on (its `type`). A retryable Gemini failure carries its
+ * next retry's delay: the server's RetryInfo delay for a 429, otherwise full
+ * jitter (src/common/backoff.ts) under geminiBackoff, because Temporal's own
+ * retry backoff has no jitter.
+ */
+export function toGeminiCallFailure(
+  error: unknown,
+  context: {
+    /** The attempt's cancellation signal: aborted means Temporal cancelled or timed out the attempt. */
+    signal?: AbortSignal;
+    model: string;
+    /** The activity attempt, from 1. */
+    attempt: number;
+    /** The operation's recorded calls, handed to the workflow in the failure's details. */
+    attempts?: GeminiAttempt[];
+    /** A number in [0, 1) for the jitter; default Math.random. */
+    random?: () => number;
+  },
+): GeminiCallFailure {
+  if (context.signal?.aborted) return { kind: 'cancelled', failure: context.signal.reason };
+  if (error instanceof BudgetExceededError) {
+    return { kind: 'refused', refusal: error, failure: ApplicationFailure.create({ type: FailureType.BudgetExceeded, message: error.message, nonRetryable: true, cause: error }) };
+  }
+  if (error instanceof GuardDatabaseError) {
+    return { kind: 'database', paid: error.phase === 'storing', failure: ApplicationFailure.create({ type: FailureType.DatabaseUnavailable, message: error.message, cause: error }) };
+  }
+  const classified = classifyGeminiError(error);
+  const failure = ApplicationFailure.create({
+    type: classified.type,
+    message: `${context.model}: ${classified.message}`,
+    nonRetryable: classified.nonRetryable,
+    nextRetryDelay: classified.nonRetryable ? undefined : classified.retryDelayMs ?? geminiRetryDelayMs(context.attempt, context.random),
+    details: [{ status: classified.status ?? null, model: context.model, ...(context.attempts ? { attempts: context.attempts } : {}) } satisfies GeminiFailureDetails],
+  });
+  return { kind: 'gemini', failure, classified, outcome: attemptOutcomeOf[classified.type] };
+}
+
+/** The delay before the retry that follows activity attempt `attempt`: full jitter, at least 100 ms. */
+export function geminiRetryDelayMs(attempt: number, random?: () => number): number {
+  return Math.max(100, fullJitterBackoffMs({ retryIndex: attempt - 1, baseMs: geminiBackoff.initialMs, capMs: geminiBackoff.maxMs, random }));
 }
