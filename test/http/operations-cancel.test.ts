@@ -6,6 +6,8 @@ import { createApiTenant, postOperation, startTestApi, type TestApi } from '../h
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
+import { OnceflowClient, OnceflowProblemError } from '../../src/client';
+import { expectExit, parseJson, runCli } from '../cli/run-cli';
 
 /**
  * POST /v1/operations/{type}/{key}/cancel (contract v1.1) over real HTTP,
@@ -224,6 +226,47 @@ describe('cancelling an operation', () => {
     expect(bill[0]!.prompt_tokens).toBe(inputTokens);
     expect(bill[0]!.output_tokens).toBeGreaterThan(0);
     expect(bill[0]!.total_tokens).toBe(bill[0]!.prompt_tokens + bill[0]!.output_tokens);
+    expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
+  });
+
+  it('works through the client SDK: cancel, follow to canceled, a repeat cancel changes nothing, the key replays 410, others get 404', async () => {
+    const client = new OnceflowClient({ baseUrl: api.baseUrl, apiKey: tenant.apiKey, retry: { maxAttempts: 2 } });
+    await fake.script([{ kind: 'ok', hold: true }], '*');
+    const started = await client.operations.generateContent({ prompt: 'cancelled through the SDK' });
+    expect(started.status).toBe(202);
+    await eventually('the Gemini call to be in flight', async () => (await fake.calls({ paid: true })).length === 1);
+
+    const requested = await client.cancel('generate-content', started.idempotencyKey);
+    expect(requested).toMatchObject({ status: 202, operation: { status: 'running', idempotencyKey: started.idempotencyKey } });
+    expect(requested.expiresAt?.toISOString()).toBe(requested.operation.expiresAt);
+    await eventually('the SDK to read canceled', async () => (await client.get('generate-content', started.idempotencyKey)).status === 'canceled', 60_000);
+    const again = await client.cancel('generate-content', started.idempotencyKey);
+    expect(again).toMatchObject({ status: 200, operation: { status: 'canceled' } });
+
+    const replay = client.operations.generateContent({ prompt: 'cancelled through the SDK' }, { idempotencyKey: started.idempotencyKey });
+    await expect(replay).rejects.toBeInstanceOf(OnceflowProblemError);
+    await expect(replay).rejects.toMatchObject({ status: 410, replayed: true, body: { type: 'https://onceflow.dev/problems/operation-canceled' } });
+    const foreign = new OnceflowClient({ baseUrl: api.baseUrl, apiKey: other.apiKey, retry: { maxAttempts: 1 } }).cancel('generate-content', started.idempotencyKey);
+    await expect(foreign).rejects.toMatchObject({ status: 404 });
+    const { operation_id: operationId } = await operationOf(started.idempotencyKey);
+    expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
+  });
+
+  it('works through the operator CLI: onceflow ops cancel <type> <key> requests it, a second says already canceled, an unknown key exits 3', async () => {
+    await fake.script([{ kind: 'ok', hold: true }], '*');
+    const key = randomUUID();
+    await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'cancelled by an operator' } });
+    await eventually('the Gemini call to be in flight', async () => (await fake.calls({ paid: true })).length === 1);
+
+    const first = await runCli(['ops', 'cancel', 'generate-content', key, '--tenant', tenant.tenantId, '--json']);
+    expectExit(first, 0);
+    expect(parseJson(first)).toMatchObject({ cancel: 'requested', tenantId: tenant.tenantId, idempotencyKey: key });
+    await canceled('generate-content', key);
+    const second = await runCli(['ops', 'cancel', 'generate-content', key]);
+    expectExit(second, 0);
+    expect(second.stdout).toContain('already canceled');
+    expectExit(await runCli(['ops', 'cancel', 'generate-content', `missing-${randomUUID()}`]), 3);
+    const { operation_id: operationId } = await operationOf(key);
     expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
   });
 });
