@@ -12,24 +12,28 @@ import type { OperationOutcome, OperationUsage } from './operation-outcome';
 
 /**
  * What a canceled operation bills: the tokens of its calls Gemini answered
- * (and so charged) before the cancel, on the model of the last of them;
- * undefined when none was paid. An abandoned call (aborted in flight) has no
- * answer and no tokens.
+ * (and so charged) before the cancel, on the model of the last of them. An
+ * abandoned call (aborted in flight) has no answer and no tokens. With none
+ * paid the bill is still written, at zero, on `fallbackModel`: every finished
+ * operation has its one usage-ledger entry.
  */
-export function paidUsage(attempts: readonly GeminiAttempt[]): OperationUsage | undefined {
+export function paidUsage(attempts: readonly GeminiAttempt[], fallbackModel: string): OperationUsage {
   const paid = attempts.filter((attempt) => attempt.outcome === 'succeeded' && (attempt.promptTokens !== undefined || attempt.outputTokens !== undefined));
-  if (paid.length === 0) return undefined;
   const promptTokens = paid.reduce((sum, attempt) => sum + (attempt.promptTokens ?? 0), 0);
   const outputTokens = paid.reduce((sum, attempt) => sum + (attempt.outputTokens ?? 0), 0);
-  return { model: paid[paid.length - 1]!.model, promptTokens, outputTokens, totalTokens: promptTokens + outputTokens };
+  const model = paid[paid.length - 1]?.model ?? attempts[attempts.length - 1]?.model ?? fallbackModel;
+  return { model, promptTokens, outputTokens, totalTokens: promptTokens + outputTokens };
 }
 
-/** The outcome completeOperation writes for a canceled run. */
-export function canceledOutcome(attempts: GeminiAttempt[], detail: string): Extract<OperationOutcome, { outcome: 'canceled' }> {
-  const usage = paidUsage(attempts);
+/**
+ * The outcome completeOperation writes for a canceled run. `fallbackModel`
+ * names the bill when no call was made: the model the run was on, or the
+ * first of its chain.
+ */
+export function canceledOutcome(attempts: GeminiAttempt[], detail: string, fallbackModel: string): Extract<OperationOutcome, { outcome: 'canceled' }> {
   return {
     outcome: 'canceled',
     error: { type: OperationFailure.OperationCanceled, detail, retryable: false, attempts },
-    ...(usage ? { usage } : {}),
+    usage: paidUsage(attempts, fallbackModel),
   };
 }

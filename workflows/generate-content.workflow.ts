@@ -82,11 +82,11 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
  * completeOperation under its effect guard, shielded from the cancellation
  * that brought the run here.
  */
-async function finishCanceled(operation: OperationWorkflowInput, progress: GenerateContentProgress): Promise<void> {
+async function finishCanceled(operation: OperationWorkflowInput<GenerateContentInput>, progress: GenerateContentProgress): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
     progress.step = 'finishing';
     progress.attempts = await listGeminiAttempts({ operationId: operation.operationId });
-    await finish(operation, workflowInfo().workflowId, canceledOutcome(progress.attempts, 'canceled on request before it finished'));
+    await finish(operation, workflowInfo().workflowId, canceledOutcome(progress.attempts, 'canceled on request before it finished', modelOf(operation, progress.model)));
     progress.step = 'done';
   });
 }
@@ -173,6 +173,11 @@ async function finish(operation: OperationWorkflowInput, workflowId: string, out
     workflowId,
     ...outcome,
   }));
+}
+
+/** The model a canceled run's bill names when it made no call: the one it was on, else the first it would have tried. */
+function modelOf(operation: OperationWorkflowInput<GenerateContentInput>, current: string | null): string {
+  return current ?? operation.models?.[0] ?? operation.input.model ?? 'none';
 }
 
 function applicationFailureOf(error: unknown): ApplicationFailure | undefined {

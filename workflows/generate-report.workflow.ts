@@ -71,7 +71,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
  * guard, all shielded from the cancellation that brought the run here. A
  * cancel Gemini keeps refusing does not keep the operation open.
  */
-async function finishCanceled(operation: OperationWorkflowInput, progress: GenerateReportProgress): Promise<void> {
+async function finishCanceled(operation: OperationWorkflowInput<GenerateReportInput>, progress: GenerateReportProgress): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
     const { interactionId } = progress;
     progress.step = 'finishing';
@@ -86,7 +86,7 @@ async function finishCanceled(operation: OperationWorkflowInput, progress: Gener
       }
     }
     const attempts = await listGeminiAttempts({ operationId: operation.operationId });
-    await finish(operation, workflowInfo().workflowId, progress, canceledOutcome(attempts, detail));
+    await finish(operation, workflowInfo().workflowId, progress, canceledOutcome(attempts, detail, progress.model ?? operation.models?.[0] ?? operation.input.model ?? 'none'));
   });
 }
 

@@ -76,7 +76,7 @@ describe('cancelling an operation', () => {
       return read.json.status === 'canceled' ? read.json : undefined;
     }, 60_000);
 
-  it('abandons the Gemini call in flight: status canceled, one operation.canceled event, nothing billed, no further call, the run closed as Canceled', async () => {
+  it('abandons the Gemini call in flight: status canceled, one operation.canceled event, a zero bill, no further call, the run closed as Canceled', async () => {
     // Every answer of both models is held open: the call in flight never answers by itself.
     await fake.script([{ kind: 'ok', hold: true }, { kind: 'ok', hold: true }], '*');
     const key = randomUUID();
@@ -96,8 +96,8 @@ describe('cancelling an operation', () => {
     const events = await eventsOf(operationId);
     expect(events.map((e) => e.event_type)).toEqual(['operation.canceled']);
     expect(events[0]!.payload).toMatchObject({ status: 'canceled', idempotencyKey: key, error: { type: 'operation-canceled' } });
-    // The abandoned call never answered: nothing was paid, nothing is billed.
-    expect(await billOf(operationId)).toEqual([]);
+    // The abandoned call never answered: nothing was paid, so the one bill is zero.
+    expect(await billOf(operationId)).toEqual([{ model: 'gemini-2.5-flash', prompt_tokens: 0, output_tokens: 0, total_tokens: 0 }]);
     const attempts = await pool.query<{ outcome: string }>('SELECT outcome FROM gemini_attempts WHERE operation_id = $1', [operationId]);
     expect(attempts.rows.map((r) => r.outcome)).toEqual(['unavailable']);
     // The run is closed, and it made no call after the cancel (no retry, no fallback model).
@@ -184,7 +184,7 @@ describe('cancelling an operation', () => {
     expect((await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, headers: { prefer: 'wait=30' } })).status).toBe(200);
   });
 
-  it('generate-report: cancels the submitted background interaction at Gemini; nothing billed', async () => {
+  it('generate-report: cancels the submitted background interaction at Gemini; a zero bill', async () => {
     await fake.interactions({ hold: true });
     const key = randomUUID();
     const created = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report', body: { prompt: 'a report nobody will read' } });
@@ -200,7 +200,7 @@ describe('cancelling an operation', () => {
     expect((await fake.calls()).filter((c) => c.operation === 'interactions.cancel')).toHaveLength(1);
     const { operation_id: operationId } = await operationOf(key);
     expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
-    expect(await billOf(operationId)).toEqual([]);
+    expect(await billOf(operationId)).toEqual([{ model: 'gemini-2.5-flash', prompt_tokens: 0, output_tokens: 0, total_tokens: 0 }]);
     const ledger = await pool.query('SELECT status, completed_by FROM gemini_interactions WHERE interaction_id = $1', [interaction.id]);
     expect(ledger.rows[0]).toEqual({ status: 'failed', completed_by: 'cancel' });
   });
@@ -268,5 +268,17 @@ describe('cancelling an operation', () => {
     expectExit(await runCli(['ops', 'cancel', 'generate-content', `missing-${randomUUID()}`]), 3);
     const { operation_id: operationId } = await operationOf(key);
     expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
+  });
+
+  it('is documented in the OpenAPI document for every operation type: 200, 202 and 404, and the 410 replay', async () => {
+    const doc = (await (await fetch(`${api.baseUrl}/openapi.json`)).json()) as any;
+    for (const type of ['generate-content', 'generate-report']) {
+      const cancelDoc = doc.paths[`/v1/operations/${type}/{key}/cancel`].post;
+      expect(Object.keys(cancelDoc.responses)).toEqual(expect.arrayContaining(['200', '202', '404', '503']));
+      expect(cancelDoc.responses['202'].content['application/json'].schema.properties.status.enum).toContain('canceled');
+      expect(cancelDoc.description).toContain('operation-canceled');
+      expect(cancelDoc.requestBody).toBeUndefined();
+      expect(Object.keys(doc.paths[`/v1/operations/${type}`].post.responses)).toContain('410');
+    }
   });
 });
