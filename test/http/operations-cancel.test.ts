@@ -2,6 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import type { Pool } from '../../src/db/pool';
+import { fingerprint } from '../../src/idempotency/fingerprint';
+import { operationWorkflowId } from '../../src/idempotency/workflow-id';
+import { PostgresOperationsRepository } from '../../src/operations/repository';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, startTestWorker, type TestWorker } from '../helpers/temporal';
@@ -268,6 +271,46 @@ describe('cancelling an operation', () => {
     expectExit(await runCli(['ops', 'cancel', 'generate-content', `missing-${randomUUID()}`]), 3);
     const { operation_id: operationId } = await operationOf(key);
     expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
+  });
+
+  it('stops a run waiting out a 429 backoff at once: the retry is never made, one paid call, a zero bill', async () => {
+    // The server's retry delay (30 s) is far beyond the test's wait: only the cancel can end this run.
+    await fake.script([{ kind: 'error', status: 429, retryDelaySeconds: 30 }], '*');
+    const key = randomUUID();
+    await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key });
+    const { operation_id: operationId } = await operationOf(key);
+    await eventually('the 429 attempt to be recorded', async () =>
+      (await pool.query(`SELECT 1 FROM gemini_attempts WHERE operation_id = $1 AND outcome = 'rate_limited'`, [operationId])).rowCount === 1);
+    expect((await cancel('generate-content', key)).status).toBe(202);
+    // No call in flight: the scheduled retry is cancelled by the server, without a heartbeat round.
+    await eventually('the operation to end canceled', async () => (await get('generate-content', key)).json.status === 'canceled', 10_000);
+    expect(await fake.calls({ paid: true })).toHaveLength(1);
+    expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
+    expect(await billOf(operationId)).toEqual([{ model: 'gemini-2.5-flash', prompt_tokens: 0, output_tokens: 0, total_tokens: 0 }]);
+  });
+
+  it('cancels a reservation whose start was never confirmed: its run is started, then cancelled like any other', async () => {
+    // The row a facade leaves when it dies (or Temporal refuses) between reserving the key and starting the run.
+    // Its call is held, so that the cancel (sent right after the start) meets it in flight rather than racing its answer.
+    await fake.script([{ kind: 'ok', hold: true }], '*');
+    const key = randomUUID();
+    const input = { prompt: 'reserved, never started' };
+    const nowMs = Date.now();
+    await new PostgresOperationsRepository(pool).reserve({
+      tenantId: tenant.tenantId, operationType: 'generate-content', idempotencyKey: key, operationId: randomUUID(),
+      fingerprint: fingerprint(input, ['metadata']), workflowId: operationWorkflowId(tenant.tenantId, 'generate-content', key),
+      input, nowMs, expiresAtMs: nowMs + 3_600_000,
+    });
+    expect((await operationOf(key)).status).toBe('reserved');
+
+    const requested = await cancel('generate-content', key);
+    expect(requested.status).toBe(202);
+    expect(requested.json!.runId).toEqual(expect.any(String));
+    await canceled('generate-content', key);
+    expect((await fake.calls({ paid: true })).length).toBeLessThanOrEqual(1);
+    const { operation_id: operationId, workflow_id: workflowId } = await operationOf(key);
+    expect((await eventsOf(operationId)).map((e) => e.event_type)).toEqual(['operation.canceled']);
+    expect((await temporal.workflow.getHandle(workflowId).describe()).status.name).toBe('CANCELLED');
   });
 
   it('is documented in the OpenAPI document for every operation type: 200, 202 and 404, and the 410 replay', async () => {
