@@ -19,7 +19,7 @@ export interface GenerateContentProgress {
 
 /** What the Temporal UI shows as the run's result: the outcome, never the generated text. */
 export interface GenerateContentRunSummary {
-  status: 'succeeded' | 'failed' | 'canceled';
+  status: 'succeeded' | 'failed';
   model: string | null;
   totalTokens: number;
   attempts: number;
