@@ -17,19 +17,37 @@ export const CURRENT_FINGERPRINT_VERSION = 1;
  * change it: the body is parsed before, and RFC 8785 serialises numbers the
  * ECMAScript way.
  */
-const essentialByVersion: Record<number, (body: unknown, nonEssentialFields: readonly string[]) => unknown> = {
-  1: (body, nonEssentialFields) => dropPaths(body, nonEssentialFields),
+const essentialByVersion: Record<number, (body: unknown, nonEssentialPaths: readonly string[]) => unknown> = {
+  1: (body, nonEssentialPaths) => dropPaths(body, nonEssentialPaths),
 };
 
+/**
+ * A type's non-essential field: a dotted path that has been non-essential
+ * since version 1, or a rule that took effect at a later version (`since`)
+ * or stopped at one (`until`, exclusive). Changing a type's non-essential
+ * fields means bumping CURRENT_FINGERPRINT_VERSION and adding a dated rule,
+ * never editing a plain path: keys reserved before the change are compared
+ * with the rules of their own version, so their true repeats still replay.
+ */
+export type NonEssentialField = string | { path: string; since: number; until?: number };
+
+/** The dotted paths a fingerprint of `version` drops. */
+export function nonEssentialPathsAt(fields: readonly NonEssentialField[], version: number): string[] {
+  return fields.flatMap((field) => {
+    if (typeof field === 'string') return [field];
+    return field.since <= version && (field.until === undefined || version < field.until) ? [field.path] : [];
+  });
+}
+
 /** The part of a body that a fingerprint of `version` covers; what the 422's `differences` compare. */
-export function essentialPart(body: unknown, nonEssentialFields: readonly string[], version = CURRENT_FINGERPRINT_VERSION): unknown {
+export function essentialPart(body: unknown, nonEssentialFields: readonly NonEssentialField[], version = CURRENT_FINGERPRINT_VERSION): unknown {
   const essential = essentialByVersion[version];
   if (!essential) throw new UnknownFingerprintVersionError(version);
-  return essential(body, nonEssentialFields);
+  return essential(body, nonEssentialPathsAt(nonEssentialFields, version));
 }
 
 /** SHA-256 (hex) over the RFC 8785 canonical JSON of the body's essential part. */
-export function fingerprint(body: unknown, nonEssentialFields: readonly string[], version = CURRENT_FINGERPRINT_VERSION): string {
+export function fingerprint(body: unknown, nonEssentialFields: readonly NonEssentialField[], version = CURRENT_FINGERPRINT_VERSION): string {
   return sha256Hex(canonicalize(essentialPart(body, nonEssentialFields, version)) ?? 'null');
 }
 

@@ -3,6 +3,7 @@
  * type means adding one entry (and its workflow in workflows/).
  */
 import { z } from 'zod';
+import type { NonEssentialField } from '../idempotency/fingerprint';
 
 export interface OperationTypeDefinition<TSchema extends z.ZodType = z.ZodType, TResult extends z.ZodType = z.ZodType> {
   /** URL segment and `operationType` in every resource. */
@@ -15,8 +16,12 @@ export interface OperationTypeDefinition<TSchema extends z.ZodType = z.ZodType, 
    * so a field added later never breaks the replay of an older result.
    */
   resultSchema: TResult;
-  /** Dotted paths dropped before fingerprinting: changing them never makes a request "different". */
-  nonEssentialFields: readonly string[];
+  /**
+   * Dotted paths dropped before fingerprinting: changing them never makes a
+   * request "different". A later change to this list is a dated rule (see
+   * NonEssentialField), so keys reserved before it keep replaying.
+   */
+  nonEssentialFields: readonly NonEssentialField[];
   /**
    * Dotted paths of the business fields that make two requests the same
    * operation. When set, a request without Idempotency-Key gets a key derived
