@@ -4,6 +4,7 @@ import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/ge
 import type { Pool } from '../../src/db/pool';
 import { fingerprint } from '../../src/idempotency/fingerprint';
 import { operationWorkflowId } from '../../src/idempotency/workflow-id';
+import { operationTypes } from '../../src/operations/registry';
 import { PostgresOperationsRepository } from '../../src/operations/repository';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
@@ -298,7 +299,7 @@ describe('cancelling an operation', () => {
     const nowMs = Date.now();
     await new PostgresOperationsRepository(pool).reserve({
       tenantId: tenant.tenantId, operationType: 'generate-content', idempotencyKey: key, operationId: randomUUID(),
-      fingerprint: fingerprint(input, ['metadata']), workflowId: operationWorkflowId(tenant.tenantId, 'generate-content', key),
+      fingerprint: fingerprint(input, operationTypes['generate-content'].nonEssentialFields), workflowId: operationWorkflowId(tenant.tenantId, 'generate-content', key),
       input, nowMs, expiresAtMs: nowMs + 3_600_000,
     });
     expect((await operationOf(key)).status).toBe('reserved');
