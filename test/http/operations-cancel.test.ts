@@ -166,6 +166,10 @@ describe('cancelling an operation', () => {
     const read = await get('generate-content', key);
     expect(read.status).toBe(200);
     expect(read.json.status).toBe('canceled');
+    const listed = await fetch(`${api.baseUrl}/v1/operations?status=canceled&limit=100`, { headers: { authorization: `Bearer ${tenant.apiKey}` } });
+    const page = (await listed.json()) as { data: { idempotencyKey: string; status: string }[] };
+    expect(page.data.find((item) => item.idempotencyKey === key)).toMatchObject({ status: 'canceled' });
+    expect(page.data.every((item) => item.status === 'canceled')).toBe(true);
   });
 
   it("answers 404 for an unknown key, an unknown type and another tenant's key, which keeps running", async () => {
