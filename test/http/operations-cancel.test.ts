@@ -172,11 +172,23 @@ describe('cancelling an operation', () => {
     expect(page.data.every((item) => item.status === 'canceled')).toBe(true);
   });
 
-  it("answers 404 for an unknown key, an unknown type and another tenant's key, which keeps running", async () => {
+  it("answers 404 for an unknown key (whatever body comes with the request), an unknown type and another tenant's key, which keeps running", async () => {
     const unknown = await cancel('generate-content', randomUUID());
     expect(unknown.status).toBe(404);
     expect(unknown.json).toMatchObject({ type: 'https://onceflow.dev/problems/operation-not-found' });
     expect((await cancel('no-such-type', 'k')).json).toMatchObject({ status: 404, type: 'https://onceflow.dev/problems/unknown-operation-type' });
+    // No body is read: an empty one labelled JSON, a JSON one or a text one changes nothing (no 400, no 415).
+    for (const [contentType, body] of [['application/json', ''], ['application/json', '{"reason":"x"}'], ['text/plain', 'x']] as const) {
+      const answer = await fetch(`${api.baseUrl}/v1/operations/generate-content/${randomUUID()}/cancel`, {
+        method: 'POST', headers: { authorization: `Bearer ${tenant.apiKey}`, 'content-type': contentType }, body,
+      });
+      expect({ contentType, body, status: answer.status }).toEqual({ contentType, body, status: 404 });
+      await answer.arrayBuffer();
+    }
+    const tooLarge = await fetch(`${api.baseUrl}/v1/operations/generate-content/${randomUUID()}/cancel`, {
+      method: 'POST', headers: { authorization: `Bearer ${tenant.apiKey}`, 'content-type': 'application/json' }, body: 'x'.repeat(2 * 1024 * 1024),
+    });
+    expect(tooLarge.status).toBe(413);
 
     await fake.script([{ kind: 'ok', hold: true }], '*');
     const key = randomUUID();
