@@ -16,14 +16,14 @@ export type CompleteOperationInput = Pick<
 > & { workflowId: string } & OperationOutcome;
 
 export interface CompleteOperationResult {
-  status: 'succeeded' | 'failed';
+  status: 'succeeded' | 'failed' | 'canceled';
   eventId: string;
 }
 
 /**
  * The one atomic phase that finishes an operation: the result (or error) on the
  * operation row, exactly one usage-ledger entry, exactly one
- * operation.succeeded/failed event in the outbox, in one transaction under the
+ * operation.succeeded/failed/canceled event in the outbox, in one transaction under the
  * effect guard (runEffect). If the worker dies before COMMIT nothing of it
  * exists and the retried activity does it all; after COMMIT the retry returns
  * the stored result.
@@ -67,7 +67,7 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; 
           operationId: input.operationId,
           status,
           result: input.outcome === 'succeeded' ? input.result : null,
-          error: input.outcome === 'failed' ? input.error : null,
+          error: input.outcome === 'succeeded' ? null : input.error,
           released,
         })) ?? { createdAt: now, completedAt: now };
         if (input.usage) {
@@ -88,7 +88,7 @@ export function createCompleteOperation(deps: { pool: pg.Pool; logger?: Logger; 
             createdAt: row.createdAt.toISOString(),
             completedAt: row.completedAt.toISOString(),
             result: input.outcome === 'succeeded' ? input.result : null,
-            error: input.outcome === 'failed' ? input.error : null,
+            error: input.outcome === 'succeeded' ? null : input.error,
           },
         });
       },

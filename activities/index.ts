@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { GeminiClient } from '../src/integrations/gemini/client';
 import type { GeminiMetrics } from '../src/integrations/gemini/metrics';
 import type { Logger } from '../src/observability/logger';
+import { createCancelInteraction } from './cancel-interaction';
 import { createCompleteOperation } from './complete-operation';
 import { createPurgeExpiredOperations } from './purge-expired-operations';
 import { createPruneOutbox } from './prune-outbox';
@@ -53,6 +54,7 @@ export function createActivities(options: ActivityDeps) {
     submitInteraction: createSubmitInteraction(deps),
     pollInteraction: createPollInteraction(deps),
     reportSettings: createReportSettings(deps),
+    cancelInteraction: createCancelInteraction(deps),
     startScheduledOperation: createStartScheduledOperation(deps),
   };
 }

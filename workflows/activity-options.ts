@@ -2,7 +2,7 @@
  * THE table of activity timeouts and retry policies. Every proxyActivities call
  * in workflows/ takes one named entry from here; each says why it is set so.
  */
-import type { ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import { nonRetryableFailureTypes } from './failure-types';
 
 /**
@@ -77,6 +77,11 @@ export const activityOptions = {
   geminiCall: {
     startToCloseTimeout: geminiCallStartToCloseMs,
     heartbeatTimeout: geminiHeartbeatTimeout,
+    // A canceled operation waits for the attempt in flight to stop (it learns
+    // of the cancel from its next heartbeat and aborts the HTTP call): its
+    // bill is written after that attempt recorded whether it was paid, never
+    // while an answer could still arrive and be stored unbilled.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: {
       initialInterval: `${geminiBackoff.initialMs} milliseconds`,
       backoffCoefficient: geminiBackoff.coefficient,
@@ -92,6 +97,24 @@ export const activityOptions = {
    * so a poll lost with its worker is retried in seconds, not after a minute.
    */
   interactionPoll: {
+    startToCloseTimeout: '1 minute',
+    heartbeatTimeout: geminiHeartbeatTimeout,
+    // As geminiCall: a poll that records the report's end settles its spend; the canceled run bills after it.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: {
+      initialInterval: '1 second',
+      backoffCoefficient: 2,
+      maximumInterval: '10 seconds',
+      maximumAttempts: 3,
+      nonRetryableErrorTypes: nonRetryableFailureTypes,
+    },
+  },
+  /**
+   * Stops the background interaction of a canceled report (free at Gemini).
+   * Retried briefly: if Gemini stays unreachable the operation still ends
+   * canceled, and the interaction runs out on Gemini's side.
+   */
+  interactionCancel: {
     startToCloseTimeout: '1 minute',
     heartbeatTimeout: geminiHeartbeatTimeout,
     retry: {

@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
@@ -60,6 +60,8 @@ export async function generateContentV1(
       progress.step = 'done';
       return { status: 'succeeded', model: response.model, totalTokens: response.usage.totalTokens, attempts: attempts.length };
     } catch (error) {
+      // A cancel request: the caller (generateContentWorkflow) finishes the operation as canceled.
+      if (isCancellation(error)) throw error;
       progress.attempts = await listGeminiAttempts({ operationId: operation.operationId });
       const failure = applicationFailureOf(error);
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
@@ -85,15 +87,16 @@ export async function generateContentV1(
   return { status: 'failed', model: progress.model, totalTokens: 0, attempts: progress.attempts.length, error: lastError!.type };
 }
 
+/** Not cancellable, as in generate-content.workflow.ts (no command changes: scopes live in the worker only). */
 async function finish(operation: OperationWorkflowInput, workflowId: string, outcome: OperationOutcome): Promise<void> {
-  await completeOperation({
+  await CancellationScope.nonCancellable(() => completeOperation({
     operationId: operation.operationId,
     tenantId: operation.tenantId,
     operationType: operation.operationType,
     idempotencyKey: operation.idempotencyKey,
     workflowId,
     ...outcome,
-  });
+  }));
 }
 
 function applicationFailureOf(error: unknown): ApplicationFailure | undefined {

@@ -1,8 +1,9 @@
-import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, defineQuery, isCancellation, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { GeminiAttempt, GeminiFailureDetails } from '../activities/gemini-generate';
 import type { GenerateContentInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
+import { canceledOutcome } from './cancellation';
 import type { OperationWorkflowInput } from './definitions';
 import { FailureType, OperationFailure, operationEndingFailures } from './failure-types';
 import { generateContentV1 } from './generate-content.v1';
@@ -61,10 +62,40 @@ const { listGeminiAttempts } = proxyActivities<Activities>(activityOptions.quick
 export async function generateContentWorkflow(operation: OperationWorkflowInput<GenerateContentInput>): Promise<GenerateContentRunSummary> {
   const progress: GenerateContentProgress = { step: 'resolving-models', model: null, modelsTried: [], attempts: [] };
   setHandler(generateContentProgressQuery, () => progress);
-  // Runs started before the chain travelled in the input keep their recorded shape.
-  const models = operation.models;
-  if (models === undefined) return generateContentV1(operation, progress);
+  try {
+    // Runs started before the chain travelled in the input keep their recorded shape.
+    const models = operation.models;
+    if (models === undefined) return await generateContentV1(operation, progress);
+    return await generateContent(operation, models, progress);
+  } catch (error) {
+    if (!isCancellation(error)) throw error;
+    await finishCanceled(operation, progress);
+    // Rethrown: the run closes as Canceled in Temporal, as its operation did.
+    throw error;
+  }
+}
 
+/**
+ * Cancelled (POST …/cancel): the Gemini attempt in flight has stopped
+ * (geminiCall waits for it), so the recorded attempts are final. Outcome,
+ * bill for what was paid and the one operation.canceled event are written by
+ * completeOperation under its effect guard, shielded from the cancellation
+ * that brought the run here.
+ */
+async function finishCanceled(operation: OperationWorkflowInput<GenerateContentInput>, progress: GenerateContentProgress): Promise<void> {
+  await CancellationScope.nonCancellable(async () => {
+    progress.step = 'finishing';
+    progress.attempts = await listGeminiAttempts({ operationId: operation.operationId });
+    await finish(operation, workflowInfo().workflowId, canceledOutcome(progress.attempts, 'canceled on request before it finished', modelOf(operation, progress.model)));
+    progress.step = 'done';
+  });
+}
+
+async function generateContent(
+  operation: OperationWorkflowInput<GenerateContentInput>,
+  models: string[],
+  progress: GenerateContentProgress,
+): Promise<GenerateContentRunSummary> {
   const { workflowId } = workflowInfo();
   const { prompt, system, temperature, maxOutputTokens } = operation.input;
   let lastError: OperationError | undefined;
@@ -96,6 +127,7 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
       progress.step = 'done';
       return { status: 'succeeded', model: response.model, totalTokens: response.usage.totalTokens, attempts: response.attempts.length };
     } catch (error) {
+      if (isCancellation(error)) throw error;
       const failure = applicationFailureOf(error);
       progress.attempts = (failure?.details?.[0] as GeminiFailureDetails | undefined)?.attempts
         ?? await listGeminiAttempts({ operationId: operation.operationId });
@@ -127,15 +159,25 @@ export async function generateContentWorkflow(operation: OperationWorkflowInput<
   return { status: 'failed', model: progress.model, totalTokens: 0, attempts: progress.attempts.length, error: lastError!.type };
 }
 
+/**
+ * Not cancellable: a cancel that arrives while the outcome is being written
+ * must not leave it half-known to the workflow (the effect guard keeps the
+ * database right either way; this keeps the run's own answer right too).
+ */
 async function finish(operation: OperationWorkflowInput, workflowId: string, outcome: OperationOutcome): Promise<void> {
-  await completeOperation({
+  await CancellationScope.nonCancellable(() => completeOperation({
     operationId: operation.operationId,
     tenantId: operation.tenantId,
     operationType: operation.operationType,
     idempotencyKey: operation.idempotencyKey,
     workflowId,
     ...outcome,
-  });
+  }));
+}
+
+/** The model a canceled run's bill names when it made no call: the one it was on, else the first it would have tried. */
+function modelOf(operation: OperationWorkflowInput<GenerateContentInput>, current: string | null): string {
+  return current ?? operation.models?.[0] ?? operation.input.model ?? 'none';
 }
 
 function applicationFailureOf(error: unknown): ApplicationFailure | undefined {

@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, condition, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, condition, isCancellation, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { GenerateReportInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
@@ -58,6 +58,7 @@ export async function generateReportV1(
       submitted = { interactionId, model };
       break;
     } catch (error) {
+      if (isCancellation(error)) throw error;
       const failure = applicationFailureOf(error);
       if (failure?.type === FailureType.GeminiRejected || failure?.type === FailureType.GeminiSafetyBlocked) {
         lastError = { type: OperationFailure.PromptRejected, detail: failure.message, retryable: false };
@@ -119,6 +120,7 @@ export async function generateReportV1(
         return;
       }
     } catch (error) {
+      if (isCancellation(error)) throw error;
       const failure = applicationFailureOf(error);
       if (failure?.nonRetryable) {
         // e.g. 404: the interaction is gone; waiting longer cannot bring it back.
@@ -148,14 +150,15 @@ export async function generateReportV1(
 
 async function finish(operation: OperationWorkflowInput, workflowId: string, progress: GenerateReportProgress, outcome: OperationOutcome): Promise<void> {
   progress.step = 'finishing';
-  await completeOperation({
+  // Not cancellable: see generate-content.workflow.ts (scopes live in the worker only; no command changes).
+  await CancellationScope.nonCancellable(() => completeOperation({
     operationId: operation.operationId,
     tenantId: operation.tenantId,
     operationType: operation.operationType,
     idempotencyKey: operation.idempotencyKey,
     workflowId,
     ...outcome,
-  });
+  }));
   progress.step = 'done';
 }
 

@@ -1,7 +1,8 @@
-import { ActivityFailure, ApplicationFailure, condition, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { GenerateReportInput } from '../src/operations/registry';
 import { activityOptions } from './activity-options';
+import { canceledOutcome } from './cancellation';
 import {
   generateReportProgressQuery,
   interactionEndedSignal,
@@ -22,8 +23,9 @@ import type { OperationError, OperationOutcome } from './operation-outcome';
  */
 const { completeOperation } = proxyLocalActivities<Activities>(activityOptions.databaseWrite);
 const { reportSettings } = proxyLocalActivities<Activities>(activityOptions.quickRead);
-/** Only when the completed poll came without the attempts (a run whose poll was recorded before it returned them). */
+/** Only when the completed poll came without the attempts (a run whose poll was recorded before it returned them), and when cancelled. */
 const { listGeminiAttempts } = proxyActivities<Activities>(activityOptions.quickRead);
+const { cancelInteraction } = proxyActivities<Activities>(activityOptions.interactionCancel);
 
 /**
  * A long report as one Gemini background interaction.
@@ -48,10 +50,52 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
   setHandler(interactionEndedSignal, ({ interactionId }) => {
     signalled.set(interactionId, (signalled.get(interactionId) ?? 0) + 1);
   });
-  // Runs started before the chain travelled in the input keep their recorded shape.
-  const models = operation.models;
-  if (models === undefined) return generateReportV1(operation, progress, signalled);
+  try {
+    // Runs started before the chain travelled in the input keep their recorded shape.
+    const models = operation.models;
+    if (models === undefined) return await generateReportV1(operation, progress, signalled);
+    return await generateReport(operation, models, progress, signalled);
+  } catch (error) {
+    if (!isCancellation(error)) throw error;
+    await finishCanceled(operation, progress);
+    // Rethrown: the run closes as Canceled in Temporal, as its operation did.
+    throw error;
+  }
+}
 
+/**
+ * Cancelled (POST …/cancel). A submitted interaction is stopped at Gemini
+ * first (where it is still running), which also records the tokens Gemini
+ * reports for it; then the outcome, the bill for what was paid and the one
+ * operation.canceled event are written by completeOperation under its effect
+ * guard, all shielded from the cancellation that brought the run here. A
+ * cancel Gemini keeps refusing does not keep the operation open.
+ */
+async function finishCanceled(operation: OperationWorkflowInput<GenerateReportInput>, progress: GenerateReportProgress): Promise<void> {
+  await CancellationScope.nonCancellable(async () => {
+    const { interactionId } = progress;
+    progress.step = 'finishing';
+    let detail = 'canceled on request before it finished';
+    if (interactionId !== null) {
+      try {
+        const state = await cancelInteraction({ operationId: operation.operationId, interactionId });
+        progress.lastStatus = state.status;
+        detail = `canceled on request; the Gemini interaction ${interactionId} is ${state.status}`;
+      } catch (error) {
+        detail = `canceled on request; stopping the Gemini interaction ${interactionId} failed: ${applicationFailureOf(error)?.message ?? String(error)}`;
+      }
+    }
+    const attempts = await listGeminiAttempts({ operationId: operation.operationId });
+    await finish(operation, workflowInfo().workflowId, progress, canceledOutcome(attempts, detail, progress.model ?? operation.models?.[0] ?? operation.input.model ?? 'none'));
+  });
+}
+
+async function generateReport(
+  operation: OperationWorkflowInput<GenerateReportInput>,
+  models: string[],
+  progress: GenerateReportProgress,
+  signalled: Map<string, number>,
+): Promise<void> {
   const { workflowId } = workflowInfo();
   const { polling } = await reportSettings({ requested: operation.input.model });
   const { prompt, system } = operation.input;
@@ -78,6 +122,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
       submitted = { interactionId, model };
       break;
     } catch (error) {
+      if (isCancellation(error)) throw error;
       const failure = applicationFailureOf(error);
       const ending = failure && operationEndingFailures[failure.type as FailureType];
       if (ending) {
@@ -144,6 +189,7 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
         return;
       }
     } catch (error) {
+      if (isCancellation(error)) throw error;
       const failure = applicationFailureOf(error);
       if (failure?.nonRetryable) {
         // e.g. 404: the interaction is gone; waiting longer cannot bring it back.
@@ -172,14 +218,15 @@ export async function generateReportWorkflow(operation: OperationWorkflowInput<G
 
 async function finish(operation: OperationWorkflowInput, workflowId: string, progress: GenerateReportProgress, outcome: OperationOutcome): Promise<void> {
   progress.step = 'finishing';
-  await completeOperation({
+  // Not cancellable: see generate-content.workflow.ts (scopes live in the worker only; no command changes).
+  await CancellationScope.nonCancellable(() => completeOperation({
     operationId: operation.operationId,
     tenantId: operation.tenantId,
     operationType: operation.operationType,
     idempotencyKey: operation.idempotencyKey,
     workflowId,
     ...outcome,
-  });
+  }));
   progress.step = 'done';
 }
 

@@ -27,4 +27,6 @@ export interface OperationUsage {
 
 export type OperationOutcome =
   | { outcome: 'succeeded'; result: unknown; usage?: OperationUsage }
-  | { outcome: 'failed'; error: OperationError; usage?: OperationUsage };
+  | { outcome: 'failed'; error: OperationError; usage?: OperationUsage }
+  /** Stopped on request (POST …/cancel): `error` says so (operation-canceled), `usage` bills what was already paid. */
+  | { outcome: 'canceled'; error: OperationError; usage?: OperationUsage };

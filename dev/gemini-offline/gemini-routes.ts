@@ -2,7 +2,8 @@
  * The Gemini REST routes @google/genai 2.x calls, as a Fastify plugin:
  * `models.generateContent` (`POST /v1beta/models/{model}:generateContent`),
  * its streaming form (`:streamGenerateContent?alt=sse`), and the background
- * Interactions API (`POST /v1beta/interactions`, `GET /v1beta/interactions/{id}`).
+ * Interactions API (`POST /v1beta/interactions`, `GET /v1beta/interactions/{id}`,
+ * `POST /v1beta/interactions/{id}/cancel`).
  * Errors use Gemini's body, `{error: {code, message, status, details}}`; a 429
  * carries a google.rpc.RetryInfo `retryDelay` when the script gives one.
  */
@@ -190,6 +191,18 @@ export const geminiRoutes: FastifyPluginAsync<{ model: OfflineModel }> = async (
     // Read on arrival: a held read answers with the state it saw then.
     const resource = interactionResource(interaction);
     return state.interactionSettings.holdReads ? state.hold(resource) : resource;
+  });
+
+  // Cancel of a background interaction: only a running one can be stopped;
+  // one that already ended is refused with 400 (FAILED_PRECONDITION is not in
+  // Gemini's REST error table; its INVALID_ARGUMENT carries the same meaning here).
+  app.post<{ Params: { id: string } }>('/v1beta/interactions/:id/cancel', async (request, reply) => {
+    const interaction = state.interactions.get(request.params.id);
+    const cancelled = interaction ? state.cancelInteraction(interaction) : false;
+    state.calls.push({ operation: 'interactions.cancel', model: interaction?.model ?? '', requestHash: '', outcome: cancelled ? 'ok' : 'error', status: interaction ? (cancelled ? 200 : 400) : 404, atMs: Date.now() });
+    if (!interaction) return reply.code(404).send(geminiError(404, 'interaction not found'));
+    if (!cancelled) return reply.code(400).send(geminiError(400, `interaction ${interaction.id} is ${interaction.status}; only a running interaction can be cancelled`));
+    return interactionResource(interaction);
   });
 };
 

@@ -29,7 +29,7 @@ export type Behaviour =
   | { kind: 'drop' };
 
 /** Which endpoint a call hit: the first three are paid, a get is free. */
-export type CallOperation = 'generateContent' | 'streamGenerateContent' | 'interactions.create' | 'interactions.get';
+export type CallOperation = 'generateContent' | 'streamGenerateContent' | 'interactions.create' | 'interactions.get' | 'interactions.cancel';
 
 export interface RecordedCall {
   operation: CallOperation;
@@ -80,7 +80,7 @@ export interface StoredInteraction {
   model: string;
   prompt: string;
   system?: string;
-  status: 'in_progress' | 'completed' | 'failed';
+  status: 'in_progress' | 'completed' | 'failed' | 'cancelled';
   finalStatus: 'completed' | 'failed';
   text?: string;
   created: string;
@@ -189,6 +189,15 @@ export class OfflineModel {
     interaction.status = interaction.finalStatus;
     interaction.updated = new Date().toISOString();
     void this.deliverWebhooks(interaction, this.interactionSettings.webhook?.deliveries ?? 1);
+  }
+
+  /** Stops a running interaction as Gemini's cancel does; false when it had already ended. */
+  cancelInteraction(interaction: StoredInteraction): boolean {
+    if (interaction.status !== 'in_progress') return false;
+    interaction.status = 'cancelled';
+    interaction.updated = new Date().toISOString();
+    void this.deliverWebhooks(interaction, this.interactionSettings.webhook?.deliveries ?? 1);
+    return true;
   }
 
   /** Sequential, like a sender retrying the same event: each one carries the same webhook-id. */

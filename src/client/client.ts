@@ -17,6 +17,7 @@ import {
 import { isRetryableStatus, nextDelayMs, parseRetryAfterMs, resolveRetryPolicy } from './retry';
 import type {
   CallOptions,
+  CancelResponse,
   ListOptions,
   OperationInput,
   OperationPage,
@@ -153,6 +154,25 @@ export class OnceflowClient {
       options,
     );
     return answer.json as OperationResource<T>;
+  }
+
+  /**
+   * Asks a running operation to stop (`POST /v1/operations/{type}/{key}/cancel`).
+   * Safe to retry and to repeat: a second cancel, or one of a finished
+   * operation, does nothing (status 200 with the operation as it is). Throws
+   * OnceflowProblemError 404 for unknown, expired or another tenant's keys.
+   */
+  async cancel<T extends OperationTypeName>(type: T, idempotencyKey: string, options: CallOptions = {}): Promise<CancelResponse<T>> {
+    const answer = await this.execute(
+      { method: 'POST', path: `/v1/operations/${encodeURIComponent(type)}/${encodeURIComponent(idempotencyKey)}/cancel` },
+      options,
+    );
+    return {
+      status: answer.status === 202 ? 202 : 200,
+      operation: answer.json as OperationResource<T>,
+      expiresAt: epochMsHeader(answer.headers, 'idempotency-expires'),
+      attempts: answer.attempts,
+    };
   }
 
   /** One page of the caller's operations, newest first (`GET /v1/operations`). */

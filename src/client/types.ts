@@ -102,6 +102,21 @@ export interface OperationResponse<T extends OperationTypeName = OperationTypeNa
   attempts: number;
 }
 
+/** The answer to `cancel(type, key)` (POST /v1/operations/{type}/{key}/cancel). */
+export interface CancelResponse<T extends OperationTypeName = OperationTypeName> {
+  /**
+   * 202: cancellation requested, the operation still `running` (it ends
+   * `canceled`: follow it with `get`); 200: it was already final (succeeded,
+   * failed or canceled) and nothing was done.
+   */
+  status: 200 | 202;
+  operation: OperationResource<T>;
+  /** `Idempotency-Expires`: until then the key replays the outcome (for a canceled one, 410 operation-canceled). */
+  expiresAt: Date | undefined;
+  /** HTTP attempts this call made. */
+  attempts: number;
+}
+
 /** kebab-case → camelCase, at the type level: `generate-content` → `generateContent`. */
 export type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
 

@@ -31,6 +31,9 @@ import type { Logger } from '../observability/logger';
 import type { Tracing } from '../observability/tracing';
 import { CompletionWaiter } from '../operations/completion-waiter';
 import { createOperationStarter, WorkflowStartError } from '../operations/starter';
+import { createCancelOperation } from '../operations/cancel';
+import { createRunCanceller, WorkflowCancelError } from '../operations/canceller';
+import { createReservationResumer } from '../operations/resume';
 import { createAuthHook } from './auth';
 import { InvalidJsonError, ProblemError } from './errors';
 import { createHttpMetrics } from './metrics';
@@ -191,6 +194,12 @@ export async function buildApp(deps: AppDeps) {
     defaultRetentionHours: deps.config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
     clock,
   });
+  const cancelOperation = createCancelOperation({
+    operations: store,
+    cancelRun: createRunCanceller({ temporal: deps.temporal }),
+    resumeReservation: createReservationResumer({ operations: store, startOperation, clock }),
+    clock,
+  });
 
   await app.register(healthRoutes, {
     pool: deps.pool,
@@ -228,6 +237,7 @@ export async function buildApp(deps: AppDeps) {
     });
     await v1.register(operationRoutes, {
       useCases,
+      cancelOperation,
       metrics,
       maxWaitSeconds: deps.config.ONCEFLOW_MAX_WAIT_SECONDS,
       allowedModels: deps.config.GEMINI_ALLOWED_MODELS,
@@ -342,8 +352,8 @@ function toProblem(error: FastifyError): ProblemError {
   if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return problems.unsupportedMediaType();
   }
-  if (error instanceof IdempotencyStoreError || error instanceof WorkflowStartError || isDatabaseUnavailable(error)) {
-    return problems.unavailable(error instanceof WorkflowStartError ? 'Temporal' : 'PostgreSQL', UNAVAILABLE_RETRY_AFTER_SECONDS, error);
+  if (error instanceof IdempotencyStoreError || error instanceof WorkflowStartError || error instanceof WorkflowCancelError || isDatabaseUnavailable(error)) {
+    return problems.unavailable(error instanceof WorkflowStartError || error instanceof WorkflowCancelError ? 'Temporal' : 'PostgreSQL', UNAVAILABLE_RETRY_AFTER_SECONDS, error);
   }
   if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
     return problems.badRequest(error.statusCode, error.message);

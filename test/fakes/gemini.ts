@@ -8,11 +8,11 @@ export class FakeGeminiControl {
     await this.post('/__control/script', { model, responses });
   }
 
-  /** Every call received; `paid` keeps generateContent and interaction creates (a get is free). */
+  /** Every call received; `paid` keeps generateContent and interaction creates (a get or a cancel is free). */
   async calls(filter: { paid?: boolean } = {}): Promise<RecordedCall[]> {
     const response = await fetch(`${this.url}/__control/calls`);
     const calls = ((await response.json()) as { calls: RecordedCall[] }).calls;
-    return filter.paid ? calls.filter((c) => c.operation !== 'interactions.get') : calls;
+    return filter.paid ? calls.filter((c) => c.operation !== 'interactions.get' && c.operation !== 'interactions.cancel') : calls;
   }
 
   /** Sends every answer held by a `hold` behaviour; resolves with how many. */

@@ -27,12 +27,19 @@ describe('runs of earlier versions replay on the current workflows', () => {
     })));
     // Every version recorded a run of every workflow the worker registers.
     const versions = [...new Set(files.map((name) => path.dirname(name)))];
-    expect(versions).toEqual(expect.arrayContaining(['v1', 'v2']));
+    expect(versions).toEqual(expect.arrayContaining(['v1', 'v2', 'v3']));
     for (const version of versions) {
       const types = new Set(histories.filter(({ workflowId }) => path.dirname(workflowId) === version)
         .map(({ history }) => history.events[0]!.workflowExecutionStartedEventAttributes!.workflowType!.name));
       expect({ version, types: [...types].sort() }).toEqual({ version, types: ['generateContentWorkflow', 'generateReportWorkflow', 'maintenanceWorkflow', 'pruneOutboxWorkflow'] });
     }
+
+    // Runs that met a cancel request (v3 on, POST …/cancel) replay too, of both operation types:
+    // the path that finishes them as canceled must stay deterministic like every other.
+    const cancelledTypes = histories
+      .filter(({ history }) => history.events.some((event) => event.workflowExecutionCancelRequestedEventAttributes))
+      .map(({ history }) => history.events[0]!.workflowExecutionStartedEventAttributes!.workflowType!.name);
+    expect([...new Set(cancelledTypes)].sort()).toEqual(['generateContentWorkflow', 'generateReportWorkflow']);
 
     const failures: string[] = [];
     let replayed = 0;

@@ -1,12 +1,16 @@
 /**
- * `onceflow ops get|list|watch`: operations as the database holds them, for
+ * `onceflow ops get|list|watch|cancel`: operations as the database holds them, for
  * operators (across tenants; the HTTP API is per tenant).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Queryable } from '../../db/pool';
+import { createCancelOperation } from '../../operations/cancel';
+import { createRunCanceller } from '../../operations/canceller';
 import { PostgresOperationsRepository, type OperatorFilter, type OperatorView } from '../../operations/repository';
+import { createReservationResumer } from '../../operations/resume';
+import { createOperationStarter } from '../../operations/starter';
 import { isFinal, operationStatuses, type OperationStatus } from '../../operations/status';
-import { temporalUiLink } from '../../temporal/client';
+import { connectTemporalClient, temporalUiLink } from '../../temporal/client';
 import { positiveInt, runCommand, withJson, withPool, type CommandContext } from '../context';
 import { CliError, ExitCode } from '../errors';
 import { formatDuration, type Column } from '../output';
@@ -145,7 +149,7 @@ export function opsCommand(): Command {
   withJson(
     ops
       .command('watch')
-      .description('follow an operation with a progress line until it finishes (exit 0 succeeded, 1 failed, 3 not found, 4 timed out)')
+      .description('follow an operation with a progress line until it finishes (exit 0 succeeded, 1 failed or canceled, 3 not found, 4 timed out)')
       .argument('<key>', 'the Idempotency-Key')
       .option('--tenant <tenant>', 'tenant id')
       .option('--type <type>', 'operation type')
@@ -186,8 +190,47 @@ export function opsCommand(): Command {
         }
         if (tty) process.stdout.write('\n');
         if (context.json) context.out.json(row);
-        else if (row.status === 'failed') context.out.line(`failed: ${JSON.stringify(row.error)}`);
+        else if (row.status !== 'succeeded') context.out.line(`${row.status}: ${JSON.stringify(row.error)}`);
         return row.status === 'succeeded' ? ExitCode.Ok : ExitCode.Failure;
+      }),
+    ),
+  );
+
+  withJson(
+    ops
+      .command('cancel')
+      .description('cancel a running operation, as its tenant\'s POST …/cancel does (exit 0 requested or already final, 3 not found)')
+      .argument('<type>', 'operation type, e.g. generate-content')
+      .argument('<key>', 'the Idempotency-Key')
+      .option('--tenant <tenant>', 'tenant id (needed when several tenants used the key)'),
+  ).action((type: string, key: string, options: { tenant?: string; json?: boolean }) =>
+    runCommand(options, (context) =>
+      withPool(context.config, async (pool) => {
+        const row = await findOne(pool, key, { tenantId: options.tenant, operationType: type });
+        const config = context.config;
+        const temporal = await connectTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE, compression: config.TEMPORAL_GRPC_COMPRESSION });
+        try {
+          const store = new PostgresOperationsRepository(pool);
+          // The facade's own use case: the same answers, and the same one path for a reservation never started.
+          const startOperation = createOperationStarter({ temporal, store, taskQueue: config.TEMPORAL_TASK_QUEUE, modelChain: config.GEMINI_MODELS });
+          const cancel = createCancelOperation({
+            operations: store,
+            cancelRun: createRunCanceller({ temporal }),
+            resumeReservation: createReservationResumer({ operations: store, startOperation, clock: Date.now }),
+            clock: Date.now,
+          });
+          const result = await cancel({ tenantId: row.tenantId, operationType: row.operationType, idempotencyKey: row.idempotencyKey });
+          if (result.kind === 'notFound') throw new CliError(`the operation with key "${key}" has expired`, ExitCode.NotFound);
+          const outcome = result.kind === 'requested' ? 'requested' : 'already-final';
+          if (context.json) return context.out.json({ cancel: outcome, status: result.record.status, tenantId: row.tenantId, operationType: row.operationType, idempotencyKey: row.idempotencyKey, workflowId: row.workflowId });
+          context.out.line(
+            result.kind === 'requested'
+              ? `cancel requested: ${row.tenantId}/${row.operationType}/${row.idempotencyKey} stops at its next step and ends canceled (follow it with \`onceflow ops watch ${row.idempotencyKey}\`)`
+              : `nothing to cancel: ${row.tenantId}/${row.operationType}/${row.idempotencyKey} is already ${result.record.status}`,
+          );
+        } finally {
+          await temporal.connection.close();
+        }
       }),
     ),
   );

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { deriveIdempotencyKey, DERIVED_KEY_PREFIX, isDerivedKey } from '../../idempotency/derived-key';
 import { checkIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, rawHeaderValues } from '../../idempotency/key';
@@ -8,6 +8,7 @@ import { inputSchemaAllowing, operationTypes, type OperationTypeDefinition } fro
 import type { ListPosition, OperationState } from '../../operations/repository';
 import { operationPath, operationProgressSchema, operationResourceSchemaFor, serializeOperationResource, toOperationResource } from '../../operations/resource';
 import { publicStatuses } from '../../operations/status';
+import type { CancelOperation } from '../../operations/cancel';
 import type { OperationUseCases, StartOrAttachResult } from '../../operations/use-cases';
 import { PROBLEM_BASE } from '../errors';
 import { RequestOutcome, type HttpMetrics } from '../metrics';
@@ -17,6 +18,8 @@ import { problemResponses, problemSchema } from '../schemas';
 
 export interface OperationRoutesOptions {
   useCases: OperationUseCases;
+  /** POST /v1/operations/{type}/{key}/cancel (src/operations/cancel.ts). */
+  cancelOperation: CancelOperation;
   metrics: HttpMetrics;
   /** Cap for `Prefer: wait=N`, seconds. */
   maxWaitSeconds: number;
@@ -182,6 +185,60 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     );
   }
 
+  // Cancel takes no body. Whatever a client sends with it (often an empty body
+  // labelled application/json, which the JSON parser would refuse with a 400)
+  // is read up to the body limit and ignored: a bodiless request never fails on its body.
+  await app.register(async (scope) => {
+    const bodiless = scope.withTypeProvider<ZodTypeProvider>();
+    bodiless.removeAllContentTypeParsers();
+    bodiless.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, _body, done) => done(null, undefined));
+
+    bodiless.post('/v1/operations/:type/:key/cancel', { schema: { hide: true, params: z.object({ type: z.string(), key: z.string() }) } }, async (request) => {
+      throw problems.unknownType(request.params.type, Object.keys(operationTypes));
+    });
+
+    for (const definition of Object.values(operationTypes) as OperationTypeDefinition[]) {
+      const operationResourceSchema = operationResourceSchemaFor(definition.name, definition.resultSchema);
+      bodiless.post(
+        `/v1/operations/${definition.name}/:key/cancel`,
+        {
+          schema: {
+            summary: `Cancel a running ${definition.name} operation`,
+            description:
+              'Asks the run to stop (Temporal workflow cancellation): it stops at its next step, abandons a Gemini call in flight' +
+              (definition.name === 'generate-report' ? ' and cancels the submitted background interaction' : '') +
+              ', and ends `canceled` with one `operation.canceled` event and a bill for what was already paid. ' +
+              '`202` while the cancellation is under way, `200` when the operation is already final (nothing is done twice). ' +
+              'Repeats of the key then replay `410 operation-canceled` (Idempotent-Replayed: true) until it expires. No request body.',
+            tags: ['operations'],
+            params: z.object({ key: z.string() }),
+            response: {
+              200: operationResourceSchema.describe('already final (succeeded, failed or canceled): the operation as it is; nothing was done'),
+              202: operationResourceSchema.describe('cancellation requested: the operation, still `running`; GET it (or wait for the `operation.canceled` event) to see it end'),
+              ...problemResponses(401, 404, 429, 503),
+            },
+          },
+        },
+        async (request, reply) => {
+          const key = request.params.key;
+          const result = await options.cancelOperation({ tenantId: request.tenantId!, operationType: definition.name, idempotencyKey: key });
+          // Expired keys and other tenants' keys look exactly like unknown ones.
+          if (result.kind === 'notFound') throw problems.notFound(definition.name, key);
+          const { record } = result;
+          request.log.info(
+            { correlationId: record.operationId, tenant: record.tenantId, operationType: record.operationType, idempotencyKey: record.idempotencyKey, workflowId: record.workflowId, runId: record.runId, status: record.status },
+            result.kind === 'requested' ? 'operation cancel requested' : 'operation cancel: already final, nothing done',
+          );
+          reply
+            .code(result.kind === 'requested' ? 202 : 200)
+            .header('Idempotency-Expires', String(record.expiresAt.getTime()))
+            .header('Location', operationPath(record.operationType, record.idempotencyKey));
+          return toOperationResource(record, ui);
+        },
+      );
+    }
+  });
+
   async function startOrAttach(definition: OperationTypeDefinition, request: FastifyRequest, reply: FastifyReply) {
     const tenantId = request.tenantId!;
     const { idempotencyKey, derived } = resolveKey(definition, request);
@@ -227,8 +284,7 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
         return reply
           .code(202)
           .header('Location', operationPath(record.operationType, record.idempotencyKey))
-          .type('application/json; charset=utf-8')
-          .send(serializeOperationResource(toOperationResource(record, ui)));
+          .send(toOperationResource(record, ui) as never);
       }
       case 'replayed':
         reply.header('Idempotency-Expires', expiry['Idempotency-Expires']);

@@ -47,6 +47,8 @@ export interface GeminiClient {
   submitInteraction(request: InteractionRequest): Promise<InteractionState>;
   /** A free read of an interaction's state. */
   getInteraction(id: string, options?: { signal?: AbortSignal }): Promise<InteractionState>;
+  /** Asks Gemini to stop a running background interaction; answers its state after the request. */
+  cancelInteraction(id: string, options?: { signal?: AbortSignal }): Promise<InteractionState>;
 }
 
 const TERMINAL_INTERACTION_STATUSES = new Set(['completed', 'failed', 'cancelled', 'incomplete', 'budget_exceeded']);
@@ -113,6 +115,10 @@ export function createGeminiClient(options: CreateGeminiClientOptions): GeminiCl
     async getInteraction(id, { signal } = {}) {
       // A read is free and idempotent; the SDK's own retries are harmless here.
       return interactionState(await ai.interactions.get(id, {}, { timeout: options.timeoutMs, ...(signal ? { signal } : {}) }), '');
+    },
+    async cancelInteraction(id, { signal } = {}) {
+      // Stopping is idempotent at Gemini (a second cancel of the same id changes nothing): SDK retries are harmless.
+      return interactionState(await ai.interactions.cancel(id, {}, { timeout: options.timeoutMs, ...(signal ? { signal } : {}) }), '');
     },
   };
 }

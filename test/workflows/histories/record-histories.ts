@@ -36,6 +36,8 @@ describe('record workflow histories', () => {
   let content: { worker: TestWorker; api: TestApi };
   let reportPoll: { worker: TestWorker; api: TestApi };
   let reportWebhook: { worker: TestWorker; api: TestApi };
+  /** Calls held open for a minute and reports on a 10-minute poll timer: a cancel always meets work in flight. */
+  let cancels: { worker: TestWorker; api: TestApi };
   let tenant: { tenantId: string; apiKey: string };
 
   beforeAll(async () => {
@@ -49,11 +51,14 @@ describe('record workflow histories', () => {
     reportPoll = { worker: pollWorker, api: await startTestApi({ pool, temporal, taskQueue: pollWorker.taskQueue }) };
     const webhookWorker = await startReportWorker({ pool, geminiBaseUrl: gemini.url, reportPolling: { initialMs: 600_000, maxMs: 600_000 } });
     reportWebhook = { worker: webhookWorker, api: await startTestApi({ pool, temporal, taskQueue: webhookWorker.taskQueue }) };
+    const cancelWorker = await startTestWorker({ pool, geminiBaseUrl: gemini.url, geminiTimeoutMs: 60_000, reportPolling: { initialMs: 600_000, maxMs: 600_000 } });
+    cancels = { worker: cancelWorker, api: await startTestApi({ pool, temporal, taskQueue: cancelWorker.taskQueue }) };
     tenant = await createApiTenant(pool);
   });
   beforeEach(() => fake.reset());
   afterAll(async () => {
-    for (const pair of [content, reportPoll, reportWebhook]) {
+    await fake.release();
+    for (const pair of [content, reportPoll, reportWebhook, cancels]) {
       await pair.api.close();
       await pair.worker.stop();
     }
@@ -65,7 +70,10 @@ describe('record workflow histories', () => {
   const save = async (name: string, workflowId: string) => {
     const handle = temporal.workflow.getHandle(workflowId);
     // The facade answers at the finishing COMMIT, before the run closes: record whole runs.
-    await handle.result();
+    // A canceled run closes as Canceled: its result() rejects, and that is its whole run too.
+    await handle.result().catch((error: unknown) => {
+      if (!name.includes('canceled')) throw error;
+    });
     const history = await handle.fetchHistory();
     await mkdir(path.join(__dirname, 'recorded'), { recursive: true });
     await writeFile(path.join(__dirname, 'recorded', `${name}.json`), `${JSON.stringify(historyToPlainObject(history), null, 1)}\n`);
@@ -128,6 +136,35 @@ describe('record workflow histories', () => {
     const done = await pool.query(`SELECT result->>'completedBy' AS by FROM operations WHERE workflow_id = $1`, [created.json!.workflowId]);
     expect(done.rows[0].by).toBe('webhook');
     await save('generate-report-webhook', created.json!.workflowId);
+  });
+
+  const cancelAndWait = async (type: string, key: string) => {
+    const response = await fetch(`${cancels.api.baseUrl}/v1/operations/${type}/${key}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${tenant.apiKey}` } });
+    expect(response.status).toBe(202);
+    await eventually('the operation to end canceled', async () =>
+      (await pool.query(`SELECT 1 FROM operations WHERE tenant_id = $1 AND idempotency_key = $2 AND status = 'canceled'`, [tenant.tenantId, key])).rowCount === 1, 60_000);
+  };
+
+  it('generate-content: canceled while its Gemini call is in flight', async () => {
+    await fake.script([{ kind: 'ok', hold: true }], '*');
+    const key = randomUUID();
+    const created = await postOperation(cancels.api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: 'canceled in flight' } });
+    expect(created.status).toBe(202);
+    await eventually('the call to be in flight', async () => (await fake.calls({ paid: true })).length === 1);
+    await cancelAndWait('generate-content', key);
+    await save('generate-content-canceled', created.json!.workflowId);
+  });
+
+  it('generate-report: canceled while it waits for its interaction', async () => {
+    await fake.interactions({ hold: true });
+    const key = randomUUID();
+    const created = await postOperation(cancels.api.baseUrl, { apiKey: tenant.apiKey, key, type: 'generate-report', body: { prompt: 'canceled while waiting' } });
+    expect(created.status).toBe(202);
+    const interaction = await eventually('the interaction to be submitted', async () => (await fake.listInteractions())[0]);
+    await eventually('the interaction id in the ledger', async () =>
+      (await pool.query('SELECT 1 FROM gemini_interactions WHERE interaction_id = $1', [interaction.id])).rowCount === 1);
+    await cancelAndWait('generate-report', key);
+    await save('generate-report-canceled', created.json!.workflowId);
   });
 
   it('maintenance and prune-outbox passes', async () => {
