@@ -1,4 +1,5 @@
 import { Counter, type Registry } from 'prom-client';
+import { isFinal } from '../operations/status';
 import type { DoorResult, EntryPoint } from './start-operation';
 
 /**
@@ -25,7 +26,7 @@ export function outcomeOf(result: DoorResult): string {
     case 'started':
       return 'new';
     case 'existing':
-      return result.operation.status === 'succeeded' || result.operation.status === 'failed' ? 'replayed' : 'in_progress';
+      return isFinal(result.operation.status) ? 'replayed' : 'in_progress';
     case 'key-reused':
       return 'fingerprint_conflict';
     case 'invalid-key':
