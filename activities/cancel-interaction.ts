@@ -1,7 +1,9 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { GeminiClient, InteractionState } from '../src/integrations/gemini/client';
+import { recordInteractionTokens } from '../src/integrations/gemini/attempts';
 import { classifyGeminiError } from '../src/integrations/gemini/errors';
+import { recordInteractionEnd } from '../src/integrations/gemini/interaction-ledger';
 import type { Logger } from '../src/observability/logger';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { settleSpend } from '../src/spend/ledger';
@@ -37,21 +39,15 @@ export function createCancelInteraction(deps: { pool: pg.Pool; gemini: GeminiCli
       }
       state = await deps.gemini.getInteraction(input.interactionId, { signal });
     }
-    const { rows } = await deps.pool.query<{ model: string; step: string }>(
-      `UPDATE gemini_interactions
-          SET status = CASE WHEN $2 = 'completed' THEN 'completed' ELSE 'failed' END,
-              completed_by = 'cancel', completed_at = now(), error = $3
-        WHERE interaction_id = $1 AND completed_at IS NULL
-        RETURNING model, step`,
-      [input.interactionId, state.status, state.status === 'completed' ? null : `canceled on request (Gemini status ${state.status})`],
-    );
-    if (rows[0] && state.usage) {
-      await deps.pool.query(
-        `UPDATE gemini_attempts SET prompt_tokens = $3, output_tokens = $4
-          WHERE operation_id = $1 AND model = $2 AND outcome = 'succeeded' AND prompt_tokens IS NULL`,
-        [input.operationId, rows[0].model, state.usage.promptTokens, state.usage.outputTokens],
-      );
-      await settleSpend(deps.pool, { operationId: input.operationId, step: rows[0].step, actualMicroUsd: estimateCostMicros({ model: rows[0].model, ...state.usage }) });
+    const ended = await recordInteractionEnd(deps.pool, {
+      interactionId: input.interactionId,
+      status: state.status === 'completed' ? 'completed' : 'failed',
+      completedBy: 'cancel',
+      ...(state.status === 'completed' ? {} : { error: `canceled on request (Gemini status ${state.status})` }),
+    });
+    if (ended && state.usage) {
+      await recordInteractionTokens(deps.pool, { operationId: input.operationId, model: ended.model, usage: state.usage });
+      await settleSpend(deps.pool, { operationId: input.operationId, step: ended.step, actualMicroUsd: estimateCostMicros({ model: ended.model, ...state.usage }) });
     }
     deps.logger?.info({ correlationId: input.operationId, interactionId: input.interactionId, status: state.status }, 'interaction of a canceled report stopped');
     return state;

@@ -64,8 +64,10 @@ describe("Gemini refusing the deployment's API key", () => {
       // Neither retried nor handed to the next model: the same key would be refused again, and nothing was the prompt's fault.
       expect((await fake.calls({ paid: true })).length).toBe(1);
       expect(await credentialErrors(String(refusal.status)) - before).toBe(1);
-      const log = worker.output().slice(outputBefore).split('\n').find((line) => line.includes('refused the deployment API key'));
-      expect(log && JSON.parse(log).level).toBe(50); // pino's error level
+      // The worker's stdout reaches this process through a pipe, which can trail the HTTP answer.
+      const log = await eventually('the worker to log the refused key', async () =>
+        worker.output().slice(outputBefore).split('\n').find((line) => line.includes('refused the deployment API key')));
+      expect(JSON.parse(log).level).toBe(50); // pino's error level
 
       // The operator fixes the key: a repeat of the same request starts a new run, which succeeds.
       await fake.reset();

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import type { Config } from '../../config';
 import { AppError } from '../../errors';
+import { countWebhook } from '../../integrations/gemini/interaction-ledger';
 import { handleOnce } from '../../outbox/inbox';
 import {
   geminiWebhookSecretFromConfig,
@@ -79,22 +80,17 @@ export const geminiWebhookRoutes: FastifyPluginAsync<GeminiWebhookRoutesOptions>
       // again; if the process dies after the signal but before COMMIT, the
       // redelivery signals again, which the workflow tolerates (it only wakes).
       outcome = await handleOnce(options.pool, { consumer: GEMINI_WEBHOOK_CONSUMER, eventId: webhookId }, async (tx) => {
-        const { rows } = await tx.query<{ workflow_id: string; operation_id: string }>(
-          `UPDATE gemini_interactions SET webhooks_received = webhooks_received + 1
-            WHERE interaction_id = $1 RETURNING workflow_id, operation_id`,
-          [event.data.id],
-        );
-        const row = rows[0];
-        if (!row) throw new UnknownInteractionError(event.data.id);
+        const owner = await countWebhook(tx, event.data.id);
+        if (!owner) throw new UnknownInteractionError(event.data.id);
         try {
-          await options.temporal.workflow.getHandle(row.workflow_id).signal(interactionEndedSignal, {
+          await options.temporal.workflow.getHandle(owner.workflowId).signal(interactionEndedSignal, {
             interactionId: event.data.id, eventType: event.type, webhookId,
           });
         } catch (error) {
           // The workflow already finished (its own poll saw the end): nothing to wake.
           if (!(error instanceof WorkflowNotFoundError)) throw error;
         }
-        return { workflowId: row.workflow_id, operationId: row.operation_id };
+        return owner;
       });
     } catch (error) {
       if (!(error instanceof UnknownInteractionError)) throw error;

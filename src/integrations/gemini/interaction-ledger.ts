@@ -1,8 +1,7 @@
 /**
  * The submission ledger of background interactions (generate-report): the
- * module that issues SQL on gemini_interactions for the activities (the
- * webhook route's counter, src/http/routes/gemini-webhooks.ts, is the one
- * other writer). One row per (operation, step), counted before each paid
+ * one module that issues SQL on gemini_interactions (the activities, and the
+ * webhook route's counter). One row per (operation, step), counted before each paid
  * create call, its interaction id recorded with the answer, its end recorded
  * once by the poll that sees it.
  */
@@ -43,18 +42,32 @@ export async function recordSubmitted(db: Queryable, key: LedgerKey, interaction
 }
 
 /**
- * Records the end of an interaction once: the first caller gets its model
- * back, every later one (a retried poll, a poll after the webhook's) nothing.
+ * Counts a Gemini webhook about an interaction and returns whose it is, or
+ * nothing for an id no submission recorded (a forged or foreign webhook).
+ */
+export async function countWebhook(db: Queryable, interactionId: string): Promise<{ workflowId: string; operationId: string } | undefined> {
+  const { rows } = await db.query<{ workflow_id: string; operation_id: string }>(
+    `UPDATE gemini_interactions SET webhooks_received = webhooks_received + 1
+      WHERE interaction_id = $1 RETURNING workflow_id, operation_id`,
+    [interactionId],
+  );
+  return rows[0] ? { workflowId: rows[0].workflow_id, operationId: rows[0].operation_id } : undefined;
+}
+
+/**
+ * Records the end of an interaction once: the first caller gets its model and
+ * step back, every later one (a retried poll, a poll after the webhook's, a
+ * cancel after either) nothing.
  */
 export async function recordInteractionEnd(
   db: Queryable,
-  input: { interactionId: string; status: 'completed' | 'failed'; completedBy: 'webhook' | 'poll'; error?: string },
-): Promise<{ model: string } | undefined> {
-  const { rows } = await db.query<{ model: string }>(
+  input: { interactionId: string; status: 'completed' | 'failed'; completedBy: 'webhook' | 'poll' | 'cancel'; error?: string },
+): Promise<{ model: string; step: string } | undefined> {
+  const { rows } = await db.query<{ model: string; step: string }>(
     `UPDATE gemini_interactions
         SET status = $2, completed_by = $3, completed_at = now(), error = $4
       WHERE interaction_id = $1 AND completed_at IS NULL
-      RETURNING model`,
+      RETURNING model, step`,
     [input.interactionId, input.status, input.completedBy, input.error ?? null],
   );
   return rows[0];

@@ -167,6 +167,30 @@ describe('record workflow histories', () => {
     await save('generate-report-canceled', created.json!.workflowId);
   });
 
+  it('a schedule slot starts its operation', async () => {
+    // Started by a real Temporal Schedule, so the history carries the slot's
+    // nominal time (TemporalScheduledStartTime) that replay reads back.
+    const scheduleId = `record-slot-${randomUUID()}`;
+    const schedule = await temporal.schedule.create({
+      scheduleId,
+      spec: { intervals: [{ every: '1 day' }] },
+      action: {
+        type: 'startWorkflow', workflowType: 'scheduledSlotWorkflow', workflowId: scheduleId, taskQueue: content.worker.taskQueue,
+        args: [{ tenantId: tenant.tenantId, scheduleId, operationType: 'generate-content', input: { prompt: 'a scheduled slot' }, overlap: 'allow_all' }],
+      },
+      state: { triggerImmediately: true },
+    });
+    try {
+      const workflowId = await eventually('the schedule to start its slot', async () => {
+        const action = (await schedule.describe()).info.recentActions[0];
+        return action?.action.type === 'startWorkflow' ? action.action.workflow.workflowId : undefined;
+      });
+      await save('scheduled-slot', workflowId);
+    } finally {
+      await schedule.delete();
+    }
+  });
+
   it('maintenance and prune-outbox passes', async () => {
     for (const [name, workflowType] of [['maintenance', 'maintenanceWorkflow'], ['prune-outbox', 'pruneOutboxWorkflow']] as const) {
       const handle = await temporal.workflow.start(workflowType, {
