@@ -90,6 +90,23 @@ describe('queue messages', () => {
     expect((await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1', [tenant.tenantId])).rows[0].n).toBe(2);
     expect(await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue', outcome: 'fingerprint_conflict' })).toBe(1);
 
+    // An operator sends a message from the CLI: it lands in the same key space (a repeat of the first key replays).
+    const queueEnv = cliEnv({ RABBITMQ_URL: rabbit.url, QUEUE_NAME: queue });
+    const cliKey = randomUUID();
+    const sent = await runCli(['queue', 'send', '--tenant', tenant.tenantId, '--type', 'generate-content', '--key', cliKey, '--input', '{"prompt":"from the cli"}', '--json'], queueEnv);
+    expectExit(sent, 0);
+    expect(parseJson(sent)).toEqual({ queue, tenant: tenant.tenantId, operationType: 'generate-content', idempotencyKey: cliKey });
+    await until(async () => (await operationsByKeys([cliKey]))[0]?.status === 'succeeded', 'the CLI message\'s operation to succeed', 120_000);
+    const countedBefore = await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue' });
+    const replayedBefore = await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue', outcome: 'replayed' });
+    expectExit(await runCli(['queue', 'send', '--tenant', tenant.tenantId, '--type', 'generate-content', '--key', key, '--input', '{"prompt":"from the queue"}'], queueEnv), 0);
+    await until(async () => (await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue' })) === countedBefore + 1, 'the CLI repeat counted');
+    expect(await metricValue(consumer.metricsUrl, 'onceflow_idempotency_requests_total', { entry_point: 'queue', outcome: 'replayed' })).toBe(replayedBefore + 1);
+    const badInput = await runCli(['queue', 'send', '--tenant', tenant.tenantId, '--type', 'generate-content', '--input', '[1]'], queueEnv);
+    expect(badInput.code).not.toBe(0);
+    expect(badInput.stderr).toContain('--input must be a JSON object');
+    expect((await pool.query('SELECT count(*)::int AS n FROM operations WHERE tenant_id = $1', [tenant.tenantId])).rows[0].n).toBe(3);
+
     // A type with key fields: a message without a key gets the key HTTP derives for the same fields (CONTRACT v1.1).
     const draft = { title: `Queue door ${randomUUID()}`, publication: 'onceflow-weekly', prompt: 'draft it' };
     const derivedOverHttp = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key: null, type: 'draft-content', body: draft });

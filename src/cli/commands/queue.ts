@@ -1,6 +1,11 @@
-/** `onceflow queue dead-letters`: the messages the consumer refused, each with its problem, left in their queue. */
+/**
+ * `onceflow queue send`: one operation message, published the way a careful
+ * producer publishes (persistent, publisher confirm), so an operator can try
+ * the queue door by hand. `onceflow queue dead-letters`: the messages the
+ * consumer refused, each with its problem, left in their queue.
+ */
 import amqp from 'amqplib';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { QueueHeaders } from '../../queue/consumer';
 import { positiveInt, runCommand, withJson } from '../context';
 import { CliError, ExitCode } from '../errors';
@@ -9,13 +14,39 @@ export function queueCommand(): Command {
   const queue = new Command('queue').description('the queue door (RabbitMQ)');
   withJson(
     queue
+      .command('send')
+      .description('publish one operation message to QUEUE_NAME (the consumer starts or attaches to its operation)')
+      .requiredOption('--tenant <tenant>', 'the tenant the operation belongs to')
+      .requiredOption('--type <type>', 'the operation type, e.g. generate-content')
+      .requiredOption('--input <json>', 'the operation input as JSON, e.g. \'{"prompt":"hi"}\'', parseJsonObject)
+      .option('--key <key>', 'the Idempotency-Key (omit it for a type with key fields: the consumer derives it)'),
+  ).action((options: { tenant: string; type: string; input: Record<string, unknown>; key?: string; json?: boolean }) =>
+    runCommand(options, async (context) => {
+      const url = requireRabbitmqUrl(context.config.RABBITMQ_URL);
+      const connection = await amqp.connect(url);
+      try {
+        const channel = await connection.createConfirmChannel();
+        // Declared as the consumer declares it, so a message sent before the consumer's first start waits for it.
+        await channel.assertQueue(context.config.QUEUE_NAME, { durable: true });
+        const headers = { [QueueHeaders.tenant]: options.tenant, ...(options.key ? { [QueueHeaders.idempotencyKey]: options.key } : {}) };
+        channel.sendToQueue(context.config.QUEUE_NAME, Buffer.from(JSON.stringify({ operationType: options.type, input: options.input })), { persistent: true, headers });
+        await channel.waitForConfirms();
+        const sent = { queue: context.config.QUEUE_NAME, tenant: options.tenant, operationType: options.type, idempotencyKey: options.key ?? null };
+        if (context.json) return context.out.json(sent);
+        context.out.line(`sent to ${sent.queue}: ${sent.operationType} for ${sent.tenant}${options.key ? ` with key ${options.key}` : ' (key derived by the consumer)'}`);
+      } finally {
+        await connection.close();
+      }
+    }),
+  );
+  withJson(
+    queue
       .command('dead-letters')
       .description('show refused messages and why (they stay in QUEUE_DEAD_LETTER_NAME)')
       .option('--limit <n>', 'at most this many', positiveInt('--limit'), 50),
   ).action((options: { limit: number; json?: boolean }) =>
     runCommand(options, async (context) => {
-      if (!context.config.RABBITMQ_URL) throw new CliError('RABBITMQ_URL is not set', ExitCode.Usage);
-      const connection = await amqp.connect(context.config.RABBITMQ_URL);
+      const connection = await amqp.connect(requireRabbitmqUrl(context.config.RABBITMQ_URL));
       try {
         const channel = await connection.createChannel();
         await channel.checkQueue(context.config.QUEUE_DEAD_LETTER_NAME);
@@ -49,4 +80,20 @@ export function queueCommand(): Command {
     }),
   );
   return queue;
+}
+
+function requireRabbitmqUrl(url: string | undefined): string {
+  if (!url) throw new CliError('RABBITMQ_URL is not set', ExitCode.Usage);
+  return url;
+}
+
+function parseJsonObject(value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`--input is not JSON: ${(error as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidArgumentError('--input must be a JSON object');
+  return parsed as Record<string, unknown>;
 }
