@@ -58,3 +58,17 @@ export function positiveInt(name: string): (value: string) => number {
     return parsed;
   };
 }
+
+/** Parses an option that takes a JSON object (an operation's input), or exits 2 naming the option. */
+export function jsonObject(name: string): (value: string) => Record<string, unknown> {
+  return (value: string) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError(`${name} is not JSON: ${(error as Error).message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidArgumentError(`${name} must be a JSON object`);
+    return parsed as Record<string, unknown>;
+  };
+}

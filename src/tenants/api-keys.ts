@@ -51,6 +51,12 @@ export async function createTenant(pool: pg.Pool, tenantId: string): Promise<{ t
   return { tenantId, apiKey };
 }
 
+/** Whether the tenant exists (operator tools act for a tenant without its key). */
+export async function tenantExists(db: Pick<pg.Pool, 'query'>, tenantId: string): Promise<boolean> {
+  const { rowCount } = await db.query('SELECT 1 FROM tenants WHERE tenant_id = $1', [tenantId]);
+  return (rowCount ?? 0) > 0;
+}
+
 /** Revokes every active key of the tenant and issues a new one, atomically. Undefined if the tenant is unknown. */
 export async function rotateApiKey(pool: pg.Pool, tenantId: string): Promise<{ tenantId: string; apiKey: string } | undefined> {
   const apiKey = generateApiKey();

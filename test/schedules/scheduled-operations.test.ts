@@ -8,7 +8,7 @@ import { createTestPool } from '../helpers/db';
 import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
 import { until } from '../helpers/until';
-import { expectExit, parseJson, runCli } from '../cli/run-cli';
+import { cliEnv, expectExit, parseJson, runCli } from '../cli/run-cli';
 
 const INTERVAL_SECONDS = 2;
 
@@ -126,6 +126,29 @@ describe('scheduled operations', () => {
     const cli = await runCli(['schedules', 'list', '--tenant', tenant.tenantId, '--json']);
     expectExit(cli, 0);
     expect(parseJson(cli).map((row: { scheduleId: string }) => row.scheduleId)).toEqual(expect.arrayContaining([first.id, fixed.json!.id]));
+    // And creates one for the tenant through the same use case: one schedule per key, the same Temporal Schedule.
+    const cliEnvironment = cliEnv({ TEMPORAL_TASK_QUEUE: taskQueue });
+    const createArgs = (input: string) => ['schedules', 'create', '--tenant', tenant.tenantId, '--key', 'cli-nightly', '--type', 'generate-content',
+      '--input', input, '--cron', '0 2 * * *', '--time-zone', 'Europe/Paris', '--paused', '--json'];
+    const made = await runCli(createArgs('{"prompt":"nightly digest"}'), cliEnvironment);
+    expectExit(made, 0);
+    const madeId = parseJson(made).scheduleId as string;
+    created.push(madeId);
+    expect(parseJson(made)).toMatchObject({ created: true, tenantId: tenant.tenantId, operationType: 'generate-content', paused: true });
+    const madeAgain = await runCli(createArgs('{"prompt":"nightly digest"}'), cliEnvironment);
+    expectExit(madeAgain, 0);
+    expect(parseJson(madeAgain)).toMatchObject({ created: false, scheduleId: madeId });
+    const overHttp = await request('GET', `/v1/schedules/${madeId}`);
+    expect({ status: overHttp.status, state: overHttp.json!.state }).toEqual({ status: 200, state: 'paused' });
+    expect((await temporal.schedule.getHandle(temporalScheduleId(tenant.tenantId, madeId)).describe()).state.paused).toBe(true);
+    const cliReused = await runCli(createArgs('{"prompt":"another digest"}'), cliEnvironment);
+    expectExit(cliReused, 2);
+    expect(cliReused.stderr).toContain(`already created schedule ${madeId}`);
+    const noTenant = await runCli(['schedules', 'create', '--tenant', 'no-such-tenant', '--key', randomUUID(), '--type', 'generate-content', '--input', '{"prompt":"x"}', '--every', '3600'], cliEnvironment);
+    expectExit(noTenant, 3);
+    const bothSpecs = await runCli(['schedules', 'create', '--tenant', tenant.tenantId, '--key', randomUUID(), '--type', 'generate-content', '--input', '{"prompt":"x"}', '--every', '60', '--cron', '* * * * *'], cliEnvironment);
+    expectExit(bothSpecs, 2);
+    expect(bothSpecs.stderr).toContain('exactly one of cron or intervalSeconds');
 
     expect((await request('DELETE', `/v1/schedules/${first.id}`)).status).toBe(204);
     expect((await request('GET', `/v1/schedules/${first.id}`)).status).toBe(404);

@@ -5,9 +5,9 @@
  * consumer refused, each with its problem, left in their queue.
  */
 import amqp from 'amqplib';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { QueueHeaders } from '../../queue/consumer';
-import { positiveInt, runCommand, withJson } from '../context';
+import { jsonObject, positiveInt, runCommand, withJson } from '../context';
 import { CliError, ExitCode } from '../errors';
 
 export function queueCommand(): Command {
@@ -18,7 +18,7 @@ export function queueCommand(): Command {
       .description('publish one operation message to QUEUE_NAME (the consumer starts or attaches to its operation)')
       .requiredOption('--tenant <tenant>', 'the tenant the operation belongs to')
       .requiredOption('--type <type>', 'the operation type, e.g. generate-content')
-      .requiredOption('--input <json>', 'the operation input as JSON, e.g. \'{"prompt":"hi"}\'', parseJsonObject)
+      .requiredOption('--input <json>', 'the operation input as JSON, e.g. \'{"prompt":"hi"}\'', jsonObject('--input'))
       .option('--key <key>', 'the Idempotency-Key (omit it for a type with key fields: the consumer derives it)'),
   ).action((options: { tenant: string; type: string; input: Record<string, unknown>; key?: string; json?: boolean }) =>
     runCommand(options, async (context) => {
@@ -87,13 +87,3 @@ function requireRabbitmqUrl(url: string | undefined): string {
   return url;
 }
 
-function parseJsonObject(value: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch (error) {
-    throw new InvalidArgumentError(`--input is not JSON: ${(error as Error).message}`);
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidArgumentError('--input must be a JSON object');
-  return parsed as Record<string, unknown>;
-}
