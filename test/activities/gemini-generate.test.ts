@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { MockActivityEnvironment as SdkMockActivityEnvironment } from '@temporalio/testing';
-import { DefaultLogger } from '@temporalio/worker';
 import { Registry } from 'prom-client';
 import { createGenerateWithGemini, type GenerateWithGeminiInput, type GenerateWithGeminiResult } from '../../activities/gemini-generate';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
@@ -11,16 +9,10 @@ import { createGeminiMetrics, type GeminiMetrics } from '../../src/integrations/
 import { setBudget } from '../../src/spend/ledger';
 import { FailureType } from '../../workflows/failure-types';
 import { createTestPool, createTestTenant } from '../helpers/db';
+import { QuietMockActivityEnvironment as MockActivityEnvironment } from '../helpers/mock-activity';
 import { recordStatements } from '../helpers/statements';
 import { eventually, FakeGeminiControl } from '../fakes/gemini';
 import { metricValue } from '../fakes/metrics';
-
-/** The SDK's mock environment, its expected 'Activity failed' warnings kept out of the test output. */
-class MockActivityEnvironment extends SdkMockActivityEnvironment {
-  constructor(info: ConstructorParameters<typeof SdkMockActivityEnvironment>[0]) {
-    super(info, { logger: new DefaultLogger('ERROR') });
-  }
-}
 
 /**
  * generateWithGemini run in a MockActivityEnvironment (no Temporal server):

@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
-import { MockActivityEnvironment as SdkMockActivityEnvironment } from '@temporalio/testing';
-import { DefaultLogger } from '@temporalio/worker';
 import { Registry } from 'prom-client';
 import { createSubmitInteraction, type SubmitInteractionInput, type SubmitInteractionResult } from '../../activities/gemini-interactions';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
@@ -10,15 +8,9 @@ import { createGeminiClient } from '../../src/integrations/gemini/client';
 import { createGeminiMetrics } from '../../src/integrations/gemini/metrics';
 import { FailureType } from '../../workflows/failure-types';
 import { createTestPool, createTestTenant } from '../helpers/db';
+import { QuietMockActivityEnvironment as MockActivityEnvironment } from '../helpers/mock-activity';
 import { recordStatements } from '../helpers/statements';
 import { FakeGeminiControl } from '../fakes/gemini';
-
-/** The SDK's mock environment, its expected 'Activity failed' warnings kept out of the test output. */
-class MockActivityEnvironment extends SdkMockActivityEnvironment {
-  constructor(info: ConstructorParameters<typeof SdkMockActivityEnvironment>[0]) {
-    super(info, { logger: new DefaultLogger('ERROR') });
-  }
-}
 
 /**
  * submitInteraction (generate-report's paid call) in a MockActivityEnvironment:

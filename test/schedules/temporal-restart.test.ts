@@ -166,8 +166,11 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
     expect(gemini.calls().length).toBe(operations.length);
   });
 
-  it("applies overlap 'skip' to the slots' operations: no slot starts while an earlier slot's operation runs, and Temporal drops no slot run", async () => {
-    // The next model call is held until released: the first slot's operation keeps running.
+  /**
+   * Holds the next model call until released (the first slot's operation keeps
+   * running), then creates a schedule with `overlap`; returns its id.
+   */
+  async function scheduleBehindHeldCall(prompt: string, overlap: 'skip' | 'buffer_all'): Promise<string> {
     const script = await fetch(`${gemini.url}/__control/script`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -176,11 +179,15 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
     expect(script.ok).toBe(true);
     const created = await request('POST', '/v1/schedules', {
       operationType: 'generate-content',
-      input: { prompt: 'skip while the previous one runs' },
-      spec: { intervalSeconds: INTERVAL_SECONDS, catchupWindowSeconds: CATCHUP_WINDOW_SECONDS, overlap: 'skip' },
+      input: { prompt },
+      spec: { intervalSeconds: INTERVAL_SECONDS, catchupWindowSeconds: CATCHUP_WINDOW_SECONDS, overlap },
     });
     expect(created.status).toBe(201);
-    const scheduleId = created.json!.id as string;
+    return created.json!.id as string;
+  }
+
+  it("applies overlap 'skip' to the slots' operations: no slot starts while an earlier slot's operation runs, and Temporal drops no slot run", async () => {
+    const scheduleId = await scheduleBehindHeldCall('skip while the previous one runs', 'skip');
     const handle = temporal.schedule.getHandle(temporalScheduleId(tenant.tenantId, scheduleId));
     expect((await handle.describe()).policies.overlap).toBe('ALLOW_ALL');
     const slotRuns = (status: string) => temporal.workflow.count(`WorkflowType = 'scheduledSlotWorkflow' AND TaskQueue = '${taskQueue}' AND ExecutionStatus = '${status}' AND WorkflowId STARTS_WITH 'onceflow/${tenant.tenantId}/schedule/${scheduleId}/'`);
@@ -208,19 +215,7 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
   });
 
   it("applies overlap 'buffer_all' to the slots' operations: slots wait while an earlier slot's operation runs, then each starts its own, none dropped", async () => {
-    const script = await fetch(`${gemini.url}/__control/script`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: '*', responses: [{ kind: 'ok', hold: true }] }),
-    });
-    expect(script.ok).toBe(true);
-    const created = await request('POST', '/v1/schedules', {
-      operationType: 'generate-content',
-      input: { prompt: 'wait for the previous one' },
-      spec: { intervalSeconds: INTERVAL_SECONDS, catchupWindowSeconds: CATCHUP_WINDOW_SECONDS, overlap: 'buffer_all' },
-    });
-    expect(created.status).toBe(201);
-    const scheduleId = created.json!.id as string;
+    const scheduleId = await scheduleBehindHeldCall('wait for the previous one', 'buffer_all');
     const runningSlots = () =>
       temporal.workflow.count(`WorkflowType = 'scheduledSlotWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH 'onceflow/${tenant.tenantId}/schedule/${scheduleId}/'`);
     await until(async () => (await slotOperations(scheduleId)).length === 1, 'the first slot started its operation', 120_000);
