@@ -19,6 +19,11 @@
  * The cluster keeper runs the four Temporal services and the UI server of
  * `onceflow start --temporal cluster` (temporal-cluster/) the same way; they
  * share its process group, so its SIGKILL backstop reaches them as well.
+ *
+ * The test tiers, the benchmarks and the fault suite keep their servers the
+ * same way, so a SIGKILLed jest, bench or fault run leaves none behind. Fault
+ * scenarios stop, start and SIGKILL what a keeper runs through `command`: the
+ * keeper does it, so it knows a deliberate kill from a crash.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
@@ -28,6 +33,7 @@ import { childCwd, nodeArgs, nodeEntry } from './node-entry';
 import type { StartLocalRabbitmqOptions } from './local-rabbitmq';
 import type { StartLocalTemporalOptions } from './local-temporal';
 import type { StartTemporalClusterOptions } from './temporal-cluster/cluster';
+import type { ClusterService } from './temporal-cluster/config';
 
 const KEEPER_MAIN = nodeEntry('./keeper-main');
 
@@ -38,7 +44,23 @@ export type KeeperRequest =
   | { service: 'temporal-cluster'; options: KeptClusterOptions };
 
 /** What the cluster keeper needs (the build happens before, in the supervisor, so its progress is seen). */
-export type KeptClusterOptions = Omit<StartTemporalClusterOptions, 'log' | 'ownProcessGroups'>;
+export type KeptClusterOptions = Omit<StartTemporalClusterOptions, 'log' | 'ownProcessGroups'> & {
+  /**
+   * What the keeper does when a service exits on its own. `stop` (default):
+   * it stops the cluster and exits with code 1, so `onceflow start` sees a
+   * crash. `leave`: the service stays down and its state is reported; fault
+   * scenarios start it again, as a process manager would (PostgreSQL's
+   * restart makes services give up). A kill through `command` is never a crash.
+   */
+  onServiceExit?: 'stop' | 'leave';
+};
+
+/** One cluster process as the keeper last saw it. */
+export interface ServiceState {
+  service: ClusterService | 'ui';
+  pid: number | null;
+  alive: boolean;
+}
 
 export interface KeptClusterInfo {
   address: string;
@@ -46,6 +68,7 @@ export interface KeptClusterInfo {
   configFile: string;
   logDir: string;
   uiUrl: string | null;
+  services: ServiceState[];
 }
 
 export interface KeptPostgresInfo {
@@ -65,17 +88,34 @@ export interface KeptTemporalInfo {
   uiUrl: string | null;
 }
 
+/** What a harness asks of a running keeper (fault scenarios); each is answered once it is done. */
+export type KeeperCommand =
+  /** Stops the server (every cluster service); the keeper stays. */
+  | { action: 'stop-server' }
+  /** Starts the stopped server again: same ports, same data (the dev server needs a dbFilename for that). */
+  | { action: 'start-server' }
+  /** Cluster only: signals one service and answers once it has exited. */
+  | { action: 'kill-service'; service: ClusterService; signal: NodeJS.Signals }
+  /** Cluster only: starts one service that is down; answers once it is spawned. */
+  | { action: 'start-service'; service: ClusterService }
+  /** Cluster only: answers once every service is in the ring and the namespace serves. */
+  | { action: 'wait-until-serving' };
+
 /** Supervisor → keeper. */
 export type ToKeeper =
   | ({ type: 'start' } & KeeperRequest)
   /** Pids the keeper must outlive when the supervisor disappears (they use its server). */
   | { type: 'outlive'; pids: number[] }
+  | { type: 'command'; id: number; command: KeeperCommand }
   | { type: 'stop' };
 
 /** Keeper → supervisor. */
 export type FromKeeper =
   | { type: 'ready'; info: KeptPostgresInfo | KeptTemporalInfo | KeptRabbitmqInfo | KeptClusterInfo }
   | { type: 'failed'; message: string; hint: string }
+  | { type: 'done'; id: number; error?: string }
+  /** Cluster: a service started or exited. */
+  | { type: 'service'; state: ServiceState }
   | { type: 'stopped' };
 
 export interface Keeper<Info> {
@@ -86,6 +126,10 @@ export interface Keeper<Info> {
   exited: Promise<number | string | null>;
   /** Adds processes the keeper must outlive if the supervisor dies. */
   outlive(pids: number[]): void;
+  /** Has the keeper act on its server; rejects with the keeper's error, or when the keeper is gone. */
+  command(command: KeeperCommand): Promise<void>;
+  /** Service states the cluster keeper reports as they change. */
+  onServiceState(listener: (state: ServiceState) => void): void;
   /** Stops the server and the keeper; safe to call more than once. */
   stop(): Promise<void>;
 }
@@ -133,7 +177,12 @@ async function startKeeper(request: KeeperRequest, options: KeeperOptions): Prom
   const hint = `see ${options.logFile}`;
 
   const first = await new Promise<FromKeeper | { type: 'exited'; code: number | string | null }>((resolve) => {
-    child.once('message', (message: FromKeeper) => resolve(message));
+    const onMessage = (message: FromKeeper) => {
+      if (message.type !== 'ready' && message.type !== 'failed') return;
+      child.off('message', onMessage);
+      resolve(message);
+    };
+    child.on('message', onMessage);
     void exited.then((code) => resolve({ type: 'exited', code }));
     child.send({ type: 'start', ...request } satisfies ToKeeper);
   });
@@ -145,6 +194,29 @@ async function startKeeper(request: KeeperRequest, options: KeeperOptions): Prom
     killGroup(pid);
     throw new LocalStackError(`the ${request.service} keeper exited during start (${first.type === 'exited' ? first.code : first.type})`, hint);
   }
+
+  const pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  const stateListeners: ((state: ServiceState) => void)[] = [];
+  let nextId = 0;
+  child.on('message', (message: FromKeeper) => {
+    if (message.type === 'service') stateListeners.forEach((listener) => listener(message.state));
+    if (message.type !== 'done') return;
+    const waiter = pending.get(message.id);
+    pending.delete(message.id);
+    if (message.error === undefined) waiter?.resolve();
+    else waiter?.reject(new LocalStackError(`the ${request.service} keeper could not do it: ${message.error}`, hint));
+  });
+  void exited.then((code) => {
+    for (const waiter of pending.values()) waiter.reject(new LocalStackError(`the ${request.service} keeper exited (${code}) before answering`, hint));
+    pending.clear();
+  });
+  const command = (command: KeeperCommand) =>
+    new Promise<void>((resolve, reject) => {
+      if (!child.connected) return reject(new LocalStackError(`the ${request.service} keeper is gone`, hint));
+      const id = nextId++;
+      pending.set(id, { resolve, reject });
+      child.send({ type: 'command', id, command } satisfies ToKeeper);
+    });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -165,6 +237,8 @@ async function startKeeper(request: KeeperRequest, options: KeeperOptions): Prom
     outlive: (pids) => {
       if (child.connected) child.send({ type: 'outlive', pids } satisfies ToKeeper);
     },
+    command,
+    onServiceState: (listener) => stateListeners.push(listener),
     stop,
   };
 }

@@ -19,6 +19,8 @@ export interface StartLocalTemporalOptions {
   namespace?: string;
   /** Where the SDK download lands if it comes to that. */
   downloadDir: string;
+  /** Dynamic config on top of LOCAL_TEMPORAL_DYNAMIC_CONFIG (the benchmarks turn eager workflow start on); default none. */
+  dynamicConfig?: Readonly<Record<string, number | boolean>>;
 }
 
 /**
@@ -55,10 +57,10 @@ export const LOCAL_TEMPORAL_SQLITE_PRAGMAS: Readonly<Record<string, string>> = {
   synchronous: 'normal',
 };
 
-/** The CLI flags of both tables; pragmas only with a file (the in-memory store ignores them). */
-export function localTemporalServerArgs(options: { persistent: boolean }): string[] {
+/** The CLI flags of both tables (and of `dynamicConfig`); pragmas only with a file (the in-memory store ignores them). */
+export function localTemporalServerArgs(options: { persistent: boolean; dynamicConfig?: Readonly<Record<string, number | boolean>> }): string[] {
   return [
-    ...Object.entries(LOCAL_TEMPORAL_DYNAMIC_CONFIG).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]),
+    ...Object.entries({ ...LOCAL_TEMPORAL_DYNAMIC_CONFIG, ...options.dynamicConfig }).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]),
     ...(options.persistent ? Object.entries(LOCAL_TEMPORAL_SQLITE_PRAGMAS).flatMap(([key, value]) => ['--sqlite-pragma', `${key}=${value}`]) : []),
   ];
 }
@@ -84,7 +86,7 @@ export async function startLocalTemporal(options: StartLocalTemporalOptions): Pr
         namespace,
         searchAttributes: allSearchAttributes,
         log: { format: 'json', level: 'error' },
-        extraArgs: localTemporalServerArgs({ persistent: options.dbFilename !== undefined }),
+        extraArgs: localTemporalServerArgs({ persistent: options.dbFilename !== undefined, dynamicConfig: options.dynamicConfig }),
       },
     });
     return {

