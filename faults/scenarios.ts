@@ -10,7 +10,7 @@ import path from 'node:path';
 import amqp from 'amqplib';
 import { ROOT, BENCH_TENANT } from '../bench/lib/stack';
 import { sleep, until } from '../bench/lib/stats';
-import { startLocalRabbitmq } from '../dev/local-rabbitmq';
+import { keepRabbitmq } from '../dev/keeper';
 import { findFreePort } from '../dev/ports';
 import { geminiControl, insist, pool, type FaultStack, type KeyOutcome } from './lib/harness';
 import { checkInvariants } from './lib/invariants';
@@ -246,7 +246,9 @@ export async function queueConsumerKills(stack: FaultStack, settings: ScenarioSe
   const targetKills = settings.ci ? 3 : 10;
   const keys = Array.from({ length: settings.ci ? 90 : 300 }, (_, i) => `qk-${i}-${randomUUID().slice(0, 6)}`);
   const dir = await mkdtemp(path.join(tmpdir(), 'onceflow-faults-rabbitmq-'));
-  const rabbit = await startLocalRabbitmq({ dir, port: await findFreePort(), distPort: await findFreePort() });
+  // Under a keeper like the suite's other servers, so a killed suite leaves no broker behind.
+  const rabbitKeeper = await keepRabbitmq({ dir: path.join(dir, 'server'), port: await findFreePort(), distPort: await findFreePort() }, { logFile: path.join(dir, 'keeper.log') });
+  const rabbit = { url: rabbitKeeper.info.url, stop: () => rabbitKeeper.stop() };
   const queue = `faults-${randomUUID().slice(0, 8)}`;
   const running: ChildProcess[] = [];
   const startConsumer = async () => {

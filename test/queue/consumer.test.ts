@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
-import type { LocalRabbitmq } from '../../dev/local-rabbitmq';
 import { createApiTenant, postOperation, startTestApi, type TestApi } from '../helpers/api';
 import { createTestPool } from '../helpers/db';
 import { connectTestClient, startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { until } from '../helpers/until';
 import { cliEnv, expectExit, parseJson, runCli } from '../cli/run-cli';
-import { drainQueue, metricValue, publishMessages, startConsumerProcess, startTestRabbitmq, type ConsumerProcess } from './helpers';
+import { drainQueue, metricValue, publishMessages, startConsumerProcess, startTestRabbitmq, type ConsumerProcess, type TestRabbitmq } from './helpers';
 
 jest.setTimeout(300_000);
 
@@ -15,7 +14,7 @@ jest.setTimeout(300_000);
 describe('queue messages', () => {
   let pool: Pool;
   let temporal: Client;
-  let rabbit: LocalRabbitmq;
+  let rabbit: TestRabbitmq;
   let worker: TestWorker;
   let api: TestApi;
   let tenant: { tenantId: string; apiKey: string };

@@ -3,14 +3,21 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import amqp from 'amqplib';
 import { findFreePort } from '../../dev/ports';
-import { startLocalRabbitmq, type LocalRabbitmq } from '../../dev/local-rabbitmq';
+import { keepRabbitmq } from '../../dev/keeper';
 import { testInfra } from '../helpers/infra';
 
 const ROOT = path.resolve(__dirname, '../..');
 
-/** A RabbitMQ of this test file's own, on free ports, in the run's state directory. */
-export async function startTestRabbitmq(): Promise<LocalRabbitmq> {
-  return startLocalRabbitmq({ dir: path.join(testInfra().stateDir, `rabbitmq-${randomBytes(4).toString('hex')}`), port: await findFreePort(), distPort: await findFreePort() });
+export interface TestRabbitmq {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A RabbitMQ of this test file's own, on free ports, in the run's state directory; under a keeper, so a killed jest leaves it not running. */
+export async function startTestRabbitmq(): Promise<TestRabbitmq> {
+  const dir = path.join(testInfra().stateDir, `rabbitmq-${randomBytes(4).toString('hex')}`);
+  const keeper = await keepRabbitmq({ dir, port: await findFreePort(), distPort: await findFreePort() }, { logFile: `${dir}.log` });
+  return { url: keeper.info.url, stop: () => keeper.stop() };
 }
 
 export interface ConsumerProcess {

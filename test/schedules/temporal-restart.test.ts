@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
-import { startLocalTemporal, type LocalTemporal } from '../../dev/local-temporal';
+import { keepTemporal, type Keeper, type KeptTemporalInfo } from '../../dev/keeper';
 import { findFreePort } from '../../dev/ports';
 import { resolveTemporalBinary } from '../../dev/temporal-binary';
 import { temporalScheduleId } from '../../src/schedules/temporal';
@@ -21,17 +21,16 @@ const CATCHUP_WINDOW_SECONDS = 120;
 /**
  * A schedule every two seconds through a worker SIGKILL and a SIGKILL of the
  * Temporal server itself. The run's shared dev server keeps its state in
- * memory, so this file runs a dev server of its own on a SQLite file and
- * starts it again on the same file and port, as `onceflow start` does after a
- * crash. The slots that fell due while Temporal was down are caught up when it
+ * memory, so this file runs a dev server of its own on a SQLite file (under a
+ * keeper, so a killed jest leaves it not running) and starts it again on the
+ * same file and port, as `onceflow start` does after a crash. The slots that fell due while Temporal was down are caught up when it
  * comes back (they are inside the catch-up window), each as one operation.
  */
 jest.setTimeout(400_000);
 
 describe('a schedule through a worker kill and a Temporal restart', () => {
   let pool: Pool;
-  let temporalServer: LocalTemporal | undefined;
-  let temporalPort: number;
+  let temporalServer: Keeper<KeptTemporalInfo> | undefined;
   let temporal: Client;
   let gemini: OfflineGeminiServer;
   let api: TestApi;
@@ -41,21 +40,23 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
   const taskQueue = uniqueTaskQueue('schedules-restart');
   const dbFilename = path.join(testInfra().stateDir, `temporal-restart-${randomUUID()}.sqlite`);
 
-  async function startTemporal(): Promise<LocalTemporal> {
-    const toolsDir = path.join(__dirname, '../../.onceflow/tools');
-    const binary = await resolveTemporalBinary({ explicitPath: testInfra().temporalBinary, toolsDir, log: () => undefined });
-    return startLocalTemporal({ binary, port: temporalPort, dbFilename, downloadDir: toolsDir });
+  /** Stops the dev server (the SDK's server manager ends it with SIGKILL), keeps it down for `downMs`, starts it on the same file and port. */
+  async function restartTemporal(downMs: number): Promise<void> {
+    await temporalServer!.command({ action: 'stop-server' });
+    await sleep(downMs);
+    await temporalServer!.command({ action: 'start-server' });
   }
 
   beforeAll(async () => {
-    temporalPort = await findFreePort();
-    temporalServer = await startTemporal();
+    const toolsDir = path.join(__dirname, '../../.onceflow/tools');
+    const binary = await resolveTemporalBinary({ explicitPath: testInfra().temporalBinary, toolsDir, log: () => undefined });
+    temporalServer = await keepTemporal({ binary, port: await findFreePort(), dbFilename, downloadDir: toolsDir }, { logFile: `${dbFilename}.log` });
     pool = createTestPool();
-    temporal = new Client({ connection: await Connection.connect({ address: temporalServer.address }), namespace: temporalServer.namespace });
+    temporal = new Client({ connection: await Connection.connect({ address: temporalServer.info.address }), namespace: temporalServer.info.namespace });
     gemini = await startOfflineGeminiServer();
     api = await startTestApi({ pool, temporal, taskQueue });
     tenant = await createApiTenant(pool, 'sched-restart');
-    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address });
+    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.info.address });
   });
   afterAll(async () => {
     worker?.kill('SIGKILL');
@@ -108,16 +109,13 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
     expect(await worker!.exited).toBe('SIGKILL');
     worker = undefined;
     await sleep(INTERVAL_SECONDS * 1000 + 500);
-    // Then Temporal itself (the SDK's server manager ends it with SIGKILL), its state file kept.
+    // Then Temporal itself, its state file kept.
     const downFromMs = Date.now();
-    await temporalServer!.stop();
-    temporalServer = undefined;
-    await sleep(4 * INTERVAL_SECONDS * 1000);
-    temporalServer = await startTemporal();
+    await restartTemporal(4 * INTERVAL_SECONDS * 1000);
     const downUntilMs = Date.now();
     workerMetricsPort = await findFreePort();
     // The overlap tests hold one model call while slots come due: longer than the default 30 s cut, even on a busy machine.
-    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer.address, metricsPort: workerMetricsPort, env: { GEMINI_REQUEST_TIMEOUT_MS: '75000' } });
+    worker = await startWorkerProcess({ taskQueue, geminiUrl: gemini.url, temporalAddress: temporalServer!.info.address, metricsPort: workerMetricsPort, env: { GEMINI_REQUEST_TIMEOUT_MS: '75000' } });
     await until(async () => (await slotOperations(scheduleId)).filter((op) => op.nominalMs > downUntilMs + 2 * INTERVAL_SECONDS * 1000).length >= 2, 'slots after the restart', 200_000);
 
     // Then Temporal alone, SIGKILLed while the worker runs, once just as a slot falls due and once a
@@ -126,10 +124,7 @@ describe('a schedule through a worker kill and a Temporal restart', () => {
       const periodMs = INTERVAL_SECONDS * 1000;
       await sleep(1500);
       await sleep(periodMs - (Date.now() % periodMs) + phaseMs);
-      await temporalServer!.stop();
-      temporalServer = undefined;
-      await sleep(3 * periodMs);
-      temporalServer = await startTemporal();
+      await restartTemporal(3 * periodMs);
     }
     const lastUpMs = Date.now();
     await until(async () => (await slotOperations(scheduleId)).filter((op) => op.nominalMs > lastUpMs + 2 * INTERVAL_SECONDS * 1000).length >= 2, 'slots after the last restart', 200_000);
