@@ -72,17 +72,22 @@ async function start(request: Extract<ToKeeper, { type: 'start' }>): Promise<Run
     // The SDK's Runtime would otherwise shut itself down on SIGINT/SIGTERM and
     // take the dev server with it before we stop it in order.
     Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
-    let temporal: LocalTemporal | undefined = await startLocalTemporal(request.options);
-    const info: KeptTemporalInfo = { address: temporal.address, namespace: temporal.namespace, uiUrl: temporal.uiUrl ?? null };
+    const first = await startLocalTemporal(request.options);
+    const info: KeptTemporalInfo = { address: first.address, namespace: first.namespace, uiUrl: first.uiUrl ?? null };
     await send({ type: 'ready', info });
+    // A promise, so a stop (the harness died) during a restart waits for the
+    // server being started instead of exiting with it still coming up.
+    let temporal: Promise<LocalTemporal | undefined> = Promise.resolve(first);
     return {
       stop: async () => {
-        const current = temporal;
-        temporal = undefined;
+        const current = await temporal;
+        temporal = Promise.resolve(undefined);
         await current?.stop();
       },
       start: async () => {
-        temporal ??= await startLocalTemporal(request.options);
+        const starting = temporal.then((current) => current ?? startLocalTemporal(request.options));
+        temporal = starting.catch(() => undefined);
+        await starting;
       },
     };
   } catch (error) {

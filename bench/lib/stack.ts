@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { SUPERVISOR_PID_ENV } from '../../src/config';
 import { createPool, type Pool } from '../../src/db/pool';
 import { migrate } from '../../src/db/migrate';
 import { createLogger } from '../../src/observability/logger';
@@ -298,6 +299,8 @@ export async function roleEnv(options: RoleEnvOptions): Promise<NodeJS.ProcessEn
     // The benchmark's and the fault suite's subscribers listen on loopback,
     // which the relay refuses unless the operator allowlists it.
     WEBHOOK_ALLOWED_HOSTS: '127.0.0.1,localhost',
+    // The roles stop when this harness is gone (SIGKILLed, say), as they do for `onceflow start`.
+    [SUPERVISOR_PID_ENV]: String(process.pid),
     ...(options.geminiBaseUrl ? { GEMINI_BASE_URL: options.geminiBaseUrl } : {}),
     ...options.extra,
   };

@@ -15,9 +15,10 @@ describeOnLinux('a SIGKILLed harness leaves no server behind', () => {
     expectNothingLeft(killed);
   }, 400_000);
 
-  it('bench and fault suite stack: after the dev server and PostgreSQL were stopped and started through their keepers (on the same ports), both are gone and their ports free', async () => {
+  it('bench and fault suite stack: after the dev server and PostgreSQL were stopped and started through their keepers (on the same ports), both are gone and their ports free, and so is the relay role it started', async () => {
     const killed = await killHarness('bench');
     expect(killed.processes.map((p) => p.comm)).toContain('temporal');
+    expect(killed.processes.filter((p) => p.args.includes('src/relay/main'))).toHaveLength(1);
     expectNothingLeft(killed);
   }, 400_000);
 });
