@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { findFreePort } from '../../dev/ports';
 import { spawnRole, type Role } from '../../dev/supervisor';
+import { SUPERVISOR_PID_ENV } from '../../src/config';
 import { testInfra } from './infra';
 
 export interface RunningProcess {
@@ -13,9 +14,13 @@ export interface RunningProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** Starts a real Onceflow process (api, worker, relay, gemini-offline) as the supervisor would. */
+/**
+ * Starts a real Onceflow process (api, worker, relay, gemini-offline) as the
+ * supervisor would; it stops when this jest worker is gone (SIGKILLed with
+ * the run), as a role does when `onceflow start` dies.
+ */
 export function startProcess(role: Role, env: NodeJS.ProcessEnv): RunningProcess {
-  const child = spawnRole(role, { ...process.env, ...env });
+  const child = spawnRole(role, { ...process.env, [SUPERVISOR_PID_ENV]: String(process.pid), ...env });
   let output = '';
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
   const onData = (chunk: Buffer) => {
