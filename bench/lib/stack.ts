@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SUPERVISOR_PID_ENV } from '../../src/config';
@@ -159,6 +159,8 @@ export async function startInfra(options: StartInfraOptions): Promise<Infra> {
     stop: async () => {
       await pool.end().catch(() => undefined);
       await stopKeepers();
+      // PostgreSQL's data and Temporal's state: up to several hundred MB a run, left in the temp dir otherwise.
+      await rm(stateDir, { recursive: true, force: true }).catch(() => undefined);
     },
   };
 }
