@@ -187,6 +187,16 @@ export const envSchema = z.object({
   ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT: positiveInt.max(1000).default(10),
   /** Deliveries a relay keeps on the wire to one subscription; a slow or dead subscriber holds at most this many slots. Default 64. */
   RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION: positiveInt.max(1000).default(64),
+  /**
+   * A subscription with a delivery on the wire longer than this, or whose last attempt took longer (a timeout
+   * included), is slow: it shares the relay's slow lane (RELAY_SLOW_LANE_PERCENT). In ms. Default 2000.
+   */
+  RELAY_SLOW_AFTER_MS: positiveInt.default(2_000),
+  /**
+   * Share of a relay's in-flight deliveries, in percent, that slow subscriptions may hold in all; the rest stays
+   * for subscribers that answer in time, however many slow ones there are. Default 50.
+   */
+  RELAY_SLOW_LANE_PERCENT: positiveInt.max(90).default(50),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
   /**
