@@ -200,6 +200,11 @@ export const envSchema = z.object({
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
   /**
+   * Days to keep the deliveries of a subscription paused by its subscriber's 410 Gone and not resumed; older ones
+   * are deleted by the outbox prune and counted on the subscription (droppedEvents in the API). Default 7.
+   */
+  OUTBOX_PAUSED_RETENTION_DAYS: positiveInt.default(7),
+  /**
    * Days to keep spend records after they stop counting: settled budget
    * reservations, unsettled ones whose month ended, and the spend rows of
    * past budget periods (the maintenance pass prunes them). Default 7.

@@ -59,6 +59,7 @@ runEntrypoint('worker', async ({ onShutdown }) => {
       geminiMetrics: createGeminiMetrics(registry, { allowedModels: config.GEMINI_ALLOWED_MODELS }),
       modelChain: config.GEMINI_MODELS,
       outboxRetentionDays: config.OUTBOX_RETENTION_DAYS,
+      pausedRetentionDays: config.OUTBOX_PAUSED_RETENTION_DAYS,
       spendRetentionDays: config.ONCEFLOW_SPEND_RETENTION_DAYS,
       defaultRetentionHours: config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
       doorMetrics: createDoorMetrics(registry),
