@@ -210,6 +210,12 @@ export const envSchema = z.object({
    * past budget periods (the maintenance pass prunes them). Default 7.
    */
   ONCEFLOW_SPEND_RETENTION_DAYS: positiveInt.default(7),
+  /**
+   * Bills (usage_ledger) of the current UTC month and of this many months before it are kept one row per
+   * operation; the maintenance pass rolls older months into one row per tenant, month, operation type and model
+   * (usage_monthly) and deletes their detail rows, in one statement. Bills are never deleted. Default 13.
+   */
+  ONCEFLOW_BILL_DETAIL_MONTHS: positiveInt.max(1200).default(13),
   /** pino level. Default `info`. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Turn on OpenTelemetry tracing (OTLP settings come from the standard OTEL_* variables). Default false. */

@@ -61,6 +61,7 @@ runEntrypoint('worker', async ({ onShutdown }) => {
       outboxRetentionDays: config.OUTBOX_RETENTION_DAYS,
       pausedRetentionDays: config.OUTBOX_PAUSED_RETENTION_DAYS,
       spendRetentionDays: config.ONCEFLOW_SPEND_RETENTION_DAYS,
+      billDetailMonths: config.ONCEFLOW_BILL_DETAIL_MONTHS,
       defaultRetentionHours: config.ONCEFLOW_DEFAULT_RETENTION_HOURS,
       doorMetrics: createDoorMetrics(registry),
     },
