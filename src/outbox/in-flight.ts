@@ -24,8 +24,13 @@ export interface InFlightLanes {
   now?: () => number;
 }
 
-/** Subscriptions remembered as slow or proven, at most; past it the memory restarts (each probes once more). */
-const MAX_REMEMBERED = 100_000;
+/**
+ * How long a subscription with nothing on the wire is remembered as slow or
+ * proven. Every remembered one is sent with each claim (its budget), so the
+ * memory holds the subscriptions of the last minutes, not of the relay's
+ * life; one forgotten starts again with a probe (one answer's delay).
+ */
+const REMEMBER_MS = 10 * 60_000;
 
 /**
  * What a relay holds claimed: deliveries leased and not yet settled
@@ -65,10 +70,10 @@ export class InFlight {
   private unsettled = 0;
   /** performance.now() of each delivery on the wire, per subscription, oldest first. */
   private readonly onWire = new Map<string, number[]>();
-  /** Last attempt took longer than slowAfterMs (or never got an answer). */
-  private readonly slow = new Set<string>();
-  /** Answered in time at least once since they were last slow. */
-  private readonly proven = new Set<string>();
+  /** Last attempt took longer than slowAfterMs (or never got an answer), with when it ended. */
+  private readonly slow = new Map<string, number>();
+  /** Answered in time at least once since they were last slow, with when that answer came. */
+  private readonly proven = new Map<string, number>();
   /** The last budgets held a slow subscription back because the slow lane was taken: a slow delivery ending is worth a claim. */
   private slowLaneFull = false;
   private roomFreed: (() => void) | undefined;
@@ -128,7 +133,8 @@ export class InFlight {
     const slowIds: string[] = [];
     /** On the wire to slow subscriptions and probes. */
     let slowOnWire = 0;
-    for (const id of new Set([...this.onWire.keys(), ...this.slow, ...this.proven])) {
+    this.forget(now);
+    for (const id of new Set([...this.onWire.keys(), ...this.slow.keys(), ...this.proven.keys()])) {
       const wire = this.onWire.get(id)?.length ?? 0;
       if (this.isSlow(id, now)) {
         slowIds.push(id);
@@ -208,10 +214,10 @@ export class InFlight {
     const [startedAt] = times.splice(index, 1);
     if (startedAt !== undefined && now - startedAt <= this.slowAfterMs) {
       this.slow.delete(subscriptionId);
-      this.remember(this.proven, subscriptionId);
+      this.proven.set(subscriptionId, now);
     } else if (startedAt !== undefined) {
       this.proven.delete(subscriptionId);
-      this.remember(this.slow, subscriptionId);
+      this.slow.set(subscriptionId, now);
     }
     const n = times.length;
     if (n <= Math.floor(this.maxPerSubscription / 2) && this.budgetBound.delete(subscriptionId)) this.onSubscriptionRoom();
@@ -257,9 +263,10 @@ export class InFlight {
     return oldest !== undefined && now - oldest > this.slowAfterMs;
   }
 
-  /** Adds to a memory of subscriptions; one that grew past MAX_REMEMBERED (deleted subscriptions never leave it) starts over. */
-  private remember(set: Set<string>, id: string): void {
-    if (set.size >= MAX_REMEMBERED) set.clear();
-    set.add(id);
+  /** Drops what is remembered of subscriptions with nothing on the wire whose last attempt ended over REMEMBER_MS ago. */
+  private forget(now: number): void {
+    for (const memory of [this.slow, this.proven]) {
+      for (const [id, at] of memory) if (now - at > REMEMBER_MS && !this.onWire.has(id)) memory.delete(id);
+    }
   }
 }

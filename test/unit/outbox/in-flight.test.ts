@@ -103,4 +103,13 @@ describe('the slow lane', () => {
     inFlight.answered('late');
     expect(wakes).toBe(before + 1);
   });
+  it('forgets a subscription idle for 10 minutes (its budget is sent with every claim), which then probes again', () => {
+    let now = 0;
+    const inFlight = new InFlight(100, 8, undefined, { slowLaneSlots: 50, slowAfterMs: 1_000, probeWindow: 1, now: () => now });
+    inFlight.answered('idle', inFlight.sent('idle'));
+    expect(inFlight.subscriptionBudgets().ids).toEqual(['idle']);
+    now += 10 * 60_000 + 1;
+    expect(inFlight.subscriptionBudgets().ids).toEqual([]);
+    expect(budgetOf(inFlight, 'idle')).toBe(1);
+  });
 });
