@@ -46,9 +46,11 @@ export interface ActivityDeps {
 }
 
 export function createActivities(options: ActivityDeps) {
-  const deps = { ...options, operations: options.operations ?? new PostgresOperationsRepository(options.pool) };
+  const operations = options.operations ?? new PostgresOperationsRepository(options.pool);
+  const completeOperation = createCompleteOperation({ ...options, operations });
+  const deps = { ...options, operations, completeOperation };
   return {
-    completeOperation: createCompleteOperation(deps),
+    completeOperation,
     reconcileOperations: createReconcileOperations(deps),
     purgeExpiredOperations: createPurgeExpiredOperations(deps),
     pruneOutbox: createPruneOutbox(deps),
