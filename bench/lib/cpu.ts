@@ -49,6 +49,35 @@ export function cpuPerOperation(before: CpuSnapshot, after: CpuSnapshot, operati
   return perOperation;
 }
 
+/**
+ * The PostgreSQL server of one data directory: its postmaster (the first line
+ * of postmaster.pid) and the backends it forked. Picking PostgreSQL by command
+ * name instead would count every cluster on the host, other runs' and other
+ * sessions' tests included.
+ */
+export function postgresClusterPids(dataDir: string): number[] {
+  let postmaster: number;
+  try {
+    postmaster = Number(readFileSync(`${dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+  } catch {
+    return [];
+  }
+  const pids = [postmaster];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // After comm: state, then ppid.
+    if (Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[1]) === postmaster) pids.push(pid);
+  }
+  return pids;
+}
+
 function readStat(pid: number): { comm: string; cpuMs: number; reapedChildrenCpuMs: number } | undefined {
   let text: string;
   try {
