@@ -4,7 +4,7 @@
  */
 import { findFreePort } from '../../dev/ports';
 import type { BenchContext } from '../lib/context';
-import { cpuPerOperation, postgresClusterPids, snapshotCpu, type CpuGroup } from '../lib/cpu';
+import { cpuPerOperation, snapshotCpu, type CpuGroup } from '../lib/cpu';
 import { AUTH, postOperation } from '../lib/facade';
 import { runAutocannon, type LoadResult } from '../lib/load';
 import { startScript, waitForHttp } from '../lib/stack';
@@ -48,8 +48,8 @@ export async function repeatPath(ctx: BenchContext): Promise<void> {
   // CPU per request of the serving process (the api, or the bare server) and
   // of the rest, from /proc: unlike req/s it barely moves with the host's
   // load, so it is what a change to the repeat path is judged by. PostgreSQL:
-  // this run's cluster only (its backends live as long as the pools).
-  const postgres: CpuGroup = { name: 'postgres', pids: () => postgresClusterPids(ctx.infra.postgres.dataDir) };
+  // this run's own backends (snapshotCpu counts the harness's descendants only).
+  const postgres: CpuGroup = { name: 'postgres', comm: 'postgres' };
   const servingCpu: Record<'facade' | 'bare', CpuGroup[]> = {
     facade: [{ name: 'server', pids: () => [ctx.processes.api!.pid] }, { name: 'harness', pids: () => [process.pid] }, postgres],
     bare: [{ name: 'server', pids: () => [bare.pid] }, { name: 'harness', pids: () => [process.pid] }, postgres],
