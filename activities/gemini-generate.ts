@@ -11,6 +11,8 @@ import { toGeminiCallFailure } from '../src/integrations/gemini/errors';
 import type { GeminiCallOwner, GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { spendCap } from '../src/spend/paid-call';
 import { modelChainFor } from '../src/operations/model-chain';
+import { succeededOutcome } from '../workflows/operation-outcome';
+import type { CompleteOperationInput } from './complete-operation';
 import { whileHeartbeating } from './heartbeat';
 
 // The workflows read these types from here (workflows/ imports types only).
@@ -24,6 +26,11 @@ export interface GenerateWithGeminiInput extends GeminiCallOwner {
   /** The previous model of the chain when this call is a fallback. */
   fallbackFrom?: string;
   request: { prompt: string; system?: string; temperature?: number; maxOutputTokens?: number };
+  /**
+   * Set by runs that let a success finish here (finishSucceeded); runs
+   * recorded before it did not send it, and finish in their workflow.
+   */
+  finishOnSuccess?: { idempotencyKey: string };
 }
 
 /**
@@ -33,6 +40,8 @@ export interface GenerateWithGeminiInput extends GeminiCallOwner {
  */
 export interface GenerateWithGeminiResult extends GenerateResponse {
   attempts: GeminiAttempt[];
+  /** True when the operation was finished (result, bill, event) by this activity; the workflow then ends without finishing again. */
+  finished?: true;
 }
 
 export interface GeminiActivityDeps {
@@ -42,6 +51,8 @@ export interface GeminiActivityDeps {
   logger?: Logger;
   /** Epoch ms; default Date.now. */
   clock?: () => number;
+  /** The finishing phase (activities/complete-operation.ts), run here for a success when the input asks (finishOnSuccess). */
+  completeOperation?: (input: CompleteOperationInput) => Promise<unknown>;
 }
 
 /**
@@ -110,7 +121,7 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
     if (guarded.kind === 'called') {
       report.paid({ durationMs: clock() - startedMs, geminiResponseId: response.responseId, promptTokens: response.usage.promptTokens, outputTokens: response.usage.outputTokens }, 'gemini call succeeded');
       report.tokens(response.usage);
-      return { ...response, attempts: guarded.recorded };
+      return finishSucceeded(input, { ...response, attempts: guarded.recorded }, signal);
     }
     if (guarded.kind === 'reused') {
       report.avoided({ geminiResponseId: response.responseId }, 'gemini call avoided: stored response reused');
@@ -124,12 +135,49 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
       report.tokens(own.usage);
     }
     // Read after the answer is stored: if this read fails the retry reuses the stored answer and pays nothing.
+    let attempts: GeminiAttempt[];
     try {
-      return { ...response, attempts: await listAttempts(deps.pool, input.operationId) };
+      attempts = await listAttempts(deps.pool, input.operationId);
     } catch (error) {
       throw ApplicationFailure.create({ type: FailureType.DatabaseUnavailable, message: `listing the attempts: ${(error as Error).message}`, cause: error as Error });
     }
+    return finishSucceeded(input, { ...response, attempts }, signal);
   });
+
+  /**
+   * Finishes a success in this activity, after its answer is stored, so the
+   * run needs no finishing local activity: that costs a workflow activation
+   * and a local-activity dispatch per operation, about a third of the
+   * worker's time on a success. The guarantees are completeOperation's own:
+   * one transaction under the effect guard (operationId, 'complete'). A
+   * worker that dies after that COMMIT and before Temporal records this
+   * activity's completion runs the attempt again; the guard returns the
+   * stored answer (no second call) and then the stored finish (no second
+   * bill or event). Best effort beyond that: if finishing fails (PostgreSQL
+   * away), or the attempt was cancelled meanwhile, the answer still returns
+   * and the workflow finishes (or cancels) as before. Failing the attempt
+   * instead would cost a retry of this activity and, after the model's last
+   * attempt, a fallback to the next model: a second paid call.
+   */
+  async function finishSucceeded(input: GenerateWithGeminiInput, result: GenerateWithGeminiResult, signal: AbortSignal): Promise<GenerateWithGeminiResult> {
+    const { finishOnSuccess, tenantId, operationType } = input;
+    // Runs that send finishOnSuccess always send their owner too.
+    if (!finishOnSuccess || !tenantId || !operationType || !deps.completeOperation || signal.aborted) return result;
+    try {
+      await deps.completeOperation({
+        operationId: input.operationId,
+        tenantId,
+        operationType,
+        idempotencyKey: finishOnSuccess.idempotencyKey,
+        workflowId: input.workflowId,
+        ...succeededOutcome(result),
+      });
+      return { ...result, finished: true };
+    } catch (error) {
+      deps.logger?.warn({ correlationId: input.operationId, workflowId: input.workflowId, err: (error as Error).message }, 'finishing in the gemini activity failed; the workflow finishes the operation');
+      return result;
+    }
+  }
 }
 
 /**

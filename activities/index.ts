@@ -29,8 +29,12 @@ export interface ActivityDeps {
   modelChain: readonly string[];
   /** OUTBOX_RETENTION_DAYS: how long pruneOutbox keeps acknowledged outbox events and inbox rows. Default 7. */
   outboxRetentionDays?: number;
+  /** OUTBOX_PAUSED_RETENTION_DAYS: how long pruneOutbox keeps the deliveries of a subscription paused by a 410. Default 7. */
+  pausedRetentionDays?: number;
   /** ONCEFLOW_SPEND_RETENTION_DAYS: how long the maintenance pass keeps spend records that no longer count. Default 7. */
   spendRetentionDays?: number;
+  /** ONCEFLOW_BILL_DETAIL_MONTHS: after how many months the maintenance pass rolls bills up into monthly summaries. Default 13. */
+  billDetailMonths?: number;
   /** How generate-report waits between polls; default DEFAULT_REPORT_POLLING (activities/gemini-interactions.ts). */
   reportPolling?: Partial<ReportPolling>;
   /** ONCEFLOW_DEFAULT_RETENTION_HOURS, for the operations schedule slots start. Default 24. */
@@ -42,9 +46,11 @@ export interface ActivityDeps {
 }
 
 export function createActivities(options: ActivityDeps) {
-  const deps = { ...options, operations: options.operations ?? new PostgresOperationsRepository(options.pool) };
+  const operations = options.operations ?? new PostgresOperationsRepository(options.pool);
+  const completeOperation = createCompleteOperation({ ...options, operations });
+  const deps = { ...options, operations, completeOperation };
   return {
-    completeOperation: createCompleteOperation(deps),
+    completeOperation,
     reconcileOperations: createReconcileOperations(deps),
     purgeExpiredOperations: createPurgeExpiredOperations(deps),
     pruneOutbox: createPruneOutbox(deps),

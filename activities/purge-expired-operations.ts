@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { withTransaction } from '../src/db/transaction';
 import { deleteEffectsOf, deleteRetiredRecords, type RetiredRecordsReport } from '../src/effects/retention';
 import { PostgresOperationsRepository } from '../src/operations/repository';
+import { rollUpBills } from '../src/operations/bill';
 import { pruneSpend, type SpendPruneReport } from '../src/spend/ledger';
 
 export interface PurgeExpiredOperationsInput {
@@ -17,6 +18,8 @@ export interface PurgeExpiredOperationsDeps {
   clock?: () => number;
   /** ONCEFLOW_SPEND_RETENTION_DAYS. Default 7. */
   spendRetentionDays?: number;
+  /** ONCEFLOW_BILL_DETAIL_MONTHS. Default 13. */
+  billDetailMonths?: number;
 }
 
 export interface PurgeReport {
@@ -24,6 +27,8 @@ export interface PurgeReport {
   /** Records of retired operation ids (purged, or superseded by a new run of their key). */
   retired: RetiredRecordsReport;
   spend: SpendPruneReport;
+  /** Bills rolled up into monthly summaries (src/operations/bill.ts, rollUpBills). */
+  bills: { rolledUp: number };
 }
 
 /**
@@ -37,7 +42,9 @@ export interface PurgeReport {
  * (effects, Gemini attempts and interactions of purged and of superseded
  * runs: src/effects/retention.ts), and the spend records no cap reads any
  * more (src/spend/ledger.ts, pruneSpend). Without these two, a key reused
- * after its expiry left its old run's answers behind for good.
+ * after its expiry left its old run's answers behind for good. Bills are
+ * never deleted: old months are rolled up into monthly summaries
+ * (src/operations/bill.ts, rollUpBills).
  */
 export function createPurgeExpiredOperations(deps: PurgeExpiredOperationsDeps) {
   const clock = deps.clock ?? Date.now;
@@ -62,6 +69,7 @@ export function createPurgeExpiredOperations(deps: PurgeExpiredOperationsDeps) {
       if (report.operations < batchSize) break;
     }
     const spend = await pruneSpend(deps.pool, { retentionDays: deps.spendRetentionDays ?? 7, batchSize, maxBatches });
-    return { purged, retired, spend };
+    const bills = await rollUpBills(deps.pool, { detailMonths: deps.billDetailMonths ?? 13, batchSize, maxBatches });
+    return { purged, retired, spend, bills };
   };
 }

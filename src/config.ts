@@ -187,14 +187,35 @@ export const envSchema = z.object({
   ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT: positiveInt.max(1000).default(10),
   /** Deliveries a relay keeps on the wire to one subscription; a slow or dead subscriber holds at most this many slots. Default 64. */
   RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION: positiveInt.max(1000).default(64),
+  /**
+   * A subscription with a delivery on the wire longer than this, or whose last attempt took longer (a timeout
+   * included), is slow: it shares the relay's slow lane (RELAY_SLOW_LANE_PERCENT). In ms. Default 2000.
+   */
+  RELAY_SLOW_AFTER_MS: positiveInt.default(2_000),
+  /**
+   * Share of a relay's in-flight deliveries, in percent, that slow subscriptions may hold in all; the rest stays
+   * for subscribers that answer in time, however many slow ones there are. Default 50.
+   */
+  RELAY_SLOW_LANE_PERCENT: positiveInt.max(90).default(50),
   /** Days to keep delivered outbox and inbox rows. Default 7. */
   OUTBOX_RETENTION_DAYS: positiveInt.default(7),
+  /**
+   * Days to keep the deliveries of a subscription paused by its subscriber's 410 Gone and not resumed; older ones
+   * are deleted by the outbox prune and counted on the subscription (droppedEvents in the API). Default 7.
+   */
+  OUTBOX_PAUSED_RETENTION_DAYS: positiveInt.default(7),
   /**
    * Days to keep spend records after they stop counting: settled budget
    * reservations, unsettled ones whose month ended, and the spend rows of
    * past budget periods (the maintenance pass prunes them). Default 7.
    */
   ONCEFLOW_SPEND_RETENTION_DAYS: positiveInt.default(7),
+  /**
+   * Bills (usage_ledger) of the current UTC month and of this many months before it are kept one row per
+   * operation; the maintenance pass rolls older months into one row per tenant, month, operation type and model
+   * (usage_monthly) and deletes their detail rows, in one statement. Bills are never deleted. Default 13.
+   */
+  ONCEFLOW_BILL_DETAIL_MONTHS: positiveInt.max(1200).default(13),
   /** pino level. Default `info`. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Turn on OpenTelemetry tracing (OTLP settings come from the standard OTEL_* variables). Default false. */

@@ -7,7 +7,7 @@ import { canceledOutcome } from './cancellation';
 import type { OperationWorkflowInput } from './definitions';
 import { FailureType, OperationFailure, operationEndingFailures } from './failure-types';
 import { generateContentV1 } from './generate-content.v1';
-import type { OperationError, OperationOutcome } from './operation-outcome';
+import { succeededOutcome, type OperationError, type OperationOutcome } from './operation-outcome';
 
 export interface GenerateContentProgress {
   step: 'resolving-models' | 'calling-gemini' | 'finishing' | 'done';
@@ -29,9 +29,12 @@ export interface GenerateContentRunSummary {
 export const generateContentProgressQuery = defineQuery<GenerateContentProgress>('progress');
 
 /**
- * Finishing runs as a local activity, in the worker that runs the workflow
- * task, not as a task of its own through the server: it saves two server
- * round trips and five history events per operation. What guards it is the
+ * A success is finished by the Gemini activity itself (finishOnSuccess, see
+ * finishSucceeded in activities/gemini-generate.ts); this local activity
+ * finishes the rest: failures, cancels, a success whose in-activity finish
+ * failed, and runs recorded before that. A local activity runs in the worker
+ * that runs the workflow task, not as a task of its own through the server:
+ * two server round trips and five history events fewer. What guards it is the
  * same as before: completeOperation writes the outcome, the bill and the
  * outbox event in ONE transaction under its effect guard (operationId,
  * 'complete'). A local activity is recorded only when its workflow task
@@ -56,8 +59,9 @@ const { listGeminiAttempts } = proxyActivities<Activities>(activityOptions.quick
  * (operationEndingFailures): neither depends on the model.
  *
  * A success on the first model is one regular activity (the paid call, which
- * also returns the attempts) and one local activity (finishing): 12 history
- * events, where the four regular activities of the first version cost 29.
+ * also returns the attempts and finishes the operation): 11 history events,
+ * as many as a bare one-activity workflow, where the first version's four
+ * regular activities cost 29.
  */
 export async function generateContentWorkflow(operation: OperationWorkflowInput<GenerateContentInput>): Promise<GenerateContentRunSummary> {
   const progress: GenerateContentProgress = { step: 'resolving-models', model: null, modelsTried: [], attempts: [] };
@@ -116,14 +120,13 @@ async function generateContent(
         model,
         ...(index > 0 ? { fallbackFrom: models[index - 1] } : {}),
         request: { prompt, system, temperature, maxOutputTokens },
+        finishOnSuccess: { idempotencyKey: operation.idempotencyKey },
       });
       progress.step = 'finishing';
       progress.attempts = response.attempts;
-      await finish(operation, workflowId, {
-        outcome: 'succeeded',
-        result: { text: response.text, model: response.model, usage: response.usage, attempts: response.attempts },
-        usage: { model: response.model, ...response.usage },
-      });
+      // Runs recorded before the activity finished a success (no `finished`
+      // in their recorded result) replay the finishing local activity here.
+      if (!response.finished) await finish(operation, workflowId, succeededOutcome(response));
       progress.step = 'done';
       return { status: 'succeeded', model: response.model, totalTokens: response.usage.totalTokens, attempts: response.attempts.length };
     } catch (error) {

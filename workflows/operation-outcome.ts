@@ -1,6 +1,6 @@
 /**
  * How every operation workflow ends: the shapes handed to the completeOperation
- * activity. Types only, shared with activities/.
+ * activity, shared with activities/ (which imports nothing else from here).
  */
 import type { OperationFailure } from './failure-types';
 
@@ -30,3 +30,12 @@ export type OperationOutcome =
   | { outcome: 'failed'; error: OperationError; usage?: OperationUsage }
   /** Stopped on request (POST …/cancel): `error` says so (operation-canceled), `usage` bills what was already paid. */
   | { outcome: 'canceled'; error: OperationError; usage?: OperationUsage };
+
+/** What a successful Gemini answer finishes with: the stored result (no text in the run's summary) and the bill's usage. */
+export function succeededOutcome(answer: { text: string; model: string; usage: Omit<OperationUsage, 'model'>; attempts: unknown[] }): OperationOutcome & { outcome: 'succeeded' } {
+  return {
+    outcome: 'succeeded',
+    result: { text: answer.text, model: answer.model, usage: answer.usage, attempts: answer.attempts },
+    usage: { model: answer.model, ...answer.usage },
+  };
+}

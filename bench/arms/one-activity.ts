@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { BenchContext } from '../lib/context';
+import { cpuPerOperation, snapshotCpu, type CpuGroup } from '../lib/cpu';
 import { postOperation } from '../lib/facade';
 import { runClosedLoop, type LoadResult } from '../lib/load';
 import { median, percentile, ratio, round } from '../lib/stats';
@@ -67,12 +68,27 @@ export async function oneActivity(ctx: BenchContext): Promise<void> {
     const p99 = (arm: Arm) => percentile(sequential[arm], 99);
     ctx.log(`  one activity idle: facade p50 ${round(p50('facade'), 1)} ms (min ${round(Math.min(...sequential.facade), 1)}), bare p50 ${round(p50('bare'), 1)} ms (min ${round(Math.min(...sequential.bare), 1)})`);
 
-    // b) throughput under load, alternating order per run.
+    // b) throughput under load, alternating order per run. On two saturated
+    // cores throughput is CPU divided by CPU per operation, so each run also
+    // records who spent it (the bare arm's worker is in the harness).
+    const cpuGroups: CpuGroup[] = [
+      { name: 'harness', pids: () => [process.pid] },
+      ...(['api', 'worker', 'relay', 'gemini-offline'] as const).map((name) => ({ name, pids: () => [ctx.processes[name]!.pid] })),
+      ctx.infra.cluster
+        ? { name: 'temporal', pids: () => Object.values(ctx.infra.cluster!.services).flatMap((s) => s.pid() ?? []) }
+        : { name: 'temporal', comm: 'temporal' },
+      { name: 'postgres', comm: 'postgres' },
+    ];
+    const cpuMs: Record<Arm, Map<string, number>> = { facade: new Map(), bare: new Map() };
+    const completed: Record<Arm, number> = { facade: 0, bare: 0 };
     const loaded: Record<Arm, LoadResult[]> = { facade: [], bare: [] };
     const stopSampling = ctx.memory.underLoad();
     for (let run = 0; run < ctx.runs; run++) {
       for (const arm of run % 2 === 0 ? ARMS : [...ARMS].reverse()) {
+        const before = snapshotCpu(cpuGroups);
         const result = await runClosedLoop({ concurrency: CONCURRENCY, durationMs: ctx.seconds * 1000, op: ops[arm] });
+        for (const [group, ms] of Object.entries(cpuPerOperation(before, snapshotCpu(cpuGroups), 1))) cpuMs[arm].set(group, (cpuMs[arm].get(group) ?? 0) + ms);
+        completed[arm] += result.ok;
         const { latenciesMs: _l, ...rest } = result;
         loaded[arm].push(rest);
         ctx.log(`  one activity ${arm} run ${run + 1}/${ctx.runs}: ${round(result.throughput, 1)} ops/s, p50 ${round(result.p50Ms, 0)} ms, p99 ${round(result.p99Ms, 0)} ms, failed ${result.failed}`);
@@ -80,9 +96,14 @@ export async function oneActivity(ctx: BenchContext): Promise<void> {
     }
     stopSampling();
     const throughput = (arm: Arm) => median(loaded[arm].map((r) => r.throughput));
+    const cpu = Object.fromEntries(ARMS.map((arm) => [arm, Object.fromEntries([...cpuMs[arm]].map(([group, ms]) => [group, round(ms / completed[arm], 2)]))])) as Record<Arm, Record<string, number>>;
+    const cpuTotal = (arm: Arm) => round(Object.values(cpu[arm]).reduce((a, b) => a + b, 0), 2);
+    const cpuNote = (arm: Arm) => Object.entries(cpu[arm]).filter(([, ms]) => ms >= 0.01).map(([group, ms]) => `${group} ${ms}`).join(', ');
+    ctx.log(`  one activity CPU per completed operation (ms): ${ARMS.map((arm) => `${arm}: ${cpuNote(arm)}`).join('; ')}`);
     ctx.raw.oneActivity = {
       sequential: Object.fromEntries(ARMS.map((arm) => [arm, { p50Ms: round(p50(arm), 1), p99Ms: round(p99(arm), 1), minMs: round(Math.min(...sequential[arm]), 1) }])),
       loaded,
+      cpuMsPerOperation: cpu,
       concurrency: CONCURRENCY,
     };
     const referenceName = 'bare workflow, one activity (@google/genai), start + result()';
@@ -98,6 +119,11 @@ export async function oneActivity(ctx: BenchContext): Promise<void> {
         onceflow: round(throughput('facade'), 1), reference: round(throughput('bare'), 1), ratio: round(ratio(throughput('facade'), throughput('bare'))),
         target: '≥ 0.8', met: ratio(throughput('facade'), throughput('bare')) >= 0.8, referenceName,
         note: `median of ${ctx.runs} runs of ${ctx.seconds} s each`,
+      },
+      {
+        benchmark: '6 new work vs Temporal', metric: `CPU per completed operation, all processes`, unit: 'ms',
+        onceflow: cpuTotal('facade'), reference: cpuTotal('bare'), ratio: round(ratio(cpuTotal('facade'), cpuTotal('bare'))), target: '', referenceName,
+        note: `facade: ${cpuNote('facade')}; reference: ${cpuNote('bare')}`,
       },
     );
   } finally {

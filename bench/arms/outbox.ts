@@ -208,8 +208,8 @@ export async function outbox(ctx: BenchContext): Promise<void> {
 }
 
 /** A tenant and its subscription, made before the subscriber process starts (it needs the secret); the URL is set once it listens. */
-export async function subscribe(pool: Pool, tenantId: string): Promise<{ subscriptionId: string; secret: string }> {
-  await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
+export async function subscribe(pool: Pool, tenantId: string, options: { existingTenant?: boolean } = {}): Promise<{ subscriptionId: string; secret: string }> {
+  if (!options.existingTenant) await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
   const subscription = await createSubscription(pool, secretBoxFromConfig({}), { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
   return { subscriptionId: subscription.id, secret: subscription.secret };
 }

@@ -9,7 +9,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on every Linux we run on). */
 const TICKS_PER_SECOND = 100;
 
-/** A named group: processes picked by pid or by their command name (`comm`), e.g. every `postgres` backend. */
+/**
+ * A named group: processes picked by pid or by their command name (`comm`),
+ * e.g. every `postgres` backend. A group by command counts only this run's
+ * own processes (descendants of the harness): a test suite running beside the
+ * benchmark has `postgres` and `temporal` processes of its own.
+ */
 export interface CpuGroup {
   name: string;
   pids?: () => number[];
@@ -24,13 +29,22 @@ export function snapshotCpu(groups: CpuGroup[]): CpuSnapshot {
   const byPid = new Map<number, string>();
   for (const group of groups) for (const pid of group.pids?.() ?? []) byPid.set(pid, group.name);
   const byComm = new Map(groups.filter((g) => g.comm).map((g) => [g.comm!, g.name]));
+  const stats = new Map<number, ProcStat>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
     const stat = readStat(pid);
-    if (!stat) continue;
+    if (stat) stats.set(pid, stat);
+  }
+  const ours = (pid: number): boolean => {
+    for (let at: number | undefined = pid, hops = 0; at !== undefined && at > 1 && hops < 64; at = stats.get(at)?.ppid, hops++) {
+      if (at === process.pid) return true;
+    }
+    return false;
+  };
+  for (const [pid, stat] of stats) {
     const pidGroup = byPid.get(pid);
-    const commGroup = pidGroup ? undefined : byComm.get(stat.comm);
+    const commGroup = pidGroup || !byComm.has(stat.comm) || !ours(pid) ? undefined : byComm.get(stat.comm);
     // A process that exits between two snapshots drops out of the later one;
     // for a group named by command (PostgreSQL's backends) its CPU is not lost
     // but moves to the parent that reaped it (the postmaster), which is in the
@@ -49,7 +63,14 @@ export function cpuPerOperation(before: CpuSnapshot, after: CpuSnapshot, operati
   return perOperation;
 }
 
-function readStat(pid: number): { comm: string; cpuMs: number; reapedChildrenCpuMs: number } | undefined {
+interface ProcStat {
+  comm: string;
+  ppid: number;
+  cpuMs: number;
+  reapedChildrenCpuMs: number;
+}
+
+function readStat(pid: number): ProcStat | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -60,9 +81,9 @@ function readStat(pid: number): { comm: string; cpuMs: number; reapedChildrenCpu
   const close = text.lastIndexOf(')');
   const comm = text.slice(text.indexOf('(') + 1, close);
   const fields = text.slice(close + 2).split(' ');
-  // After comm: state is field 3, utime 14, stime 15, cutime 16, cstime 17
-  // (1-based in proc(5)); here index 0 is state.
+  // After comm: state is field 3, ppid 4, utime 14, stime 15, cutime 16,
+  // cstime 17 (1-based in proc(5)); here index 0 is state.
   const ticks = Number(fields[11]) + Number(fields[12]);
   const childTicks = Number(fields[13]) + Number(fields[14]);
-  return { comm, cpuMs: (ticks * 1000) / TICKS_PER_SECOND, reapedChildrenCpuMs: (childTicks * 1000) / TICKS_PER_SECOND };
+  return { comm, ppid: Number(fields[1]), cpuMs: (ticks * 1000) / TICKS_PER_SECOND, reapedChildrenCpuMs: (childTicks * 1000) / TICKS_PER_SECOND };
 }

@@ -29,6 +29,8 @@ export async function enqueueEvent(tx: pg.PoolClient, event: OutboxEvent): Promi
   // the statement's end, when the event row exists) and the NOTIFY, delivered
   // to listening relays at COMMIT; relays also poll, so a lost notification
   // only delays. A repeated event id inserts nothing, so none of the rest runs.
+  // No delivery, no NOTIFY: a tenant without subscriptions would otherwise
+  // wake every relay for a claim that finds nothing, once per operation.
   const { rows } = await tx.query<{ seq: number }>(
     `WITH event AS (
        INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)
@@ -38,8 +40,9 @@ export async function enqueueEvent(tx: pg.PoolClient, event: OutboxEvent): Promi
      delivery AS (
        INSERT INTO deliveries (event_id, subscription_id, aggregate_id, seq)
        SELECT $1, s.subscription_id, $3, event.seq FROM event, subscriptions s
-        WHERE s.tenant_id = $2 AND (s.status = 'active' OR s.disabled_reason = $6) AND ($4 = ANY (s.event_types) OR '*' = ANY (s.event_types)))
-     SELECT seq, pg_notify($7, $1) FROM event`,
+        WHERE s.tenant_id = $2 AND (s.status = 'active' OR s.disabled_reason = $6) AND ($4 = ANY (s.event_types) OR '*' = ANY (s.event_types))
+       RETURNING 1)
+     SELECT seq, CASE WHEN EXISTS (SELECT 1 FROM delivery) THEN pg_notify($7, $1) END FROM event`,
     [event.eventId, event.tenantId, event.aggregateId, event.eventType, JSON.stringify(event.payload), DisabledReason.Gone, OUTBOX_CHANNEL],
   );
   return rows.length > 0;

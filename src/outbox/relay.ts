@@ -44,6 +44,18 @@ export interface OutboxRelayOptions extends DeliveryPolicy {
    * Default 64.
    */
   maxConnectionsPerOrigin?: number;
+  /**
+   * A subscription with a delivery on the wire for longer than this, or whose
+   * last attempt took longer (a timeout included), is slow and shares the
+   * slow lane (in-flight.ts). Default 2000 ms.
+   */
+  slowAfterMs?: number;
+  /**
+   * Share of `maxInFlight`, in percent, that deliveries to slow subscriptions
+   * may hold in all; the rest stays for subscribers that answer in time,
+   * however many slow ones there are. Default 50.
+   */
+  slowLanePercent?: number;
   /** Polling fallback when no NOTIFY arrives. Default 1000 ms. */
   pollIntervalMs?: number;
   /** Subscriber request timeout, from the claim to the end of the answer. Default 10000 ms. */
@@ -56,7 +68,7 @@ export interface OutboxRelayOptions extends DeliveryPolicy {
  * own module:
  * - claim.ts: the claim statement and the lease (why a lease and not a lock,
  *   how long it lasts); in-flight.ts: how much a relay may hold claimed,
- *   in all and per subscription;
+ *   in all, per subscription and in the slow lane;
  * - listener.ts: the LISTEN connection that wakes the loop;
  * - webhook-client.ts: signing and the POST, with the address check on
  *   every connection (address-policy.ts);
@@ -109,14 +121,16 @@ export class OutboxRelay {
     const maxConnectionsPerOrigin = options.maxConnectionsPerOrigin ?? 64;
     this.http = new WebhookClient({ maxConnectionsPerOrigin, addressPolicy: options.addressPolicy });
     const maxPerSubscription = options.maxInFlightPerSubscription ?? maxConnectionsPerOrigin;
-    this.inFlight = new InFlight(
-      Math.max(
-        options.maxInFlight ?? defaultMaxInFlight({ batchSize: this.batchSize, maxPerSubscription, maxSubscriptionsPerTenant: options.maxSubscriptionsPerTenant ?? 10 }),
-        this.batchSize,
-      ),
-      maxPerSubscription,
-      () => this.signal(),
+    const maxInFlight = Math.max(
+      options.maxInFlight ?? defaultMaxInFlight({ batchSize: this.batchSize, maxPerSubscription, maxSubscriptionsPerTenant: options.maxSubscriptionsPerTenant ?? 10 }),
+      this.batchSize,
     );
+    this.inFlight = new InFlight(maxInFlight, maxPerSubscription, () => this.signal(), {
+      slowLaneSlots: Math.floor((maxInFlight * (options.slowLanePercent ?? 50)) / 100),
+      slowAfterMs: options.slowAfterMs ?? 2_000,
+      // One: what a subscriber that never answers holds before it is known slow.
+      probeWindow: 1,
+    });
     this.listener = new OutboxListener({ connectionString: options.connectionString, logger: options.logger, onSignal: () => this.signal() });
     this.recorder = new OutcomeRecorder({
       pool: options.pool,
@@ -236,7 +250,7 @@ export class OutboxRelay {
       limit,
       leaseMs: this.leaseMs,
       relayId: this.relayId,
-      perSubscription: this.inFlight.maxPerSubscription,
+      perSubscription: this.inFlight.unknownSubscriptionBudget,
       subscriptionBudgets,
     });
     this.inFlight.claimed(rows, subscriptionBudgets);
@@ -244,8 +258,8 @@ export class OutboxRelay {
   }
 
   private dispatch(delivery: ClaimedDelivery, claimed: Claimed): void {
-    this.inFlight.sent(delivery.subscription_id);
-    this.deliver(delivery, claimed).then(
+    const sentAtMs = this.inFlight.sent(delivery.subscription_id);
+    this.deliver(delivery, claimed, sentAtMs).then(
       (outcome) => this.recorder.add(outcome),
       (error: unknown) => {
         // deliver() turns every delivery failure into an outcome; this is a bug in it. The lease brings the delivery back.
@@ -256,7 +270,7 @@ export class OutboxRelay {
   }
 
   /** One HTTP attempt; never throws (every failure is an outcome). */
-  private async deliver(delivery: ClaimedDelivery, claimed: Claimed): Promise<Outcome> {
+  private async deliver(delivery: ClaimedDelivery, claimed: Claimed, sentAtMs: number): Promise<Outcome> {
     const body = JSON.stringify({ type: delivery.event_type, timestamp: delivery.created_at.toISOString(), data: delivery.payload });
     let result: AttemptResult;
     try {
@@ -276,7 +290,7 @@ export class OutboxRelay {
     } catch (error) {
       result = { answered: false, error };
     } finally {
-      this.inFlight.answered(delivery.subscription_id);
+      this.inFlight.answered(delivery.subscription_id, sentAtMs);
     }
     const answeredAtMs = performance.now();
     const decision = decideDelivery(result, { attempts: delivery.attempts, ageMs: delivery.age_ms }, this.options);
@@ -311,8 +325,8 @@ export class OutboxRelay {
  * subscriptions (the per-tenant cap) all answered slowly held 10 × 64 = 640
  * of them, so the relay stopped claiming for every other tenant until those
  * answers or their timeouts came. Sized like this, one tenant's share leaves
- * a batch for the others. Several slow tenants together can still fill a
- * relay: run more relays, or lower RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION.
+ * a batch for the others; several slow tenants together are bounded by the
+ * slow lane (in-flight.ts).
  */
 export function defaultMaxInFlight(sizes: { batchSize: number; maxPerSubscription: number; maxSubscriptionsPerTenant: number }): number {
   return Math.max(2 * sizes.batchSize, sizes.maxSubscriptionsPerTenant * sizes.maxPerSubscription + sizes.batchSize);

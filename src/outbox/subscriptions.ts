@@ -14,7 +14,9 @@ export const DisabledReason = {
   /**
    * Paused by the relay. Unlike the tenant's pause, events keep being
    * recorded for it as pending deliveries (enqueue.ts), so a resume or a
-   * replay delivers every event since: nothing is skipped without a record.
+   * replay delivers every event since. Those older than
+   * OUTBOX_PAUSED_RETENTION_DAYS are dropped by the outbox prune and counted
+   * on the subscription (droppedEvents): nothing is skipped without a record.
    */
   Gone: 'subscriber answered 410 Gone',
   Api: 'disabled through the API',
@@ -28,11 +30,20 @@ export interface Subscription {
   status: 'active' | 'disabled';
   disabledReason: string | null;
   createdAt: string;
+  /**
+   * Events never delivered to this subscription because it stayed paused by
+   * its subscriber's 410 past OUTBOX_PAUSED_RETENTION_DAYS and the outbox
+   * prune deleted their deliveries: how many, and the creation time of the
+   * oldest and newest of them (null while none was dropped).
+   */
+  droppedEvents: { count: number; firstEventAt: string | null; lastEventAt: string | null };
 }
 
 interface Row {
   subscription_id: string; url: string; event_types: string[]; status: 'active' | 'disabled';
   disabled_reason: string | null; created_at: Date;
+  /** bigint: pg returns it as a string. */
+  dropped_events: string; dropped_first_event_at: Date | null; dropped_last_event_at: Date | null;
   /** Only from listSubscriptions: created_at as text, to the microsecond. */
   created_at_exact: string;
 }
@@ -44,6 +55,11 @@ const toSubscription = (row: Row): Subscription => ({
   status: row.status,
   disabledReason: row.disabled_reason,
   createdAt: row.created_at.toISOString(),
+  droppedEvents: {
+    count: Number(row.dropped_events),
+    firstEventAt: row.dropped_first_event_at?.toISOString() ?? null,
+    lastEventAt: row.dropped_last_event_at?.toISOString() ?? null,
+  },
 });
 
 /** Thrown when a tenant already has its configured number of subscriptions. */

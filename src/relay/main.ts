@@ -30,6 +30,8 @@ runEntrypoint('relay', async ({ onShutdown, stopped }) => {
     addressPolicy: new AddressPolicy({ allowedHosts: config.WEBHOOK_ALLOWED_HOSTS }),
     maxInFlightPerSubscription: config.RELAY_MAX_IN_FLIGHT_PER_SUBSCRIPTION,
     maxSubscriptionsPerTenant: config.ONCEFLOW_MAX_SUBSCRIPTIONS_PER_TENANT,
+    slowAfterMs: config.RELAY_SLOW_AFTER_MS,
+    slowLanePercent: config.RELAY_SLOW_LANE_PERCENT,
     batchSize: config.RELAY_BATCH_SIZE,
     pollIntervalMs: config.RELAY_POLL_INTERVAL_MS,
     maxAttempts: config.RELAY_MAX_ATTEMPTS,

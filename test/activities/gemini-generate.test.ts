@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Registry } from 'prom-client';
-import { createGenerateWithGemini, type GenerateWithGeminiInput, type GenerateWithGeminiResult } from '../../activities/gemini-generate';
+import { createCompleteOperation } from '../../activities/complete-operation';
+import { createGenerateWithGemini, type GeminiActivityDeps, type GenerateWithGeminiInput, type GenerateWithGeminiResult } from '../../activities/gemini-generate';
 import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/gemini-offline/server';
 import { createPool, type Pool } from '../../src/db/pool';
 import { createGeminiClient } from '../../src/integrations/gemini/client';
@@ -75,6 +76,53 @@ describe('generateWithGemini, one activity attempt', () => {
     expect(sent.indexOf('COMMIT')).toBe(3);
   });
 
+  describe('finishing a success in the same activity (finishOnSuccess)', () => {
+    const finishing = (completeOperation: GeminiActivityDeps['completeOperation']) => createGenerateWithGemini({
+      pool,
+      gemini: createGeminiClient({ apiKey: 'test-key', baseUrl: gemini.url, timeoutMs: 10_000 }),
+      geminiMetrics: metrics,
+      completeOperation,
+    });
+    const finishingInput = () => ({ ...input(), finishOnSuccess: { idempotencyKey: `key-${randomUUID()}` } });
+    const billsAndEvents = async (operationId: string) => ({
+      bills: (await pool.query('SELECT total_tokens FROM usage_ledger WHERE operation_id = $1', [operationId])).rows,
+      events: (await pool.query('SELECT event_type FROM outbox_events WHERE aggregate_id = $1', [operationId])).rows,
+    });
+
+    it('writes the result, one bill and one event after the answer is stored, and a retried attempt does neither again', async () => {
+      const call = finishingInput();
+      const activityFn = finishing(createCompleteOperation({ pool }));
+      const first = await new MockActivityEnvironment({ attempt: 1 }).run(activityFn, call) as GenerateWithGeminiResult;
+      expect(first.finished).toBe(true);
+      const again = await new MockActivityEnvironment({ attempt: 2 }).run(activityFn, call) as GenerateWithGeminiResult;
+      expect(again).toEqual(first);
+      expect(await fake.calls({ paid: true })).toHaveLength(1);
+      expect(await billsAndEvents(call.operationId)).toEqual({
+        bills: [{ total_tokens: first.usage.totalTokens }],
+        events: [{ event_type: 'operation.succeeded' }],
+      });
+    });
+
+    it('still returns the paid answer, unfinished, when finishing fails: the workflow finishes it, and Gemini is not paid again', async () => {
+      const call = finishingInput();
+      const result = await new MockActivityEnvironment({ attempt: 1 }).run(finishing(async () => {
+        throw new Error('connection terminated unexpectedly');
+      }), call) as GenerateWithGeminiResult;
+      expect(result).toMatchObject({ model: 'gemini-2.5-flash', attempts: [expect.objectContaining({ outcome: 'succeeded' })] });
+      expect(result.finished).toBeUndefined();
+      expect(await fake.calls({ paid: true })).toHaveLength(1);
+      expect(await billsAndEvents(call.operationId)).toEqual({ bills: [], events: [] });
+    });
+
+    it('leaves finishing to the workflow for runs that do not ask (recorded before the activity finished)', async () => {
+      const call = input();
+      let finished = 0;
+      const result = await new MockActivityEnvironment({ attempt: 1 }).run(finishing(async () => void finished++), call) as GenerateWithGeminiResult;
+      expect(result.finished).toBeUndefined();
+      expect(finished).toBe(0);
+    });
+  });
+
   it('reuses the stored answer on a later attempt without calling Gemini, and counts the avoided call', async () => {
     const call = input();
     const first = await new MockActivityEnvironment({ attempt: 1 }).run(activity(), call);
@@ -86,7 +134,7 @@ describe('generateWithGemini, one activity attempt', () => {
 
   it('heartbeats while the call is in flight', async () => {
     await fake.script([{ kind: 'ok', hold: true }], 'gemini-2.5-flash');
-    // heartbeatTimeout 3 s: a beat at the start, then one a second.
+    // heartbeatTimeout 3 s: one beat a second, the first after a second.
     const env = new MockActivityEnvironment({ attempt: 1, heartbeatTimeoutMs: 3_000 });
     let beats = 0;
     env.on('heartbeat', () => beats++);

@@ -7,7 +7,7 @@ import type { Pool } from '../../src/db/pool';
  * activity's write fails for real while every other test's rows go through.
  * Returns the function that removes the trigger.
  */
-export async function refuseInserts(pool: Pool, options: { table: 'gemini_attempts' | 'gemini_interactions' | 'effects'; marker: string }): Promise<() => Promise<void>> {
+export async function refuseInserts(pool: Pool, options: { table: 'gemini_attempts' | 'gemini_interactions' | 'effects' | 'usage_ledger'; marker: string }): Promise<() => Promise<void>> {
   const name = `refuse_${options.table}_${randomBytes(4).toString('hex')}`;
   const marker = options.marker.replace(/'/g, "''");
   await pool.query(`

@@ -68,7 +68,7 @@ describe('pruning the outbox and the inbox', () => {
     expect(await exists(youngDelivered)).toBe(true);
     expect(await inInbox(oldInbox)).toBe(false);
     expect(await inInbox(youngInbox)).toBe(true);
-    expect(report).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number) });
+    expect(report).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number), pausedDropped: expect.any(Number) });
     expect((report as { events: number }).events).toBeGreaterThanOrEqual(3);
     expect((report as { deadLetters: number }).deadLetters).toBeGreaterThanOrEqual(1);
     // The deliveries of a pruned event went with it.
@@ -90,7 +90,7 @@ describe('pruning the outbox and the inbox', () => {
       }
       expect(runs).toHaveLength(1);
       const result = await temporal.workflow.getHandle(runs[0]!.workflowId).result();
-      expect(result).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number) });
+      expect(result).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number), pausedDropped: expect.any(Number) });
     } finally {
       await handle.delete();
     }

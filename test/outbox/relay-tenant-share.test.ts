@@ -15,14 +15,16 @@ import { startTestRelay } from '../helpers/relay';
 import { until } from '../helpers/until';
 
 /**
- * One tenant whose every subscription (up to the per-tenant cap) points at a
- * subscriber that never answers holds its whole share of the relay, and the
- * relay still claims for other tenants. With the old sizing (2 × batch) that
- * share left less than the half batch the relay waits for, and the other
- * tenant's event waited for the held requests' timeouts (here 2 minutes).
- * Its own database, so no other test's relay takes these deliveries.
+ * Several tenants whose every subscription points at a subscriber that never
+ * answers hold together far more requests than the relay has slots (5
+ * tenants × 4 subscriptions × 4 per subscription = 80 against 60). Before the
+ * slow lane they filled the relay, and a healthy tenant's events waited for
+ * the held requests' timeouts (here 2 minutes). Now the slow subscriptions
+ * share the slow lane (50 % of 60 = 30 slots) and the healthy tenant's
+ * events all go out while those 30 requests are still held. Its own
+ * database, so no other test's relay takes these deliveries.
  */
-describe('one tenant with every subscription stalled cannot fill the relay', () => {
+describe('several tenants with every subscription stalled cannot fill the relay', () => {
   const admin = createTestPool();
   const database = `share_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
   let connectionString: string;
@@ -59,45 +61,68 @@ describe('one tenant with every subscription stalled cannot fill the relay', () 
     await admin.end();
   });
 
-  it('delivers another tenant’s event while the stalled tenant holds its whole share', async () => {
+  /** `count` one-event operations for the subscription's tenant, in one statement. */
+  const write = (tenantId: string, subscriptionId: string, count: number) =>
+    pool.query(
+      `WITH e AS (
+         INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)
+         SELECT id || ':operation.succeeded', $1, id, 'operation.succeeded', '{}'::jsonb
+           FROM (SELECT gen_random_uuid()::text AS id FROM generate_series(1, $3)) ids
+         RETURNING event_id, aggregate_id, seq)
+       INSERT INTO deliveries (event_id, subscription_id, aggregate_id, seq)
+       SELECT event_id, $2, aggregate_id, seq FROM e`,
+      [tenantId, subscriptionId, count],
+    );
+
+  it('delivers every event of a healthy tenant while five stalled tenants hold the whole slow lane', async () => {
+    const TENANTS = 5;
     const SUBSCRIPTIONS = 4;
     const PER_SUBSCRIPTION = 4;
+    const MAX_IN_FLIGHT = 60;
+    const SLOW_LANE = 30; // 50 % of MAX_IN_FLIGHT
+    const HEALTHY_EVENTS = 40;
     const secretBox = secretBoxFromConfig({});
-    await pool.query("INSERT INTO tenants (tenant_id) VALUES ('stalled'), ('other')");
     const stalledUrl = `http://127.0.0.1:${(stalled.address() as AddressInfo).port}/webhooks`;
-    for (let i = 0; i < SUBSCRIPTIONS; i++) {
-      const { id } = await createSubscription(pool, secretBox, { tenantId: 'stalled', url: stalledUrl, eventTypes: ['*'] });
-      await pool.query(
-        `WITH e AS (
-           INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)
-           SELECT id || ':operation.succeeded', 'stalled', id, 'operation.succeeded', '{}'::jsonb
-             FROM (SELECT gen_random_uuid()::text AS id FROM generate_series(1, 20)) ids
-           RETURNING event_id, aggregate_id, seq)
-         INSERT INTO deliveries (event_id, subscription_id, aggregate_id, seq)
-         SELECT event_id, $1, aggregate_id, seq FROM e`,
-        [id],
-      );
+    for (let t = 0; t < TENANTS; t++) {
+      const tenantId = `stalled-${t}`;
+      await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
+      for (let i = 0; i < SUBSCRIPTIONS; i++) {
+        const { id } = await createSubscription(pool, secretBox, { tenantId, url: stalledUrl, eventTypes: ['*'] });
+        await write(tenantId, id, 20);
+      }
     }
-    const other = await createSubscription(pool, secretBox, { tenantId: 'other', url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
-    consumer = await startExampleConsumer({ pool, secret: other.secret, consumer: 'other' });
-    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, other.id]);
+    expect(TENANTS * SUBSCRIPTIONS * PER_SUBSCRIPTION).toBeGreaterThan(MAX_IN_FLIGHT);
+    await pool.query("INSERT INTO tenants (tenant_id) VALUES ('healthy')");
+    const healthy = await createSubscription(pool, secretBox, { tenantId: 'healthy', url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
+    consumer = await startExampleConsumer({ pool, secret: healthy.secret, consumer: 'healthy' });
+    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, healthy.id]);
 
     relay = startTestRelay({
       pool,
       connectionString,
       batchSize: 10,
+      maxInFlight: MAX_IN_FLIGHT,
       maxInFlightPerSubscription: PER_SUBSCRIPTION,
-      maxSubscriptionsPerTenant: SUBSCRIPTIONS,
+      // Long enough that the healthy subscriber, answering at once, is never taken for slow on a loaded machine.
+      slowAfterMs: 5_000,
+      slowLanePercent: 50,
       deliveryTimeoutMs: 120_000,
     });
     await pool.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, 'stalled']);
-    await until(() => held.length === SUBSCRIPTIONS * PER_SUBSCRIPTION, 'the stalled tenant holds its whole share');
+    await until(() => held.length === SLOW_LANE, 'the stalled tenants hold the whole slow lane');
 
+    // One event written alone first (the new subscription's probe), then a burst, some operations with two events.
     const aggregateId = randomUUID();
     const eventId = `${aggregateId}:operation.succeeded`;
-    await withTransaction(pool, (tx) => enqueueEvent(tx, { eventId, tenantId: 'other', aggregateId, eventType: 'operation.succeeded', payload: {} }));
-    await until(() => consumer!.received.some((r) => r.webhookId === eventId), 'the other tenant’s event delivered while the stalled requests are held');
-    // The stalled tenant got no more than its share.
-    expect(held).toHaveLength(SUBSCRIPTIONS * PER_SUBSCRIPTION);
+    await withTransaction(pool, (tx) => enqueueEvent(tx, { eventId, tenantId: 'healthy', aggregateId, eventType: 'operation.succeeded', payload: {} }));
+    await write('healthy', healthy.id, HEALTHY_EVENTS - 1);
+    await pool.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, 'healthy']);
+    const delivered = async () =>
+      (await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM deliveries WHERE subscription_id = $1 AND status = 'delivered'", [healthy.id])).rows[0]!.n;
+    await until(async () => (await delivered()) === HEALTHY_EVENTS, 'every healthy event delivered and recorded');
+    expect(new Set(consumer.received.map((r) => r.webhookId)).size).toBe(HEALTHY_EVENTS);
+    // ...while every stalled request is still open, and the stalled tenants never got more than the slow lane.
+    expect(held.filter((r) => r.writableEnded)).toHaveLength(0);
+    expect(held).toHaveLength(SLOW_LANE);
   });
 });

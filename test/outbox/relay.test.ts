@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { Registry } from 'prom-client';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { withTransaction } from '../../src/db/transaction';
-import { enqueueEvent } from '../../src/outbox/enqueue';
+import { enqueueEvent, OUTBOX_CHANNEL } from '../../src/outbox/enqueue';
 import { listDeadLetters, replayDeadLetters } from '../../src/outbox/dead-letters';
 import { createRelayMetrics, registerOutboxBacklogGauges } from '../../src/outbox/metrics';
 import { type OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/relay';
@@ -11,6 +12,7 @@ import { createSubscription } from '../../src/outbox/subscriptions';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
 import { createTestTenant } from '../helpers/db';
 import { startProcess } from '../helpers/processes';
+import { eventually } from '../fakes/gemini';
 import { startTestRelay, TEST_WEBHOOK_ALLOWED_HOSTS } from '../helpers/relay';
 import { createOwnDatabase, type OwnDatabase } from './fixtures/own-database';
 
@@ -79,6 +81,27 @@ describe('the outbox relay', () => {
   function within<T>(promise: Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
     return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not met in time: ${what}`)), timeoutMs).unref())]);
   }
+
+  it('wakes the relays (NOTIFY) for an event with deliveries, and not for one that no subscription takes', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (message) => heard.push(message.payload ?? ''));
+    try {
+      await listener.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      const { tenantId } = await subscriber();
+      const lonely = await createTestTenant(pool);
+      const [delivered] = await emit(tenantId, 1);
+      const [unsubscribed] = await emit(lonely, 1);
+      // A NOTIFY of a later transaction arrives after every earlier one.
+      const [marker] = await emit(tenantId, 1);
+      await eventually('the last event\'s NOTIFY', async () => heard.includes(marker!));
+      expect(heard).toEqual([delivered, marker]);
+      expect(heard).not.toContain(unsubscribed);
+    } finally {
+      await listener.end();
+    }
+  });
 
   it('delivers each event with Standard Webhooks headers the consumer verifies, webhook-id = event id', async () => {
     const { tenantId, consumer } = await subscriber();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { LookupAddress } from 'node:dns';
 import { startExampleConsumer, type ExampleConsumer } from '../../examples/consumer/consumer';
+import { createPruneOutbox } from '../../activities/prune-outbox';
 import { withTransaction } from '../../src/db/transaction';
 import { AddressPolicy } from '../../src/outbox/address-policy';
 import { enqueueEvent } from '../../src/outbox/enqueue';
@@ -183,5 +184,61 @@ describe('subscriptions a hostile tenant cannot abuse', () => {
     await pool.query("SELECT pg_notify('onceflow_outbox', 'resumed')");
     await until(() => consumer.received.length === 2, 'the events recorded while paused delivered');
     expect(consumer.received.map((r) => r.webhookId)).toEqual(later);
+  });
+  it('drops the deliveries of a subscription left paused by a 410 past their retention, and shows the tenant how many and over which period', async () => {
+    const a = await createApiTenant(pool, 'paused');
+    const created = await call(a.apiKey, 'POST', '/v1/subscriptions', { url: 'https://placeholder.example.test/x' });
+    const subscriptionId = created.body.id as string;
+    expect(created.body.droppedEvents).toEqual({ count: 0, firstEventAt: null, lastEventAt: null });
+    const consumer = await startExampleConsumer({ pool: pool, secret: created.body.secret as string, consumer: `c-${randomUUID().slice(0, 8)}` });
+    consumers.push(consumer);
+    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, subscriptionId]);
+    consumer.failNext(410);
+    await emit(a.tenantId);
+    const relay = startTestRelay({ pool: pool, connectionString: databaseUrl });
+    relays.push(relay);
+    await until(async () => (await call(a.apiKey, 'GET', `/v1/subscriptions/${subscriptionId}`)).body.status === 'disabled', 'paused by the 410');
+
+    // Recorded while paused: three events written long ago (past the retention) and one today.
+    const old = ['2020-01-01T00:00:00.000Z', '2020-01-03T00:00:00.000Z', '2020-01-02T00:00:00.000Z'];
+    const oldEvents: string[] = [];
+    for (const at of old) {
+      const eventId = await emit(a.tenantId);
+      await pool.query('UPDATE outbox_events SET created_at = $2 WHERE event_id = $1', [eventId, at]);
+      await pool.query('UPDATE deliveries SET created_at = $2 WHERE event_id = $1', [eventId, at]);
+      oldEvents.push(eventId);
+    }
+    const young = await emit(a.tenantId);
+    // A subscription the tenant paused itself keeps its waiting deliveries whatever their age: its own choice.
+    const own = await call(a.apiKey, 'POST', '/v1/subscriptions', { url: 'https://placeholder.example.test/own' });
+    const ownEvent = await emit(a.tenantId);
+    await pool.query("UPDATE deliveries SET created_at = '2020-01-01Z' WHERE subscription_id = $1", [own.body.id]);
+    await call(a.apiKey, 'PATCH', `/v1/subscriptions/${own.body.id as string}`, { status: 'disabled' });
+
+    // Two maintenance passes at once, one row per statement (a pass that meets the other's locks leaves the rest
+    // to the next pass), then one alone: each dropped delivery is counted once.
+    const prune = createPruneOutbox({ pool, pausedRetentionDays: 7 });
+    const reports = [...(await Promise.all([prune({ batchSize: 1 }), prune({ batchSize: 1 })])), await prune({ batchSize: 1 })];
+    expect(reports.reduce((n, r) => n + r.pausedDropped, 0)).toBe(3);
+
+    const { body } = await call(a.apiKey, 'GET', `/v1/subscriptions/${subscriptionId}`);
+    expect(body.droppedEvents).toEqual({ count: 3, firstEventAt: '2020-01-01T00:00:00.000Z', lastEventAt: '2020-01-03T00:00:00.000Z' });
+    const listed = await call(a.apiKey, 'GET', '/v1/subscriptions');
+    expect((listed.body.data as { id: string; droppedEvents: unknown }[]).find((s) => s.id === subscriptionId)?.droppedEvents).toEqual(body.droppedEvents);
+    const { rows } = await pool.query<{ event_id: string }>("SELECT event_id FROM deliveries WHERE subscription_id = $1 AND status = 'pending' ORDER BY seq", [subscriptionId]);
+    expect(rows.map((r) => r.event_id)).toEqual([young, ownEvent]);
+    // Their events went too (no other subscriber was waiting for them); the kept ones did not.
+    expect((await pool.query('SELECT event_id FROM outbox_events WHERE event_id = ANY ($1)', [oldEvents])).rowCount).toBe(0);
+    expect((await pool.query('SELECT 1 FROM deliveries WHERE event_id = $1 AND subscription_id = $2', [ownEvent, own.body.id])).rowCount).toBe(1);
+
+    // A later pass finds nothing more to drop and counts nothing again.
+    expect((await prune({})).pausedDropped).toBe(0);
+    expect((await call(a.apiKey, 'GET', `/v1/subscriptions/${subscriptionId}`)).body.droppedEvents.count).toBe(3);
+
+    // Resuming delivers what was kept; the record of what was dropped stays.
+    expect((await call(a.apiKey, 'PATCH', `/v1/subscriptions/${subscriptionId}`, { status: 'active' })).body.droppedEvents.count).toBe(3);
+    await pool.query("SELECT pg_notify('onceflow_outbox', 'resumed')");
+    await until(() => consumer.received.some((r) => r.webhookId === young), 'the kept event delivered on resume');
+    expect(consumer.received.map((r) => r.webhookId).filter((id) => oldEvents.includes(id))).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
 import { billsOf, eventTypesOf } from '../helpers/db';
 import { type TestWorker } from '../helpers/temporal';
 import { refuseInserts } from '../fakes/db-faults';
-import type { FakeGeminiControl } from '../fakes/gemini';
+import { eventually, type FakeGeminiControl } from '../fakes/gemini';
 import { metricValue } from '../fakes/metrics';
 import { startTestStack } from '../helpers/stack';
 
@@ -126,6 +126,31 @@ describe('generate-content never pays Gemini twice', () => {
     }
   });
 
+  it('finishes in the workflow when the paid-call activity could not: PostgreSQL refuses the bill, one call, one bill, one event once it takes it', async () => {
+    const marker = `bill-refused-${randomUUID()}`;
+    const restore = await refuseInserts(pool, { table: 'usage_ledger', marker });
+    try {
+      const key = randomUUID();
+      const accepted = await postOperation(api.baseUrl, { apiKey: tenant.apiKey, key, body: { prompt: `a prompt whose bill is refused (${marker})` } });
+      expect(accepted.status).toBe(202);
+      const handle = temporal.workflow.getHandle(accepted.json!.workflowId);
+      // The activity returned its paid answer unfinished; the workflow's finishing local activity now retries against the refusal.
+      await eventually('the paid-call activity completed', async () =>
+        ((await handle.fetchHistory()).events ?? []).some((e) => e.activityTaskCompletedEventAttributes));
+      expect(await bills(key)).toHaveLength(0);
+      await restore();
+      const final = await run(key, { prompt: `a prompt whose bill is refused (${marker})` });
+      expect(final.status).toBe(200);
+      expect(await fake.calls({ paid: true })).toHaveLength(1);
+      expect(await bills(key)).toHaveLength(1);
+      expect(await events(key)).toEqual(['operation.succeeded']);
+      await handle.result();
+      expect(((await handle.fetchHistory()).events ?? []).filter((e) => e.markerRecordedEventAttributes)).toHaveLength(1);
+    } finally {
+      await restore();
+    }
+  });
+
   it('falls back to the next model when the primary exhausts its retries, recording both', async () => {
     const fallbacks = () => metric('onceflow_gemini_fallbacks_total', { from_model: 'gemini-2.5-flash', to_model: 'gemini-2.5-flash-lite', operation_type: 'generate-content' });
     const fallbacksBefore = await fallbacks();
@@ -205,7 +230,7 @@ describe('generate-content never pays Gemini twice', () => {
     expect(await handle.result()).toMatchObject({ status: 'succeeded', model: 'gemini-2.5-flash', attempts: 1 });
   });
 
-  it('costs at most 12 history events on its first model: one regular activity for the paid call, finishing as a local activity', async () => {
+  it('costs at most 12 history events on its first model: one regular activity that makes the paid call and finishes', async () => {
     const key = randomUUID();
     const response = await run(key);
     expect(response.status).toBe(200);
@@ -219,8 +244,9 @@ describe('generate-content never pays Gemini twice', () => {
     // The Temporal UI still names the model of the attempt.
     const summary = scheduled[0]!.userMetadata?.summary;
     expect(summary && Buffer.from(summary.data!).toString('utf8')).toContain('Gemini gemini-2.5-flash (model 1 of 2)');
-    // Finished once, by the local activity, recorded as a marker.
-    expect(history!.filter((e) => e.markerRecordedEventAttributes)).toHaveLength(1);
+    // Finished by that activity: no finishing local activity (its marker) after it.
+    expect(history!.filter((e) => e.markerRecordedEventAttributes)).toHaveLength(0);
+    expect(history!.length).toBe(11);
     expect(await bills(key)).toHaveLength(1);
     expect(await events(key)).toEqual(['operation.succeeded']);
   });

@@ -119,7 +119,11 @@ describe('the paid-call guards after a worker dies between storing the answer an
 
     const replacement: TestWorker = await startTestWorker({ pool, taskQueue, geminiBaseUrl: gemini.url });
     cleanups.push(() => replacement.stop());
-    await eventually('the operation to succeed on the new worker', async () => (await statusOf(operationId)) === 'succeeded', 120_000);
+    // The dead worker may have finished the operation in its activity before
+    // the kill (its PostgreSQL link was up); the run ends only once the retry
+    // on the new worker reported the attempt, reusing the stored answer.
+    await temporal.workflow.getHandle(created.json!.workflowId).result();
+    expect(await statusOf(operationId)).toBe('succeeded');
 
     expect(await fake.calls({ paid: true })).toHaveLength(1);
     expect(await bills(operationId)).toHaveLength(1);

@@ -1,5 +1,6 @@
 /** `onceflow budgets set|remove|list`: per-tenant spend caps (see src/spend/ledger.ts). */
 import { Command, InvalidArgumentError } from 'commander';
+import { usageByMonth } from '../../operations/bill';
 import { budgetPeriods, listBudgets, removeBudget, setBudget, type BudgetPeriod } from '../../spend/ledger';
 import { runCommand, withJson, withPool } from '../context';
 import { CliError, ExitCode } from '../errors';
@@ -22,6 +23,11 @@ function parseUsd(value: string): number {
 }
 
 const usd = (microUsd: number) => (microUsd / 1_000_000).toFixed(6);
+
+function parseMonth(value: string): string {
+  if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(value)) throw new InvalidArgumentError('a month as YYYY-MM');
+  return `${value}-01`;
+}
 
 export function budgetsCommand(): Command {
   const budgets = new Command('budgets').description('per-tenant spend caps on paid Gemini calls');
@@ -78,6 +84,32 @@ export function budgetsCommand(): Command {
             { key: 'limit', header: 'CAP USD' },
             { key: 'spent', header: 'SPENT USD' },
             { key: 'remaining', header: 'REMAINING USD' },
+          ],
+        );
+      }),
+    ),
+  );
+
+  withJson(
+    budgets
+      .command('usage')
+      .description('what a tenant was billed, per UTC month, operation type and model (rolled-up months included)')
+      .argument('<tenant>', 'tenant id', parseTenantId)
+      .option('--since <month>', 'from this month on (YYYY-MM)', parseMonth),
+  ).action((tenantId: string, options: { json?: boolean; since?: string }) =>
+    runCommand(options, (context) =>
+      withPool(context.config, async (pool) => {
+        const usage = await usageByMonth(pool, tenantId, options.since);
+        if (context.json) return context.out.json(usage);
+        context.out.table(
+          usage.map((u) => ({ ...u, month: u.month.slice(0, 7), model: u.model ?? '-', cost: usd(u.costMicros) })),
+          [
+            { key: 'month', header: 'MONTH' },
+            { key: 'operationType', header: 'TYPE' },
+            { key: 'model', header: 'MODEL' },
+            { key: 'operations', header: 'OPERATIONS' },
+            { key: 'totalTokens', header: 'TOKENS' },
+            { key: 'cost', header: 'COST USD' },
           ],
         );
       }),

@@ -34,6 +34,11 @@ const subscription = z.object({
   status: z.enum(['active', 'disabled']),
   disabledReason: z.string().nullable(),
   createdAt: z.string(),
+  droppedEvents: z
+    .object({ count: z.number().int(), firstEventAt: z.string().nullable(), lastEventAt: z.string().nullable() })
+    .describe(
+      'Events never delivered because the subscription stayed paused by its subscriber’s 410 Gone past the operator’s retention (OUTBOX_PAUSED_RETENTION_DAYS, default 7 days): how many, and the creation time of the oldest and newest of them (null while none). Resuming delivers the events still kept.',
+    ),
 });
 const idParams = z.object({ id: z.string().uuid() });
 const errors = problemResponses(400, 401, 429, 503);

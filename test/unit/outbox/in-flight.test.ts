@@ -52,3 +52,64 @@ describe('what a relay holds in flight, per subscription', () => {
     expect(wakes).toBe(1);
   });
 });
+
+describe('the slow lane', () => {
+  const budgetOf = (inFlight: InFlight, id: string) => {
+    const { ids, remaining } = inFlight.subscriptionBudgets();
+    const i = ids.indexOf(id);
+    return i < 0 ? inFlight.unknownSubscriptionBudget : remaining[i]!;
+  };
+
+  it('gives an unknown subscription one probe, and its cap once it answered in time', () => {
+    let now = 0;
+    const inFlight = new InFlight(100, 8, undefined, { slowLaneSlots: 50, slowAfterMs: 1_000, probeWindow: 1, now: () => now });
+    expect(budgetOf(inFlight, 'new')).toBe(1);
+    const sentAt = inFlight.sent('new');
+    expect(budgetOf(inFlight, 'new')).toBe(0);
+    now += 10;
+    inFlight.answered('new', sentAt);
+    expect(budgetOf(inFlight, 'new')).toBe(8);
+  });
+
+  it('holds slow subscriptions together to the lane, probes included, whatever their number', () => {
+    let now = 0;
+    const inFlight = new InFlight(100, 8, undefined, { slowLaneSlots: 20, slowAfterMs: 1_000, probeWindow: 1, now: () => now });
+    for (let i = 0; i < 12; i++) inFlight.sent(`slow-${i}`);
+    now += 1_001;
+    const { remaining } = inFlight.subscriptionBudgets();
+    expect(remaining.reduce((a, b) => a + b, 0)).toBe(8);
+    // A healthy subscription keeps its cap beside a full lane.
+    const healthyAt = inFlight.sent('healthy');
+    inFlight.answered('healthy', healthyAt);
+    for (let i = 0; i < 8; i++) inFlight.sent('slow-0');
+    expect(inFlight.subscriptionBudgets().remaining.reduce((a, b) => a + b, 0)).toBe(8);
+    expect(budgetOf(inFlight, 'healthy')).toBe(8);
+  });
+
+  it('keeps a subscription whose attempt timed out in the lane until one is answered in time', () => {
+    let now = 0;
+    let wakes = 0;
+    const inFlight = new InFlight(100, 4, () => wakes++, { slowLaneSlots: 2, slowAfterMs: 1_000, probeWindow: 1, now: () => now });
+    const a = inFlight.sent('late');
+    now += 5_000;
+    inFlight.answered('late', a);
+    expect(budgetOf(inFlight, 'late')).toBe(2);
+    inFlight.sent('late');
+    inFlight.sent('late');
+    expect(budgetOf(inFlight, 'late')).toBe(0);
+    // The lane held it back: an end of one of its deliveries wakes a claim.
+    const before = wakes;
+    now += 10;
+    inFlight.answered('late');
+    expect(wakes).toBe(before + 1);
+  });
+  it('forgets a subscription idle for 10 minutes (its budget is sent with every claim), which then probes again', () => {
+    let now = 0;
+    const inFlight = new InFlight(100, 8, undefined, { slowLaneSlots: 50, slowAfterMs: 1_000, probeWindow: 1, now: () => now });
+    inFlight.answered('idle', inFlight.sent('idle'));
+    expect(inFlight.subscriptionBudgets().ids).toEqual(['idle']);
+    now += 10 * 60_000 + 1;
+    expect(inFlight.subscriptionBudgets().ids).toEqual([]);
+    expect(budgetOf(inFlight, 'idle')).toBe(1);
+  });
+});
