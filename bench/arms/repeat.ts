@@ -4,6 +4,7 @@
  */
 import { findFreePort } from '../../dev/ports';
 import type { BenchContext } from '../lib/context';
+import { cpuPerOperation, snapshotCpu, type CpuGroup } from '../lib/cpu';
 import { AUTH, postOperation } from '../lib/facade';
 import { runAutocannon, type LoadResult } from '../lib/load';
 import { startScript, waitForHttp } from '../lib/stack';
@@ -44,13 +45,26 @@ export async function repeatPath(ctx: BenchContext): Promise<void> {
   });
   const facadeRuns: LoadResult[] = [];
   const bareRuns: LoadResult[] = [];
+  // CPU per request of the serving process (the api, or the bare server) and
+  // of the rest, from /proc: unlike req/s it barely moves with the host's
+  // load, so it is what a change to the repeat path is judged by. PostgreSQL:
+  // this run's own backends (snapshotCpu counts the harness's descendants only).
+  const postgres: CpuGroup = { name: 'postgres', comm: 'postgres' };
+  const servingCpu: Record<'facade' | 'bare', CpuGroup[]> = {
+    facade: [{ name: 'server', pids: () => [ctx.processes.api!.pid] }, { name: 'harness', pids: () => [process.pid] }, postgres],
+    bare: [{ name: 'server', pids: () => [bare.pid] }, { name: 'harness', pids: () => [process.pid] }, postgres],
+  };
+  const cpuRuns = { facade: [] as Record<string, number>[], bare: [] as Record<string, number>[] };
   const stopSampling = ctx.memory.underLoad();
   for (let run = 0; run < ctx.pairs; run++) {
     const order = run % 2 === 0 ? (['facade', 'bare'] as const) : (['bare', 'facade'] as const);
     for (const arm of order) {
+      const before = snapshotCpu(servingCpu[arm]);
       const result = arm === 'facade' ? await facade() : await reference();
+      const perRequest = cpuPerOperation(before, snapshotCpu(servingCpu[arm]), result.ok + result.failed);
+      cpuRuns[arm].push(perRequest);
       (arm === 'facade' ? facadeRuns : bareRuns).push(result);
-      ctx.log(`  repeat path pair ${run + 1}/${ctx.pairs} ${arm}: ${round(result.throughput, 0)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, outcomes ${JSON.stringify(result.outcomes)}`);
+      ctx.log(`  repeat path pair ${run + 1}/${ctx.pairs} ${arm}: ${round(result.throughput, 0)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, CPU ms/request ${cpuNote(perRequest)}, outcomes ${JSON.stringify(result.outcomes)}`);
     }
   }
   stopSampling();
@@ -61,10 +75,20 @@ export async function repeatPath(ctx: BenchContext): Promise<void> {
   const tput = median(facadeRuns.map((r) => r.throughput));
   const refTput = median(bareRuns.map((r) => r.throughput));
   const r = pairedRatio(facadeRuns.map((x) => x.throughput), bareRuns.map((x) => x.throughput));
-  ctx.raw.repeatPath = { connections: CONNECTIONS, facadeRuns, bareRuns, wrongAnswers };
+  // The median run, group by group: a run the host starved (few requests per
+  // wake-up, so more CPU per request) moves a mean far more than a median.
+  const medianCpu = (runs: Record<string, number>[]) => Object.fromEntries(Object.keys(runs[0] ?? {}).map((group) => [group, median(runs.map((r) => r[group]!))]));
+  const facadeCpu = medianCpu(cpuRuns.facade);
+  const bareCpu = medianCpu(cpuRuns.bare);
+  ctx.raw.repeatPath = { connections: CONNECTIONS, facadeRuns, bareRuns, wrongAnswers, cpuMsPerRequest: { facade: facadeCpu, bare: bareCpu } };
   ctx.figures.push(
     { benchmark: '1 repeat path', metric: 'throughput', unit: 'req/s', onceflow: round(tput, 0), reference: round(refTput, 0), ratio: round(r), target: '≥ 0.8', met: r >= 0.8, referenceName: 'bare Fastify + 1 PK read', note: `ratio: median of ${ctx.pairs} paired runs (${pairSpread(facadeRuns.map((x) => x.throughput), bareRuns.map((x) => x.throughput))})${wrongAnswers ? `; ${wrongAnswers} non-200 answers` : ''}` },
     { benchmark: '1 repeat path', metric: 'latency p50', unit: 'ms', onceflow: median(facadeRuns.map((x) => x.p50Ms)), reference: median(bareRuns.map((x) => x.p50Ms)), ratio: round(ratio(median(facadeRuns.map((x) => x.p50Ms)), median(bareRuns.map((x) => x.p50Ms)))), target: '', referenceName: 'bare Fastify + 1 PK read' },
+    { benchmark: '1 repeat path', metric: 'CPU per request, serving process', unit: 'ms', onceflow: round(facadeCpu.server ?? Number.NaN, 3), reference: round(bareCpu.server ?? Number.NaN, 3), ratio: round(ratio(facadeCpu.server ?? Number.NaN, bareCpu.server ?? Number.NaN)), target: '', referenceName: 'bare Fastify + 1 PK read', note: `api vs bare server, median of the runs; facade: ${cpuNote(facadeCpu)}; reference: ${cpuNote(bareCpu)}` },
     { benchmark: '1 repeat path', metric: 'latency p99', unit: 'ms', onceflow: median(facadeRuns.map((x) => x.p99Ms)), reference: median(bareRuns.map((x) => x.p99Ms)), ratio: round(ratio(median(facadeRuns.map((x) => x.p99Ms)), median(bareRuns.map((x) => x.p99Ms)))), target: '', referenceName: 'bare Fastify + 1 PK read' },
   );
+}
+
+function cpuNote(perRequest: Record<string, number>): string {
+  return Object.entries(perRequest).map(([group, ms]) => `${group} ${round(ms, 3)}`).join(', ');
 }

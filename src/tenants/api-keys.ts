@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { withTransaction } from '../db/transaction';
 
@@ -7,7 +7,8 @@ import { withTransaction } from '../db/transaction';
  * fast hash is enough (no dictionary to guess from) and lookup stays one index probe.
  */
 export function hashApiKey(apiKey: string): Buffer {
-  return createHash('sha256').update(apiKey, 'utf8').digest();
+  // One-shot crypto.hash (UTF-8 for strings): hashed on every request by the auth cache's lookup.
+  return hash('sha256', apiKey, 'buffer');
 }
 
 /** A new key: `of_` + 32 random bytes, base64url. */

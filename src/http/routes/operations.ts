@@ -245,10 +245,14 @@ export const operationRoutes: FastifyPluginAsyncZod<OperationRoutesOptions> = as
     if (derived) reply.header('Idempotency-Key', idempotencyKey);
     const keyHeaders: Record<string, string> = derived ? { 'Idempotency-Key': idempotencyKey } : {};
     const waitSeconds = parsePreferWait(request.headers.prefer, options.maxWaitSeconds);
-    // A client that hangs up mid-wait frees its waiting slot at once.
-    const result = await whileConnected(request.raw.socket, (signal) =>
-      useCases.startOrAttach({ definition, tenantId, operationType: definition.name, idempotencyKey, input: request.body, waitSeconds, signal }),
-    );
+    const command = { definition, tenantId, operationType: definition.name, idempotencyKey, input: request.body, waitSeconds };
+    // A client that hangs up mid-wait frees its waiting slot at once. Only a
+    // wait can be cut short, so only a wait pays for the AbortController and
+    // its socket listener (about 4 % of a replay's CPU in a profile).
+    const result =
+      waitSeconds > 0
+        ? await whileConnected(request.raw.socket, (signal) => useCases.startOrAttach({ ...command, signal }))
+        : await useCases.startOrAttach(command);
     note(request, result);
     return answer(result, reply, waitSeconds, keyHeaders);
   }
