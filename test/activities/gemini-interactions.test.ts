@@ -14,7 +14,7 @@ import { FailureType } from '../../workflows/failure-types';
 import { createTestPool, createTestTenant } from '../helpers/db';
 import { QuietMockActivityEnvironment as MockActivityEnvironment } from '../helpers/mock-activity';
 import { recordStatements } from '../helpers/statements';
-import { FakeGeminiControl } from '../fakes/gemini';
+import { eventually, FakeGeminiControl } from '../fakes/gemini';
 
 /**
  * submitInteraction (generate-report's paid call) and pollInteraction (the
@@ -135,6 +135,30 @@ describe('submitInteraction, one activity attempt', () => {
       expect(result).toMatchObject({ status: 'completed' });
       expect(result.finished).toBeUndefined();
       expect(finished).toBe(0);
+    });
+
+    it('leaves finishing to the workflow when the poll was cancelled after it read the end (POST …/cancel): the state only, nothing billed', async () => {
+      const poll = await completedReport({ finishOnSuccess: true });
+      // Holds the ledger row, so the poll stops between reading the end and finishing.
+      const holder = await pool.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT 1 FROM gemini_interactions WHERE interaction_id = $1 FOR UPDATE', [poll.interactionId]);
+        let finished = 0;
+        const env = new MockActivityEnvironment({ attempt: 1, heartbeatTimeoutMs: 3_000 });
+        const running = env.run(polling(async () => void finished++), poll) as Promise<PollInteractionResult>;
+        await eventually('the poll to wait on the ledger row', async () =>
+          Number((await pool.query(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE gemini_interactions%'`)).rows[0].count) === 1);
+        env.cancel();
+        await holder.query('ROLLBACK');
+        const result = await running;
+        expect(result).toMatchObject({ status: 'completed' });
+        expect(result.finished).toBeUndefined();
+        expect(finished).toBe(0);
+      } finally {
+        holder.release();
+      }
+      expect(await billsAndEvents(poll.operationId)).toEqual({ bills: [], events: [] });
     });
 
     it('does not finish a report still running: the state only', async () => {
