@@ -9,6 +9,8 @@ import type { GeminiClient, InteractionState } from '../src/integrations/gemini/
 import { classifyGeminiError, toGeminiCallFailure } from '../src/integrations/gemini/errors';
 import { countSubmission, recordInteractionEnd, recordSubmitted, uncountSubmission } from '../src/integrations/gemini/interaction-ledger';
 import { reportIfCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
+import { reportSucceededOutcome } from '../workflows/operation-outcome';
+import type { CompleteOperationInput } from './complete-operation';
 import { whileHeartbeating } from './heartbeat';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { settleSpend } from '../src/spend/ledger';
@@ -32,6 +34,8 @@ export interface SubmitInteractionResult {
 /** What pollInteraction returns: Gemini's state and, once it completed, the operation's recorded calls (the result's `attempts[]`). */
 export interface PollInteractionResult extends InteractionState {
   attempts?: GeminiAttempt[];
+  /** True when this poll finished the operation (result, bill, event); the workflow then ends without finishing again. */
+  finished?: true;
 }
 
 export interface PollInteractionInput extends GeminiCallOwner {
@@ -40,6 +44,12 @@ export interface PollInteractionInput extends GeminiCallOwner {
   interactionId: string;
   /** What woke the workflow for this poll; recorded as `completed_by` when the poll sees the end. */
   trigger: 'webhook' | 'poll';
+  /**
+   * Set by runs that let a completed report finish in the poll that reads its
+   * end (finishCompleted); runs recorded before it did not send it, and finish
+   * in their workflow. `submittedModel` names the report when Gemini's read does not.
+   */
+  finishOnSuccess?: { idempotencyKey: string; submittedModel: string };
 }
 
 /** How the report workflow waits. Defaults: first poll after 2 s, doubling to 60 s, giving up after 6 h. */
@@ -62,6 +72,8 @@ export interface InteractionActivityDeps {
   reportPolling?: Partial<ReportPolling>;
   /** Epoch ms; default Date.now. */
   clock?: () => number;
+  /** The finishing phase (activities/complete-operation.ts), run by the poll that reads a completed report when the input asks (finishOnSuccess). */
+  completeOperation?: (input: CompleteOperationInput) => Promise<unknown>;
 }
 
 const stepOf = (model: string) => `interaction:${model}`;
@@ -186,10 +198,48 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
       }
       if (state.usage) await recordInteractionTokens(deps.pool, { operationId: input.operationId, model: state.model, usage: state.usage });
       // Read here, where the connection already is, instead of by a round trip of the workflow's own.
-      if (state.status === 'completed') return { ...state, attempts: await listAttempts(deps.pool, input.operationId) };
+      if (state.status === 'completed') return finishCompleted(input, { ...state, attempts: await listAttempts(deps.pool, input.operationId) }, signal);
     }
     return state;
   });
+
+  /**
+   * Finishes a completed report in the poll that read its end, after the end
+   * and its tokens are recorded, so the run needs no finishing local activity
+   * (a workflow activation and a local-activity dispatch, one history marker,
+   * per report). The guarantees are completeOperation's own: one transaction
+   * under the effect guard (operationId, 'complete'). A worker that dies after
+   * that COMMIT and before Temporal records this poll's completion polls
+   * again: the interaction's end is recorded already (no second count of its
+   * tokens) and the guard returns the stored finish (no second bill or
+   * event); the paid interaction is never created again, polls only read it.
+   * Best effort beyond that: if finishing fails (PostgreSQL away) or the poll
+   * was cancelled meanwhile (POST …/cancel), the state still returns and the
+   * workflow finishes (or cancels) as before. Failing the poll instead would
+   * only delay the report by the poll's retries.
+   */
+  async function finishCompleted(input: PollInteractionInput, result: PollInteractionResult & { attempts: GeminiAttempt[] }, signal: AbortSignal): Promise<PollInteractionResult> {
+    const { finishOnSuccess, tenantId, operationType } = input;
+    // Runs that send finishOnSuccess always send their owner too.
+    if (!finishOnSuccess || !tenantId || !operationType || !deps.completeOperation || signal.aborted) return result;
+    try {
+      await deps.completeOperation({
+        operationId: input.operationId,
+        tenantId,
+        operationType,
+        idempotencyKey: finishOnSuccess.idempotencyKey,
+        workflowId: input.workflowId,
+        ...reportSucceededOutcome({
+          text: result.text, model: result.model || finishOnSuccess.submittedModel, usage: result.usage, attempts: result.attempts,
+          interactionId: input.interactionId, completedBy: input.trigger,
+        }),
+      });
+      return { ...result, finished: true };
+    } catch (error) {
+      deps.logger?.warn({ correlationId: input.operationId, workflowId: input.workflowId, interactionId: input.interactionId, err: (error as Error).message }, 'finishing in the poll failed; the workflow finishes the report');
+      return result;
+    }
+  }
 }
 
 /** The report's model chain (requested first) and how it waits. */

@@ -11,7 +11,7 @@ import {
 } from './definitions';
 import { FailureType, OperationFailure, operationEndingFailures } from './failure-types';
 import { generateReportV1 } from './generate-report.v1';
-import type { OperationError, OperationOutcome } from './operation-outcome';
+import { reportSucceededOutcome, type OperationError, type OperationOutcome } from './operation-outcome';
 
 /**
  * Local activities, run by the worker inside the workflow task instead of as
@@ -20,6 +20,10 @@ import type { OperationError, OperationOutcome } from './operation-outcome';
  * ONE transaction under its effect guard: a local activity rerun (the worker
  * died before its workflow task completed) finds the committed effect and
  * returns it, so nothing is billed or published twice (see generate-content).
+ * A completed report is finished by the poll that reads its end
+ * (finishOnSuccess, see finishCompleted in activities/gemini-interactions.ts);
+ * this local activity finishes the rest: failures, cancels, a completed
+ * report whose in-poll finish failed, and runs recorded before that.
  */
 const { completeOperation } = proxyLocalActivities<Activities>(activityOptions.databaseWrite);
 const { reportSettings } = proxyLocalActivities<Activities>(activityOptions.quickRead);
@@ -38,6 +42,11 @@ const { cancelInteraction } = proxyActivities<Activities>(activityOptions.intera
  * Either way the end is confirmed by one short poll, and the workflow ends
  * exactly once: one completeOperation, which bills and publishes once under its
  * own effect guard, however many webhooks and polls saw the completion.
+ *
+ * A completed report costs one local activity (reportSettings), the
+ * submission, one timer and the poll that reads the end and finishes it: 23
+ * history events when a timer woke that poll, 24 when the webhook did (one
+ * finishing marker more in both before the poll finished it).
  */
 export async function generateReportWorkflow(operation: OperationWorkflowInput<GenerateReportInput>): Promise<void> {
   const progress: GenerateReportProgress = {
@@ -166,20 +175,23 @@ async function generateReport(
       const state = await pollInteraction({
         operationId: operation.operationId, workflowId, tenantId: operation.tenantId, operationType: operation.operationType,
         interactionId: submitted.interactionId, trigger: wokenByWebhook ? 'webhook' : 'poll',
+        finishOnSuccess: { idempotencyKey: operation.idempotencyKey, submittedModel: submitted.model },
       });
       progress.lastStatus = state.status;
       if (state.terminal) {
         if (state.status === 'completed') {
-          const usage = state.usage ?? { promptTokens: 0, outputTokens: 0, totalTokens: 0 };
-          const attempts = state.attempts ?? await listGeminiAttempts({ operationId: operation.operationId });
-          await finish(operation, workflowId, progress, {
-            outcome: 'succeeded',
-            result: {
-              text: state.text ?? '', model: state.model || submitted.model, usage, attempts,
+          // Runs recorded before the poll finished a completed report (no
+          // `finished` in their recorded result), and a poll whose finish
+          // failed, finish here.
+          if (state.finished) {
+            progress.step = 'done';
+          } else {
+            const attempts = state.attempts ?? await listGeminiAttempts({ operationId: operation.operationId });
+            await finish(operation, workflowId, progress, reportSucceededOutcome({
+              text: state.text, model: state.model || submitted.model, usage: state.usage, attempts,
               interactionId: submitted.interactionId, completedBy: wokenByWebhook ? 'webhook' : 'poll',
-            },
-            usage: { model: state.model || submitted.model, ...usage },
-          });
+            }));
+          }
         } else {
           await finish(operation, workflowId, progress, {
             outcome: 'failed',

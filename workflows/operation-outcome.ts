@@ -39,3 +39,25 @@ export function succeededOutcome(answer: { text: string; model: string; usage: O
     usage: { model: answer.model, ...answer.usage },
   };
 }
+
+/**
+ * What a completed report finishes with, written once for both places that
+ * finish it (the poll that reads the end, and the workflow when that poll
+ * could not): the same stored result whichever finishes. `model` is Gemini's
+ * own name for it, or the submitted model when the read carries none.
+ */
+export function reportSucceededOutcome(report: {
+  text?: string;
+  model: string;
+  usage?: Omit<OperationUsage, 'model'>;
+  attempts: unknown[];
+  interactionId: string;
+  completedBy: 'webhook' | 'poll';
+}): OperationOutcome & { outcome: 'succeeded' } {
+  const usage = report.usage ?? { promptTokens: 0, outputTokens: 0, totalTokens: 0 };
+  return {
+    outcome: 'succeeded',
+    result: { text: report.text ?? '', model: report.model, usage, attempts: report.attempts, interactionId: report.interactionId, completedBy: report.completedBy },
+    usage: { model: report.model, ...usage },
+  };
+}

@@ -96,6 +96,78 @@ describe('generate-report completes once, bills once and publishes once', () => 
     expect(await metric('onceflow_gemini_estimated_cost_micro_usd_total') - costBefore).toBe(Math.round(promptTokens * 0.3 + outputTokens * 2.5));
   });
 
+  /** A whole run's history: the facade answers at the finishing COMMIT, before the run closes. */
+  const historyOf = async (workflowId: string) => {
+    const handle = temporal.workflow.getHandle(workflowId);
+    await handle.result();
+    return (await handle.fetchHistory()).events ?? [];
+  };
+
+  it('costs 23 history events when a timer poll completes it: the poll that reads the end finishes it, no finishing local activity (24 before)', async () => {
+    const key = randomUUID();
+    const response = await run('polling', key, { wait: 60 });
+    expect(response.status).toBe(200);
+    const history = await historyOf(response.json!.workflowId);
+    // Two regular activities (the submission, the poll), one timer, one local activity (reportSettings) recorded as a marker.
+    expect(history.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name))
+      .toEqual(['submitInteraction', 'pollInteraction']);
+    expect(history.filter((e) => e.timerStartedEventAttributes)).toHaveLength(1);
+    expect(history.filter((e) => e.markerRecordedEventAttributes)).toHaveLength(1);
+    expect(history.length).toBe(23);
+    expect(await bills(key)).toEqual([{ total_tokens: response.json!.result.usage.totalTokens }]);
+    expect(await events(key)).toEqual(['operation.succeeded']);
+  });
+
+  it('costs 24 history events when the webhook wakes the poll that completes it (25 before)', async () => {
+    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 1 } });
+    const key = randomUUID();
+    const created = await run('webhooks', key);
+    expect(created.status).toBe(202);
+    const interaction = await heldInteraction();
+    await eventually('the interaction id in the ledger', async () => (await ledger(key))[0]?.interaction_id === interaction.id);
+    await fake.complete(interaction.id);
+    const response = await run('webhooks', key, { wait: 60 });
+    expect(response.status).toBe(200);
+    expect(response.json!.result.completedBy).toBe('webhook');
+    const history = await historyOf(created.json!.workflowId);
+    // The signal and the timer it cut short; then the poll, which finishes.
+    expect(history.filter((e) => e.workflowExecutionSignaledEventAttributes)).toHaveLength(1);
+    expect(history.filter((e) => e.timerCanceledEventAttributes)).toHaveLength(1);
+    expect(history.filter((e) => e.markerRecordedEventAttributes)).toHaveLength(1);
+    expect(history.length).toBe(24);
+    expect(await bills(key)).toHaveLength(1);
+    expect(await events(key)).toEqual(['operation.succeeded']);
+  });
+
+  it('finishes in the workflow when the poll could not: PostgreSQL refuses the bill, one interaction, one bill, one event once it takes it', async () => {
+    const marker = `report-bill-refused-${randomUUID()}`;
+    const restore = await refuseInserts(pool, { table: 'usage_ledger', marker });
+    try {
+      const key = randomUUID();
+      const body = { prompt: `a report whose bill is refused (${marker})` };
+      const created = await run('polling', key, { body });
+      expect(created.status).toBe(202);
+      const handle = temporal.workflow.getHandle(created.json!.workflowId);
+      // The poll read the end and returned it unfinished; the workflow's finishing local activity now retries against the refusal.
+      await eventually('the poll that read the end completed', async () =>
+        ((await handle.fetchHistory()).events ?? []).filter((e) => e.activityTaskCompletedEventAttributes).length === 2);
+      expect(await ledger(key)).toEqual([expect.objectContaining({ status: 'completed', completed_by: 'poll' })]);
+      expect((await operationOf(key)).status).toBe('running');
+      expect(await bills(key)).toHaveLength(0);
+      await restore();
+      const final = await run('polling', key, { wait: 60, body });
+      expect(final.status).toBe(200);
+      expect(final.json!.result).toMatchObject({ completedBy: 'poll', model: 'gemini-2.5-flash' });
+      expect((await fake.calls({ paid: true })).map((c) => c.operation)).toEqual(['interactions.create']);
+      expect(await bills(key)).toEqual([{ total_tokens: final.json!.result.usage.totalTokens }]);
+      expect(await events(key)).toEqual(['operation.succeeded']);
+      // reportSettings and the finish, both local activities.
+      expect((await historyOf(created.json!.workflowId)).filter((e) => e.markerRecordedEventAttributes)).toHaveLength(2);
+    } finally {
+      await restore();
+    }
+  });
+
   it('submits one interaction for 50 concurrent duplicate requests, bills once and publishes one event', async () => {
     const key = randomUUID();
     const body = { prompt: 'fifty of the same report' };

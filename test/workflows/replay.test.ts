@@ -27,7 +27,7 @@ describe('runs of earlier versions replay on the current workflows', () => {
     })));
     // Every version recorded a run of every workflow the worker registers.
     const versions = [...new Set(files.map((name) => path.dirname(name)))];
-    expect(versions).toEqual(expect.arrayContaining(['v1', 'v2', 'v3', 'v4']));
+    expect(versions).toEqual(expect.arrayContaining(['v1', 'v2', 'v3', 'v4', 'v5']));
     for (const version of versions) {
       const types = new Set(histories.filter(({ workflowId }) => path.dirname(workflowId) === version)
         .map(({ history }) => history.events[0]!.workflowExecutionStartedEventAttributes!.workflowType!.name));
