@@ -35,10 +35,16 @@ export interface EffectKey {
 
 /** The stored result of a step, or undefined if it has not completed. */
 export async function findEffect<T>(db: Queryable, key: EffectKey): Promise<T | undefined> {
-  const { rows } = await db.query<{ result: T }>(
-    'SELECT result FROM effects WHERE operation_id = $1 AND step = $2',
-    [key.operationId, key.step],
-  );
+  const { rows } = await db.query<{ result: T }>({
+    // Named statements here and on the rest of an operation's path (attempts,
+    // spend, bill, outbox): PostgreSQL parses and plans each once per
+    // connection instead of in every operation; their columns are explicit,
+    // so a later ADD COLUMN does not invalidate them (see the operations
+    // repository's run() for what a pooler needs).
+    name: 'onceflow-effect-find',
+    text: 'SELECT result FROM effects WHERE operation_id = $1 AND step = $2',
+    values: [key.operationId, key.step],
+  });
   return rows[0]?.result;
 }
 
@@ -51,10 +57,11 @@ export async function findEffect<T>(db: Queryable, key: EffectKey): Promise<T | 
  * True when this transaction now owns the step.
  */
 async function insertEffect(tx: Queryable, key: EffectKey, result: unknown): Promise<boolean> {
-  const { rowCount } = await tx.query(
-    'INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, $2, $3, $4) ON CONFLICT (operation_id, step) DO NOTHING',
-    [key.operationId, key.step, key.workflowId, JSON.stringify(result ?? null)],
-  );
+  const { rowCount } = await tx.query({
+    name: 'onceflow-effect-insert',
+    text: 'INSERT INTO effects (operation_id, step, workflow_id, result) VALUES ($1, $2, $3, $4) ON CONFLICT (operation_id, step) DO NOTHING',
+    values: [key.operationId, key.step, key.workflowId, JSON.stringify(result ?? null)],
+  });
   return (rowCount ?? 0) > 0;
 }
 

@@ -31,8 +31,9 @@ export async function enqueueEvent(tx: pg.PoolClient, event: OutboxEvent): Promi
   // only delays. A repeated event id inserts nothing, so none of the rest runs.
   // No delivery, no NOTIFY: a tenant without subscriptions would otherwise
   // wake every relay for a claim that finds nothing, once per operation.
-  const { rows } = await tx.query<{ seq: number }>(
-    `WITH event AS (
+  const { rows } = await tx.query<{ seq: number }>({
+    name: 'onceflow-outbox-enqueue',
+    text: `WITH event AS (
        INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)
        VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT (event_id) DO NOTHING
@@ -43,7 +44,7 @@ export async function enqueueEvent(tx: pg.PoolClient, event: OutboxEvent): Promi
         WHERE s.tenant_id = $2 AND (s.status = 'active' OR s.disabled_reason = $6) AND ($4 = ANY (s.event_types) OR '*' = ANY (s.event_types))
        RETURNING 1)
      SELECT seq, CASE WHEN EXISTS (SELECT 1 FROM delivery) THEN pg_notify($7, $1) END FROM event`,
-    [event.eventId, event.tenantId, event.aggregateId, event.eventType, JSON.stringify(event.payload), DisabledReason.Gone, OUTBOX_CHANNEL],
-  );
+    values: [event.eventId, event.tenantId, event.aggregateId, event.eventType, JSON.stringify(event.payload), DisabledReason.Gone, OUTBOX_CHANNEL],
+  });
   return rows.length > 0;
 }

@@ -86,13 +86,14 @@ export async function listBudgets(db: Queryable, tenantId?: string): Promise<Bud
  * admitted again without reserving twice.
  */
 export async function reserveSpend(tx: pg.PoolClient, input: SpendKey & { tenantId: string; estimateMicroUsd: number }): Promise<void> {
-  const { rows: reserved } = await tx.query<{ reserved_at: Date }>(
-    `INSERT INTO budget_reservations (operation_id, step, tenant_id, estimate_micro_usd)
+  const { rows: reserved } = await tx.query<{ reserved_at: Date }>({
+    name: 'onceflow-spend-reserve',
+    text: `INSERT INTO budget_reservations (operation_id, step, tenant_id, estimate_micro_usd)
      SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tenant_budgets WHERE tenant_id = $3)
      ON CONFLICT (operation_id, step) DO NOTHING
      RETURNING reserved_at`,
-    [input.operationId, input.step, input.tenantId, input.estimateMicroUsd],
-  );
+    values: [input.operationId, input.step, input.tenantId, input.estimateMicroUsd],
+  });
   if (reserved.length === 0) return;
   await tx.query(
     `INSERT INTO budget_spend (tenant_id, period, period_start)
@@ -124,8 +125,9 @@ export async function reserveSpend(tx: pg.PoolClient, input: SpendKey & { tenant
  * transaction or alone. A step that reserved nothing (no cap) settles nothing.
  */
 export async function settleSpend(db: Queryable, input: SpendKey & { actualMicroUsd: number }): Promise<void> {
-  await db.query(
-    `WITH r AS (
+  await db.query({
+    name: 'onceflow-spend-settle',
+    text: `WITH r AS (
        UPDATE budget_reservations SET actual_micro_usd = $3, settled_at = now()
         WHERE operation_id = $1 AND step = $2 AND settled_at IS NULL
         RETURNING tenant_id, estimate_micro_usd, reserved_at),
@@ -135,8 +137,8 @@ export async function settleSpend(db: Queryable, input: SpendKey & { actualMicro
         ORDER BY s.period FOR UPDATE OF s)
      UPDATE budget_spend s SET spent_micro_usd = s.spent_micro_usd + $3 - l.estimate_micro_usd
        FROM locked l WHERE s.tenant_id = l.tenant_id AND s.period = l.period AND s.period_start = l.period_start`,
-    [input.operationId, input.step, input.actualMicroUsd],
-  );
+    values: [input.operationId, input.step, input.actualMicroUsd],
+  });
 }
 
 /** Gives back an unsettled reservation: the call was answered with an error, so it cost nothing. */

@@ -62,10 +62,11 @@ interface AttemptRow {
  */
 export async function earlierAttemptReachedGemini(db: Queryable, key: AttemptKey): Promise<boolean> {
   if (key.attempt === 1) return false;
-  const { rowCount } = await db.query(
-    'SELECT 1 FROM gemini_attempts WHERE operation_id = $1 AND model = $2 AND attempt < $3 LIMIT 1',
-    [key.operationId, key.model, key.attempt],
-  );
+  const { rowCount } = await db.query({
+    name: 'onceflow-attempt-earlier',
+    text: 'SELECT 1 FROM gemini_attempts WHERE operation_id = $1 AND model = $2 AND attempt < $3 LIMIT 1',
+    values: [key.operationId, key.model, key.attempt],
+  });
   return (rowCount ?? 0) > 0;
 }
 
@@ -76,8 +77,9 @@ export async function earlierAttemptReachedGemini(db: Queryable, key: AttemptKey
  * write of the same attempt inserts nothing and finds its row in the table.
  */
 export async function recordAttempt(db: Queryable, key: AttemptKey, record: Omit<GeminiAttempt, 'model'>): Promise<GeminiAttempt[]> {
-  const { rows } = await db.query<AttemptRow>(
-    `WITH recorded AS (
+  const { rows } = await db.query<AttemptRow>({
+    name: 'onceflow-attempt-record',
+    text: `WITH recorded AS (
        INSERT INTO gemini_attempts (operation_id, model, attempt, workflow_id, outcome, duration_ms, prompt_tokens, output_tokens, error)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING
        RETURNING ${COLUMNS}, created_at, attempt)
@@ -86,9 +88,9 @@ export async function recordAttempt(db: Queryable, key: AttemptKey, record: Omit
        UNION ALL
        SELECT ${COLUMNS}, created_at, attempt FROM gemini_attempts WHERE operation_id = $1
      ) every_attempt ORDER BY created_at, attempt`,
-    [key.operationId, key.model, key.attempt, key.workflowId, record.outcome, record.durationMs,
+    values: [key.operationId, key.model, key.attempt, key.workflowId, record.outcome, record.durationMs,
       record.promptTokens ?? null, record.outputTokens ?? null, record.error ?? null],
-  );
+  });
   return rows.map(toAttempt);
 }
 
