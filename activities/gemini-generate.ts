@@ -12,7 +12,7 @@ import type { GeminiCallOwner, GeminiMetrics } from '../src/integrations/gemini/
 import { spendCap } from '../src/spend/paid-call';
 import { modelChainFor } from '../src/operations/model-chain';
 import { succeededOutcome } from '../workflows/operation-outcome';
-import type { CompleteOperationInput } from './complete-operation';
+import { finishInActivity, type FinishingDeps } from './finish-in-activity';
 import { whileHeartbeating } from './heartbeat';
 
 // The workflows read these types from here (workflows/ imports types only).
@@ -52,7 +52,7 @@ export interface GeminiActivityDeps {
   /** Epoch ms; default Date.now. */
   clock?: () => number;
   /** The finishing phase (activities/complete-operation.ts), run here for a success when the input asks (finishOnSuccess). */
-  completeOperation?: (input: CompleteOperationInput) => Promise<unknown>;
+  completeOperation?: FinishingDeps['completeOperation'];
 }
 
 /**
@@ -145,38 +145,17 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
   });
 
   /**
-   * Finishes a success in this activity, after its answer is stored, so the
-   * run needs no finishing local activity: that costs a workflow activation
-   * and a local-activity dispatch per operation, about a third of the
-   * worker's time on a success. The guarantees are completeOperation's own:
-   * one transaction under the effect guard (operationId, 'complete'). A
-   * worker that dies after that COMMIT and before Temporal records this
-   * activity's completion runs the attempt again; the guard returns the
-   * stored answer (no second call) and then the stored finish (no second
-   * bill or event). Best effort beyond that: if finishing fails (PostgreSQL
-   * away), or the attempt was cancelled meanwhile, the answer still returns
-   * and the workflow finishes (or cancels) as before. Failing the attempt
-   * instead would cost a retry of this activity and, after the model's last
-   * attempt, a fallback to the next model: a second paid call.
+   * A success is finished here, after its answer is stored (finishInActivity):
+   * the local activity it saves cost a workflow activation and a dispatch per
+   * operation, about a third of the worker's time on a success. A retry after
+   * a crash past the finish's COMMIT reuses the stored answer (no second
+   * call) and the stored finish. Finishing failed or skipped, the answer
+   * still returns: failing this attempt would cost a retry and, after the
+   * model's last attempt, a fallback to the next model, a second paid call.
    */
   async function finishSucceeded(input: GenerateWithGeminiInput, result: GenerateWithGeminiResult, signal: AbortSignal): Promise<GenerateWithGeminiResult> {
-    const { finishOnSuccess, tenantId, operationType } = input;
-    // Runs that send finishOnSuccess always send their owner too.
-    if (!finishOnSuccess || !tenantId || !operationType || !deps.completeOperation || signal.aborted) return result;
-    try {
-      await deps.completeOperation({
-        operationId: input.operationId,
-        tenantId,
-        operationType,
-        idempotencyKey: finishOnSuccess.idempotencyKey,
-        workflowId: input.workflowId,
-        ...succeededOutcome(result),
-      });
-      return { ...result, finished: true };
-    } catch (error) {
-      deps.logger?.warn({ correlationId: input.operationId, workflowId: input.workflowId, err: (error as Error).message }, 'finishing in the gemini activity failed; the workflow finishes the operation');
-      return result;
-    }
+    const finished = await finishInActivity(deps, input, () => succeededOutcome(result), signal);
+    return finished ? { ...result, finished: true } : result;
   }
 }
 

@@ -10,7 +10,7 @@ import { classifyGeminiError, toGeminiCallFailure } from '../src/integrations/ge
 import { countSubmission, recordInteractionEnd, recordSubmitted, uncountSubmission } from '../src/integrations/gemini/interaction-ledger';
 import { reportIfCredentialsRejected, type GeminiCallOwner, type GeminiMetrics } from '../src/integrations/gemini/metrics';
 import { reportSucceededOutcome } from '../workflows/operation-outcome';
-import type { CompleteOperationInput } from './complete-operation';
+import { finishInActivity, type FinishingDeps } from './finish-in-activity';
 import { whileHeartbeating } from './heartbeat';
 import { estimateCostMicros } from '../src/operations/pricing';
 import { settleSpend } from '../src/spend/ledger';
@@ -73,7 +73,7 @@ export interface InteractionActivityDeps {
   /** Epoch ms; default Date.now. */
   clock?: () => number;
   /** The finishing phase (activities/complete-operation.ts), run by the poll that reads a completed report when the input asks (finishOnSuccess). */
-  completeOperation?: (input: CompleteOperationInput) => Promise<unknown>;
+  completeOperation?: FinishingDeps['completeOperation'];
 }
 
 const stepOf = (model: string) => `interaction:${model}`;
@@ -204,41 +204,20 @@ export function createPollInteraction(deps: InteractionActivityDeps) {
   });
 
   /**
-   * Finishes a completed report in the poll that read its end, after the end
-   * and its tokens are recorded, so the run needs no finishing local activity
-   * (a workflow activation and a local-activity dispatch, one history marker,
-   * per report). The guarantees are completeOperation's own: one transaction
-   * under the effect guard (operationId, 'complete'). A worker that dies after
-   * that COMMIT and before Temporal records this poll's completion polls
-   * again: the interaction's end is recorded already (no second count of its
-   * tokens) and the guard returns the stored finish (no second bill or
-   * event); the paid interaction is never created again, polls only read it.
-   * Best effort beyond that: if finishing fails (PostgreSQL away) or the poll
-   * was cancelled meanwhile (POST …/cancel), the state still returns and the
-   * workflow finishes (or cancels) as before. Failing the poll instead would
-   * only delay the report by the poll's retries.
+   * A completed report is finished in the poll that read its end
+   * (finishInActivity), after the end and its tokens are recorded: no
+   * finishing local activity, one history marker fewer. A poll run again
+   * after a crash past the finish's COMMIT finds the end recorded (no second
+   * count of its tokens) and the stored finish; the paid interaction is never
+   * created again, polls only read it. Finishing failed or skipped, the state
+   * still returns: failing the poll would only delay the report by its retries.
    */
   async function finishCompleted(input: PollInteractionInput, result: PollInteractionResult & { attempts: GeminiAttempt[] }, signal: AbortSignal): Promise<PollInteractionResult> {
-    const { finishOnSuccess, tenantId, operationType } = input;
-    // Runs that send finishOnSuccess always send their owner too.
-    if (!finishOnSuccess || !tenantId || !operationType || !deps.completeOperation || signal.aborted) return result;
-    try {
-      await deps.completeOperation({
-        operationId: input.operationId,
-        tenantId,
-        operationType,
-        idempotencyKey: finishOnSuccess.idempotencyKey,
-        workflowId: input.workflowId,
-        ...reportSucceededOutcome({
-          text: result.text, model: result.model || finishOnSuccess.submittedModel, usage: result.usage, attempts: result.attempts,
-          interactionId: input.interactionId, completedBy: input.trigger,
-        }),
-      });
-      return { ...result, finished: true };
-    } catch (error) {
-      deps.logger?.warn({ correlationId: input.operationId, workflowId: input.workflowId, interactionId: input.interactionId, err: (error as Error).message }, 'finishing in the poll failed; the workflow finishes the report');
-      return result;
-    }
+    const finished = await finishInActivity(deps, input, () => reportSucceededOutcome({
+      text: result.text, model: result.model || input.finishOnSuccess!.submittedModel, usage: result.usage, attempts: result.attempts,
+      interactionId: input.interactionId, completedBy: input.trigger,
+    }), signal, { interactionId: input.interactionId });
+    return finished ? { ...result, finished: true } : result;
   }
 }
 
