@@ -62,9 +62,14 @@ const REMEMBER_MS = 10 * 60_000;
  *   slow lane or one probe each, whichever is more.
  * - the others (answered in time, nothing on the wire too long) take up
  *   to `maxPerSubscription` each from the rest.
- * A subscriber that answers in time and then stops answering holds its
- * cap until those requests time out; it is then slow, and stays in the
- * slow lane until one of its attempts is answered in time again.
+ * A subscriber that answers in time and then stops answering turns slow
+ * once its oldest request is on the wire past `slowAfterMs`: its requests
+ * then count in the slow lane, and what they hold beyond the lane no longer
+ * counts against the relay's room (see `room`), so subscribers that stop
+ * answering together (several tenants colluding, or one outage behind many
+ * endpoints) cannot take the room of the others until their requests time
+ * out. It stays in the slow lane until one of its attempts is answered in
+ * time again.
  */
 export class InFlight {
   private unsettled = 0;
@@ -112,8 +117,19 @@ export class InFlight {
     return this.unsettled;
   }
 
+  /**
+   * How many more deliveries a claim may take: `maxInFlight` minus what is
+   * unsettled, not counting what slow subscriptions hold on the wire beyond
+   * the slow lane. Those requests were given while their subscribers looked
+   * healthy; counted, they would keep every other subscription waiting for
+   * their timeouts. So the relay may hold more than `maxInFlight` on the
+   * wire: at most one fast share (`maxInFlight` - `slowLaneSlots`) more for
+   * every `slowAfterMs` of the delivery timeout (five with the defaults, 2 s
+   * and 10 s), all of it to subscribers that stopped answering; a crash sends
+   * that again to them, and no more than before to anyone else.
+   */
   get room(): number {
-    return this.maxInFlight - this.unsettled;
+    return this.maxInFlight - this.unsettled + this.slowOverflow(this.now());
   }
 
   /** What a claim may take from a subscription absent from subscriptionBudgets(): one this relay knows nothing of. */
@@ -237,11 +253,19 @@ export class InFlight {
     if (this.unsettled === 0) this.drained?.();
   }
 
-  /** Resolves at the next answer or settle, or at `release()`. */
+  /**
+   * Resolves at the next answer or settle, at `release()`, or when a
+   * subscription with requests on the wire turns slow by time alone (its
+   * oldest passes `slowAfterMs`), which can free room (see `room`) with no
+   * answer to say so.
+   */
   waitForRoom(): Promise<void> {
     return new Promise<void>((resolve) => {
+      const turnsSlowInMs = this.nextTurnSlowInMs(this.now());
+      const timer = turnsSlowInMs === undefined ? undefined : setTimeout(() => this.roomFreed?.(), Math.ceil(turnsSlowInMs) + 2);
       this.roomFreed = () => {
         this.roomFreed = undefined;
+        if (timer) clearTimeout(timer);
         resolve();
       };
     });
@@ -255,6 +279,25 @@ export class InFlight {
   /** Resolves once nothing is unsettled. Bounded: every delivery times out, and recording gives up at its lease. */
   async drain(): Promise<void> {
     if (this.unsettled > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+  }
+
+  /** What slow subscriptions hold on the wire beyond the slow lane. */
+  private slowOverflow(now: number): number {
+    let slowOnWire = 0;
+    for (const [id, times] of this.onWire) if (this.isSlow(id, now)) slowOnWire += times.length;
+    return Math.max(0, slowOnWire - this.slowLaneSlots);
+  }
+
+  /** In how many ms the next subscription not yet slow, with requests on the wire, turns slow by their age; undefined when none will. */
+  private nextTurnSlowInMs(now: number): number | undefined {
+    if (!Number.isFinite(this.slowAfterMs)) return undefined;
+    let soonest: number | undefined;
+    for (const [id, times] of this.onWire) {
+      if (times.length === 0 || this.isSlow(id, now)) continue;
+      const inMs = times[0]! + this.slowAfterMs - now;
+      if (soonest === undefined || inMs < soonest) soonest = inMs;
+    }
+    return soonest === undefined ? undefined : Math.max(0, soonest);
   }
 
   private isSlow(id: string, now: number): boolean {

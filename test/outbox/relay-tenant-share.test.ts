@@ -38,6 +38,15 @@ describe('several tenants with every subscription stalled cannot fill the relay'
     if (releasing) response.writeHead(503).end();
     else held.push(response);
   });
+  /** Answers the first request to each of its paths (a subscription's probe) at once, then holds every later one. */
+  const answeredPaths = new Set<string>();
+  const turncoat = http.createServer((request, response) => {
+    if (releasing) response.writeHead(503).end();
+    else if (!answeredPaths.has(request.url!)) {
+      answeredPaths.add(request.url!);
+      response.writeHead(200).end();
+    } else held.push(response);
+  });
 
   beforeAll(async () => {
     await admin.query(`CREATE DATABASE ${database}`);
@@ -47,14 +56,17 @@ describe('several tenants with every subscription stalled cannot fill the relay'
     pool = createPool({ connectionString, max: 4, applicationName: 'onceflow-test-tenant-share' });
     await migrate(pool);
     await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => turncoat.listen(0, '127.0.0.1', resolve));
   }, 60_000);
 
   afterAll(async () => {
     releasing = true;
     for (const response of held) response.writeHead(503).end();
     await relay?.stop();
-    stalled.closeAllConnections();
-    await new Promise((resolve) => stalled.close(resolve));
+    for (const server of [stalled, turncoat]) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
     await consumer?.close();
     await pool?.end();
     await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
@@ -124,5 +136,65 @@ describe('several tenants with every subscription stalled cannot fill the relay'
     // ...while every stalled request is still open, and the stalled tenants never got more than the slow lane.
     expect(held.filter((r) => r.writableEnded)).toHaveLength(0);
     expect(held).toHaveLength(SLOW_LANE);
+  });
+
+  it('delivers a healthy tenant\'s events when tenants that answered in time all stop answering at once and hold the whole relay', async () => {
+    // Each colluding subscription answers its probe, so the relay trusts it with its cap, then holds
+    // everything: 4 tenants × 4 subscriptions × 4 want 64, the relay has 60. Once they are slow,
+    // what they hold past the slow lane (30) stops counting against the relay's room.
+    // The first test's relay and subscriptions out of the way: nothing more claimed for them, their held requests answered.
+    await pool.query("UPDATE subscriptions SET status = 'disabled', disabled_reason = 'test finished'");
+    for (const response of held.splice(0)) response.writeHead(503).end();
+    await relay?.stop();
+    relay = undefined;
+    for (const response of held.splice(0)) response.writeHead(503).end();
+    const MAX_IN_FLIGHT = 60;
+    const SLOW_LANE = 30;
+    const HEALTHY_EVENTS = 40;
+    const secretBox = secretBoxFromConfig({});
+    const turncoatUrl = `http://127.0.0.1:${(turncoat.address() as AddressInfo).port}`;
+    for (let t = 0; t < 4; t++) {
+      const tenantId = `turncoat-${t}`;
+      await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
+      for (let i = 0; i < 4; i++) {
+        const { id } = await createSubscription(pool, secretBox, { tenantId, url: `${turncoatUrl}/${tenantId}/${i}`, eventTypes: ['*'] });
+        await write(tenantId, id, 20);
+      }
+    }
+    await pool.query("INSERT INTO tenants (tenant_id) VALUES ('healthy-2')");
+    const healthy = await createSubscription(pool, secretBox, { tenantId: 'healthy-2', url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
+    await consumer?.close();
+    consumer = await startExampleConsumer({ pool, secret: healthy.secret, consumer: 'healthy-2' });
+    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, healthy.id]);
+
+    relay = startTestRelay({
+      pool,
+      connectionString,
+      batchSize: 10,
+      maxInFlight: MAX_IN_FLIGHT,
+      maxInFlightPerSubscription: 4,
+      slowAfterMs: 3_000,
+      slowLanePercent: 50,
+      deliveryTimeoutMs: 120_000,
+    });
+    await pool.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, 'turncoats']);
+    await until(() => held.length === MAX_IN_FLIGHT, 'the colluding subscribers hold every slot of the relay');
+
+    await write('healthy-2', healthy.id, HEALTHY_EVENTS);
+    await pool.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, 'healthy']);
+    const delivered = async () =>
+      (await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM deliveries WHERE subscription_id = $1 AND status = 'delivered'", [healthy.id])).rows[0]!.n;
+    // Without the overflow rule the healthy events waited for the held requests' 2-minute timeout.
+    await until(async () => (await delivered()) === HEALTHY_EVENTS, 'every healthy event delivered and recorded');
+    expect(held.filter((r) => r.writableEnded)).toHaveLength(0);
+    // Never more than their caps (16 × 4; one that had not yet turned slow when the room came back
+    // could still fill its cap), and nothing once all are slow: the lane is over-full with what they hold.
+    expect(held.length).toBeLessThanOrEqual(16 * 4);
+    const heldNow = held.length;
+    await pool.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, 'turncoats-again']);
+    await write('healthy-2', healthy.id, 1);
+    await until(async () => (await delivered()) === HEALTHY_EVENTS + 1, 'a later healthy event delivered too');
+    expect(held).toHaveLength(heldNow);
+    expect(heldNow).toBeGreaterThan(SLOW_LANE);
   });
 });

@@ -86,6 +86,41 @@ describe('the slow lane', () => {
     expect(budgetOf(inFlight, 'healthy')).toBe(8);
   });
 
+  it('gives the relay its room back when subscribers that answered in time stop answering together: what they hold past the lane stops counting', () => {
+    let now = 0;
+    const inFlight = new InFlight(100, 40, undefined, { slowLaneSlots: 50, slowAfterMs: 1_000, probeWindow: 1, now: () => now });
+    // Three colluding subscribers answer their probes in time, then take the whole relay and stop answering.
+    for (const id of ['a', 'b', 'c']) inFlight.answered(id, inFlight.sent(id));
+    inFlight.settle(3);
+    for (const [id, n] of [['a', 40], ['b', 40], ['c', 20]] as const) for (let i = 0; i < n; i++) inFlight.sent(id);
+    expect(inFlight.room).toBe(0);
+    // Not yet slow: they hold the room, as any subscribers at their caps would.
+    now += 1_000;
+    expect(inFlight.room).toBe(0);
+    // Past slowAfterMs they are slow: the lane holds 50 of their 100, the other 50 stop counting.
+    now += 1;
+    expect(inFlight.room).toBe(50);
+    expect(inFlight.subscriptionBudgets().remaining.reduce((a, b) => a + b, 0)).toBe(0);
+    expect(budgetOf(inFlight, 'healthy')).toBe(1);
+    // Their requests time out (answered late): room as before, and they stay in the lane.
+    now += 9_000;
+    for (const [id, n] of [['a', 40], ['b', 40], ['c', 20]] as const) for (let i = 0; i < n; i++) inFlight.answered(id);
+    inFlight.settle(100);
+    expect(inFlight.room).toBe(100);
+    expect(inFlight.subscriptionBudgets().remaining.reduce((a, b) => a + b, 0)).toBe(50);
+  });
+
+  it('wakes a relay waiting for room when a subscription turns slow by time alone (no answer comes to say so)', async () => {
+    const inFlight = new InFlight(10, 10, undefined, { slowLaneSlots: 5, slowAfterMs: 50, probeWindow: 1 });
+    inFlight.answered('stalls', inFlight.sent('stalls'));
+    inFlight.settle(1);
+    for (let i = 0; i < 10; i++) inFlight.sent('stalls');
+    expect(inFlight.room).toBe(0);
+    // As the relay's loop does; with no timer of its own this would wait forever (nothing answers).
+    while (inFlight.room === 0) await inFlight.waitForRoom();
+    expect(inFlight.room).toBe(5);
+  });
+
   it('keeps a subscription whose attempt timed out in the lane until one is answered in time', () => {
     let now = 0;
     let wakes = 0;
