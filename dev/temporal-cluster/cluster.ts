@@ -11,7 +11,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { LocalStackError } from '../errors';
-import { assertPortFree, findFreePort } from '../ports';
+import { findFreePort } from '../ports';
 import { TEMPORAL_UI_VERSION, type TemporalServerTools } from './build';
 import { CLUSTER_SERVICES, clusterConfig, DYNAMIC_CONFIG, type ClusterService, type ServicePorts } from './config';
 import { ensureNamespace, type NamespaceSetup } from './namespace';
@@ -88,7 +88,8 @@ export async function startTemporalCluster(options: StartTemporalClusterOptions)
   for (const service of CLUSTER_SERVICES) {
     ports[service] = {
       grpc: service === 'frontend' && options.frontendPort ? options.frontendPort : await findFreePort(),
-      membership: await freeMembershipPort(),
+      // cluster_membership.rpc_port is a smallint: findFreePort picks below 32768.
+      membership: await findFreePort(),
       ...(service === 'frontend' ? { http: await findFreePort() } : {}),
     };
   }
@@ -157,23 +158,6 @@ async function waitForUi(url: string, uiProcess: ServiceProcess, logFile: string
     }
     if (Date.now() > deadline) throw new LocalStackError(`the Temporal UI server did not answer ${url} within ${timeoutMs / 1000} s`, `see ${logFile}`);
     await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/**
- * cluster_membership.rpc_port is a smallint: a membership port above 32767
- * (where the OS hands out free ports) makes the service's first heartbeat
- * fail and the service exit. So membership ports are picked below that.
- */
-async function freeMembershipPort(): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    try {
-      await assertPortFree(port, 'the cluster membership port');
-      return port;
-    } catch (error) {
-      if (attempt >= 50) throw error;
-    }
   }
 }
 

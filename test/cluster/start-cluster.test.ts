@@ -58,6 +58,9 @@ async function generate(stack: Stack, key: string): Promise<{ status: string; wo
     method: 'POST',
     headers: { authorization: 'Bearer demo-key-change-me', 'idempotency-key': key, 'content-type': 'application/json', prefer: 'wait=60' },
     body: JSON.stringify({ prompt: `hello cluster ${key}` }),
+  }).catch((error: Error) => {
+    // Say what the stack printed: a role that exited says why there.
+    throw new Error(`${error.message} (${String(error.cause)}); the stack printed:\n${stack.output().slice(-6000)}`);
   });
   expect(response.status).toBe(200);
   return (await response.json()) as { status: string; workflowId: string };
