@@ -224,6 +224,8 @@ export const envSchema = z.object({
   ONCEFLOW_MAX_WAITING_PER_TENANT: positiveInt.default(20),
   /** Concurrent `Prefer: wait` requests one API process holds, all tenants together. Default 500. */
   ONCEFLOW_MAX_WAITING_PER_PROCESS: positiveInt.default(500),
+  /** Memory for finished operations that answer repeats without a database read (src/operations/finished-cache.ts), in MiB; 0 turns it off. Default 16. */
+  ONCEFLOW_FINISHED_CACHE_MB: z.coerce.number().int().nonnegative().default(16),
   /** Failed authentications one client address may make per minute before it is answered 429 without a database lookup. Default 30. */
   ONCEFLOW_AUTH_FAILURES_PER_MINUTE: positiveInt.default(30),
   /** Refuse weak ONCEFLOW_TENANTS keys (under 128 bits of estimated entropy) and, with NODE_ENV=production, missing payload keys. Default: on when NODE_ENV=production. */

@@ -26,6 +26,7 @@ import { IdempotencyStoreError } from '../idempotency/errors';
 import { checkIdempotencyKey, rawHeaderValues } from '../idempotency/key';
 import { PostgresProgressReader } from '../operations/progress';
 import { PostgresOperationsRepository } from '../operations/repository';
+import { createFinishedCache } from '../operations/finished-cache';
 import { createOperationUseCases } from '../operations/use-cases';
 import type { Logger } from '../observability/logger';
 import type { Tracing } from '../observability/tracing';
@@ -187,6 +188,7 @@ export async function buildApp(deps: AppDeps) {
     startOperation,
     waiter,
     progress: new PostgresProgressReader(deps.pool),
+    finished: createFinishedCache({ maxBytes: deps.config.ONCEFLOW_FINISHED_CACHE_MB * 1024 * 1024, ttlMs: 60_000 }),
     observe: {
       duplicateAbsorbed: (record) => metrics.duplicatesAbsorbed.inc({ tenant: record.tenantId, operation_type: record.operationType }),
       reservationTimer: () => metrics.reservationSeconds.startTimer(),

@@ -8,6 +8,7 @@ import { payloadDifferences } from '../idempotency/differences';
 import { essentialPart, fingerprint, CURRENT_FINGERPRINT_VERSION } from '../idempotency/fingerprint';
 import { operationWorkflowId } from '../idempotency/workflow-id';
 import type { CompletionWaiter } from './completion-waiter';
+import type { FinishedCache } from './finished-cache';
 import type { OperationProgress, ProgressReader } from './progress';
 import type { KeyScope, ListFilter, ListPosition, OperationState, PostgresOperationsRepository } from './repository';
 import type { OperationTypeDefinition } from './registry';
@@ -48,6 +49,8 @@ export interface OperationUseCasesDeps {
   startOperation: StartOperation;
   waiter: Pick<CompletionWaiter, 'waitFor'>;
   progress: ProgressReader;
+  /** Final rows that answer repeats without a read (src/operations/finished-cache.ts); none by default. */
+  finished?: FinishedCache;
   /** Repeats answered without starting work, and the time a reservation takes (metrics; optional). */
   observe?: {
     duplicateAbsorbed(record: OperationState): void;
@@ -71,9 +74,13 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     const scope: KeyScope = { tenantId: command.tenantId, operationType: command.operationType, idempotencyKey: command.idempotencyKey };
     const nowMs = deps.clock();
 
-    // Fast path: a repeat of a live operation is answered from one indexed read.
-    const existing = await deps.operations.find(scope);
-    if (existing && bindsKey(existing, nowMs)) return attach(command, existing);
+    // Fast path: a repeat of a live operation is answered from one indexed
+    // read, and a repeat of a finished one from no read at all.
+    const existing = deps.finished?.get(scope, nowMs) ?? (await deps.operations.find(scope));
+    if (existing && bindsKey(existing, nowMs)) {
+      deps.finished?.remember(existing, nowMs);
+      return attach(command, existing);
+    }
 
     const stopTimer = observe.reservationTimer();
     const { record, reserved } = await deps.operations.reserve({
