@@ -256,6 +256,7 @@ describe('make start: the whole local system', () => {
 
     const second = startStack(env);
     stacks.push(second);
+    let secondExit: number | null = null;
     try {
       await waitFor(second, /onceflow is up/);
       expect(second.output()).toContain('schema up to date');
@@ -266,9 +267,11 @@ describe('make start: the whole local system', () => {
       const ui = await fetch(`http://127.0.0.1:${env.TEMPORAL_UI_PORT}/api/v1/namespaces/default/workflows/${encodeURIComponent(workflowId)}`);
       expect(ui.status).toBe(200);
     } finally {
+      // No assertion here: it would hide the error that got us here.
       ctrlC(second);
-      expect(await second.exited).toBe(0);
+      secondExit = await second.exited;
     }
+    expect(secondExit).toBe(0);
     // Every process logged at debug level through a full run, and still:
     const logs = first.output() + second.output();
     expectOneCorrelationIdAcrossProcesses(first.output(), 'survives-restart', received[0]!);
