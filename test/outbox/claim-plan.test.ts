@@ -1,24 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
-import { createPool, type Pool } from '../../src/db/pool';
-import { migrate } from '../../src/db/migrate';
+import type { Pool } from '../../src/db/pool';
 import { CLAIM_DUE_DELIVERIES, CLAIM_PLANNER_SETTINGS, claimDueDeliveries, claimParameters } from '../../src/outbox/claim';
 import { createSubscription } from '../../src/outbox/subscriptions';
-import { createTestPool } from '../helpers/db';
-import { testInfra } from '../helpers/infra';
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
-  Plans?: PlanNode[];
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
+import { createOwnDatabase, type OwnDatabase } from './fixtures/own-database';
+import { explainAnalyze, planBuffers, planNodes, type PlanNode } from './fixtures/plan';
 
 /**
  * The claim after a burst, planned with statistics from before it: the case
@@ -27,8 +12,7 @@ function nodes(plan: PlanNode): PlanNode[] {
  * and no relay of another test delivers these rows.
  */
 describe('claiming due deliveries with stale planner statistics', () => {
-  const admin = createTestPool();
-  const database = `claim_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  let db: OwnDatabase;
   let pool: Pool;
   const BURST = 5_000;
   const LEASED_ELSEWHERE = 400;
@@ -37,11 +21,8 @@ describe('claiming due deliveries with stale planner statistics', () => {
   const TWO_EVENT_OPERATIONS = 20;
 
   beforeAll(async () => {
-    await admin.query(`CREATE DATABASE ${database}`);
-    const url = new URL(testInfra().databaseUrl);
-    url.pathname = `/${database}`;
-    pool = createPool({ connectionString: url.toString(), max: 2, applicationName: 'onceflow-test-claim' });
-    await migrate(pool);
+    db = await createOwnDatabase('claim_plan');
+    pool = db.pool;
     const tenantId = 'claim-plan';
     await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
     const { id: subscriptionId } = await createSubscription(pool, secretBoxFromConfig({}), { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
@@ -73,30 +54,21 @@ describe('claiming due deliveries with stale planner statistics', () => {
     );
   }, 120_000);
 
-  afterAll(async () => {
-    await pool?.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin.end();
-  });
+  afterAll(() => db?.drop());
 
   it('walks the due index in order and stops at its limit: no sort, no bitmap scan, a bounded number of buffers', async () => {
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
       await client.query(CLAIM_PLANNER_SETTINGS);
-      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-        `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${CLAIM_DUE_DELIVERIES}`,
-        claimParameters({ limit: LIMIT, leaseMs: 60_000, relayId: 'relay-test', perSubscription: LIMIT }),
-      );
-      const plan = rows[0]!['QUERY PLAN'][0].Plan;
-      const all = nodes(plan);
+      const plan = await explainAnalyze(client, CLAIM_DUE_DELIVERIES, claimParameters({ limit: LIMIT, leaseMs: 60_000, relayId: 'relay-test', perSubscription: LIMIT }));
+      const all = planNodes(plan);
       const onDeliveries = (n: PlanNode) => n['Relation Name'] === 'deliveries' || (n['Index Name'] ?? '').startsWith('deliveries');
       expect(all.filter((n) => n['Node Type'] === 'Sort')).toEqual([]);
       expect(all.filter((n) => onDeliveries(n) && (n['Node Type'].startsWith('Bitmap') || n['Node Type'] === 'Seq Scan'))).toEqual([]);
       // Measured about 16 buffer visits per claimed row (the walk past the
       // leased head included); the statement this replaced visited 75,821 here.
-      const buffers = (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0);
-      expect(buffers).toBeLessThan(LIMIT * 40);
+      expect(planBuffers(plan)).toBeLessThan(LIMIT * 40);
     } finally {
       await client.query('ROLLBACK');
       client.release();

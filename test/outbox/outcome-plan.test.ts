@@ -1,24 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { secretBoxFromConfig } from '../../src/crypto/secret-box';
-import { createPool, type Pool } from '../../src/db/pool';
-import { migrate } from '../../src/db/migrate';
+import type { Pool } from '../../src/db/pool';
 import { RECORD_OUTCOMES, recordOutcomesParameters, type Outcome } from '../../src/outbox/outcome-recorder';
 import { createSubscription } from '../../src/outbox/subscriptions';
-import { createTestPool } from '../helpers/db';
-import { testInfra } from '../helpers/infra';
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
-  Plans?: PlanNode[];
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
+import { createOwnDatabase, type OwnDatabase } from './fixtures/own-database';
+import { explainAnalyze, planBuffers, planNodes } from './fixtures/plan';
 
 /**
  * Recording outcomes on a fresh database in the middle of a burst, before
@@ -27,18 +12,14 @@ function nodes(plan: PlanNode): PlanNode[] {
  * row of the subscription for each outcome. Its own database, never analyzed.
  */
 describe('recording delivery outcomes with no planner statistics yet', () => {
-  const admin = createTestPool();
-  const database = `outcome_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  let db: OwnDatabase;
   let pool: Pool;
   const DELIVERED = 2_000;
   const PENDING = 6_000;
 
   beforeAll(async () => {
-    await admin.query(`CREATE DATABASE ${database}`);
-    const url = new URL(testInfra().databaseUrl);
-    url.pathname = `/${database}`;
-    pool = createPool({ connectionString: url.toString(), max: 2, applicationName: 'onceflow-test-outcome-plan' });
-    await migrate(pool);
+    db = await createOwnDatabase('outcome_plan');
+    pool = db.pool;
     const tenantId = 'outcome-plan';
     await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
     const { id: subscriptionId } = await createSubscription(pool, secretBoxFromConfig({}), { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
@@ -53,11 +34,7 @@ describe('recording delivery outcomes with no planner statistics yet', () => {
     );
   }, 120_000);
 
-  afterAll(async () => {
-    await pool?.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin.end();
-  });
+  afterAll(() => db?.drop());
 
   it('checks each recorded delivery for a successor with one probe of the order index, not a walk of the subscription', async () => {
     const client = await pool.connect();
@@ -71,17 +48,15 @@ describe('recording delivery outcomes with no planner statistics yet', () => {
       );
       expect(leased).toHaveLength(50);
       const group = leased.map((delivery) => ({ delivery, verdict: 'delivered', delayMs: 0, error: null }) as unknown as Outcome);
-      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${RECORD_OUTCOMES}`, recordOutcomesParameters('relay-recorder', group));
-      const plan = rows[0]!['QUERY PLAN'][0].Plan;
-      const all = nodes(plan);
+      const plan = await explainAnalyze(client, RECORD_OUTCOMES, recordOutcomesParameters('relay-recorder', group));
+      const all = planNodes(plan);
       expect(all.some((n) => n['Index Name'] === 'deliveries_order_idx')).toBe(true);
       expect(all.filter((n) => n['Index Name'] === 'deliveries_subscription_due_idx').map((n) => n['Node Type'])).toEqual([]);
       // Measured about 700 buffers for these 50 outcomes (half of them the
       // join's scan of this small table, which the planner may choose at this
       // size); the EXISTS this replaced visited about 8,500: every later
       // pending row of the subscription, per outcome.
-      const buffers = (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0);
-      expect(buffers).toBeLessThan(2_000);
+      expect(planBuffers(plan)).toBeLessThan(2_000);
     } finally {
       await client.query('ROLLBACK');
       client.release();
