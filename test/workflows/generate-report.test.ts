@@ -75,6 +75,16 @@ describe('generate-report completes once, bills once and publishes once', () => 
     (await pool.query(`SELECT event_id FROM inbox WHERE consumer = $1 AND event_id LIKE $2`, [GEMINI_WEBHOOK_CONSUMER, `%${interactionId}%`])).rows;
   /** The interaction the fake created for this test (each test resets the fake). */
   const heldInteraction = () => eventually('the interaction to be submitted', async () => (await fake.listInteractions())[0]);
+  /** A webhook-completed report whose interaction the fake holds running (one webhook delivery when it completes), submitted and in the ledger. */
+  const submitHeldWithWebhook = async () => {
+    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 1 } });
+    const key = randomUUID();
+    const created = await run('webhooks', key);
+    expect(created.status).toBe(202);
+    const interaction = await heldInteraction();
+    await eventually('the interaction id in the ledger', async () => (await ledger(key))[0]?.interaction_id === interaction.id);
+    return { key, created, interaction };
+  };
 
   it('submits one background interaction and completes by polling when no webhook comes', async () => {
     const labels = { tenant: tenant.tenantId, operation_type: 'generate-report', model: 'gemini-2.5-flash' };
@@ -119,12 +129,7 @@ describe('generate-report completes once, bills once and publishes once', () => 
   });
 
   it('costs 24 history events when the webhook wakes the poll that completes it (25 before)', async () => {
-    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 1 } });
-    const key = randomUUID();
-    const created = await run('webhooks', key);
-    expect(created.status).toBe(202);
-    const interaction = await heldInteraction();
-    await eventually('the interaction id in the ledger', async () => (await ledger(key))[0]?.interaction_id === interaction.id);
+    const { key, created, interaction } = await submitHeldWithWebhook();
     await fake.complete(interaction.id);
     const response = await run('webhooks', key, { wait: 60 });
     expect(response.status).toBe(200);
@@ -206,12 +211,7 @@ describe('generate-report completes once, bills once and publishes once', () => 
   });
 
   it('polls again at once when the completion webhook arrives while a poll is reading the interaction as still running', async () => {
-    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 1 } });
-    const key = randomUUID();
-    const created = await run('webhooks', key);
-    expect(created.status).toBe(202);
-    const interaction = await heldInteraction();
-    await eventually('the interaction id in the ledger', async () => (await ledger(key))[0]?.interaction_id === interaction.id);
+    const { key, created, interaction } = await submitHeldWithWebhook();
 
     // An early webhook (the interaction still runs) wakes the workflow; its poll reads "in_progress", and the answer is held.
     await fake.interactions({ holdReads: true });
