@@ -7,6 +7,7 @@ import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { startTestStack, type ApiTenant } from '../helpers/stack';
 import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { eventually, type FakeGeminiControl } from '../fakes/gemini';
+import { eventuallyAllSucceeded, expectFinishedOnce } from './fixtures/finished-once';
 
 /**
  * The side-effect guard (src/effects/guard.ts) under SIGKILL at each of its
@@ -95,17 +96,9 @@ describe('the side-effect guard, killed at each point', () => {
 
     replacement = await startTestWorker({ pool, taskQueue, geminiBaseUrl: gemini.url });
     // Retried once Temporal times out the dead worker's attempts (databaseWrite startToClose).
-    await eventually('every operation to succeed on the new worker', async () =>
-      Number((await pool.query(`SELECT count(*) FROM operations WHERE operation_id = ANY($1) AND status = 'succeeded'`, [[...operations.values()].map((o) => o.operationId)])).rows[0].count) === points.length,
-    150_000);
+    await eventuallyAllSucceeded(pool, [...operations.values()].map((o) => o.operationId), 'every operation to succeed on the new worker', 150_000);
 
-    for (const point of points) {
-      const operationId = id(point);
-      const count = async (sql: string) => (await pool.query(sql, [operationId])).rows[0].n as number;
-      expect({ point, bills: await count('SELECT count(*)::int AS n FROM usage_ledger WHERE operation_id = $1') }).toEqual({ point, bills: 1 });
-      expect({ point, events: await count('SELECT count(*)::int AS n FROM outbox_events WHERE aggregate_id = $1') }).toEqual({ point, events: 1 });
-      expect({ point, effects: await count(`SELECT count(*)::int AS n FROM effects WHERE operation_id = $1 AND step = 'complete'`) }).toEqual({ point, effects: 1 });
-    }
+    await expectFinishedOnce(pool, points.map((point) => ({ point, operationId: id(point) })));
     // The paid calls happened before the finishing phase, once per operation, and were never repeated.
     expect(await fake.calls({ paid: true })).toHaveLength(points.length);
   }, 300_000);

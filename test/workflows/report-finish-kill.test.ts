@@ -8,6 +8,7 @@ import { startWorkerProcess, type RunningProcess } from '../helpers/processes';
 import { startTestStack, type ApiTenant } from '../helpers/stack';
 import { startTestWorker, uniqueTaskQueue, type TestWorker } from '../helpers/temporal';
 import { eventually, type FakeGeminiControl } from '../fakes/gemini';
+import { eventuallyAllSucceeded, expectFinishedOnce } from './fixtures/finished-once';
 
 /**
  * generate-report's finish in the poll that reads the end (finishCompleted,
@@ -92,16 +93,11 @@ describe('generate-report finishing in its poll, killed inside and after the fin
 
     replacement = await startTestWorker({ pool, taskQueue, geminiBaseUrl: gemini.url });
     // The dead worker's poll is retried once Temporal times out its heartbeat.
-    await eventually('both reports to succeed on the new worker', async () =>
-      Number((await pool.query(`SELECT count(*) FROM operations WHERE operation_id = ANY($1) AND status = 'succeeded'`, [[...operations.values()].map((o) => o.operationId)])).rows[0].count) === points.length,
-    150_000);
+    await eventuallyAllSucceeded(pool, [...operations.values()].map((o) => o.operationId), 'both reports to succeed on the new worker', 150_000);
 
+    await expectFinishedOnce(pool, points.map((point) => ({ point, operationId: id(point) })));
     for (const point of points) {
       const operationId = id(point);
-      const count = async (sql: string) => (await pool.query(sql, [operationId])).rows[0].n as number;
-      expect({ point, bills: await count('SELECT count(*)::int AS n FROM usage_ledger WHERE operation_id = $1') }).toEqual({ point, bills: 1 });
-      expect({ point, events: await count('SELECT count(*)::int AS n FROM outbox_events WHERE aggregate_id = $1') }).toEqual({ point, events: 1 });
-      expect({ point, effects: await count(`SELECT count(*)::int AS n FROM effects WHERE operation_id = $1 AND step = 'complete'`) }).toEqual({ point, effects: 1 });
       expect({ point, submissions: (await pool.query('SELECT submit_attempts FROM gemini_interactions WHERE operation_id = $1', [operationId])).rows })
         .toEqual({ point, submissions: [{ submit_attempts: 1 }] });
     }
