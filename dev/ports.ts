@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,7 +37,7 @@ export async function assertPortFree(port: number, variable: string, host = '127
  */
 export async function findFreePort(host = '127.0.0.1'): Promise<number> {
   const [low, high] = await pickableRange();
-  await mkdir(RESERVATIONS_DIR, { recursive: true });
+  await ensureReservationsDir();
   for (let attempt = 0; ; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low));
     if ((await reserve(port)) && (await isFree(port, host))) return port;
@@ -50,13 +50,23 @@ const RESERVATIONS_DIR = path.join(tmpdir(), 'onceflow-port-reservations');
 /** Long enough for the slowest pick-to-bind (a cluster's api after the four services start); by then the port is bound and the listen check refuses it. */
 const RESERVATION_TTL_MS = 15 * 60_000;
 
+/** Shared by every user of the machine, like /tmp itself: world-writable with the sticky bit. */
+async function ensureReservationsDir(): Promise<void> {
+  await mkdir(RESERVATIONS_DIR, { recursive: true, mode: 0o1777 });
+  await chmod(RESERVATIONS_DIR, 0o1777).catch(() => undefined); // the umask strips mkdir's mode; another user's dir is theirs to set
+}
+
 async function reserve(port: number): Promise<boolean> {
   const file = path.join(RESERVATIONS_DIR, String(port));
   try {
     await (await open(file, 'wx')).close();
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    // A directory we may not write (another user's, made before the mode above):
+    // no reservation across processes, only the listen check below.
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return true;
+    if (code !== 'EEXIST') throw error;
   }
   const picked = await stat(file).then((s) => s.mtimeMs, () => Date.now());
   if (Date.now() - picked < RESERVATION_TTL_MS) return false;
