@@ -1,8 +1,6 @@
-import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { CLAIM_DUE_DELIVERIES, CLAIM_PLANNER_SETTINGS, claimDueDeliveries, claimParameters } from '../../src/outbox/claim';
-import { createSubscription } from '../../src/outbox/subscriptions';
-import { createOwnDatabase, type OwnDatabase } from './fixtures/own-database';
+import { createOwnDatabaseWithSubscription, type OwnDatabase } from './fixtures/own-database';
 import { explainAnalyze, planBuffers, planNodes, type PlanNode } from './fixtures/plan';
 
 /**
@@ -21,11 +19,11 @@ describe('claiming due deliveries with stale planner statistics', () => {
   const TWO_EVENT_OPERATIONS = 20;
 
   beforeAll(async () => {
-    db = await createOwnDatabase('claim_plan');
-    pool = db.pool;
     const tenantId = 'claim-plan';
-    await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
-    const { id: subscriptionId } = await createSubscription(pool, secretBoxFromConfig({}), { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
+    const own = await createOwnDatabaseWithSubscription('claim_plan', tenantId);
+    db = own;
+    pool = own.pool;
+    const { subscriptionId } = own;
     /** `operations` operations tagged `tag`, one event each except the first `twoEvents`, which have two. */
     const write = (tag: string, operations: number, twoEvents = 0) =>
       pool.query(

@@ -1,8 +1,6 @@
-import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { RECORD_OUTCOMES, recordOutcomesParameters, type Outcome } from '../../src/outbox/outcome-recorder';
-import { createSubscription } from '../../src/outbox/subscriptions';
-import { createOwnDatabase, type OwnDatabase } from './fixtures/own-database';
+import { createOwnDatabaseWithSubscription, type OwnDatabase } from './fixtures/own-database';
 import { explainAnalyze, planBuffers, planNodes } from './fixtures/plan';
 
 /**
@@ -18,11 +16,11 @@ describe('recording delivery outcomes with no planner statistics yet', () => {
   const PENDING = 6_000;
 
   beforeAll(async () => {
-    db = await createOwnDatabase('outcome_plan');
-    pool = db.pool;
     const tenantId = 'outcome-plan';
-    await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
-    const { id: subscriptionId } = await createSubscription(pool, secretBoxFromConfig({}), { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
+    const own = await createOwnDatabaseWithSubscription('outcome_plan', tenantId);
+    db = own;
+    pool = own.pool;
+    const { subscriptionId } = own;
     await pool.query(
       `WITH e AS (
          INSERT INTO outbox_events (event_id, tenant_id, aggregate_id, event_type, payload)

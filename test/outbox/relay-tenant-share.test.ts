@@ -74,6 +74,16 @@ describe('several tenants with every subscription stalled cannot fill the relay'
   });
 
   /** `count` one-event operations for the subscription's tenant, in one statement. */
+  /** A tenant whose one subscription is the example consumer (it answers at once); replaces the consumer of an earlier test. */
+  const subscribeHealthyTenant = async (tenantId: string) => {
+    await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
+    const subscription = await createSubscription(pool, secretBoxFromConfig({}), { tenantId, url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
+    await consumer?.close();
+    const started = await startExampleConsumer({ pool, secret: subscription.secret, consumer: tenantId });
+    consumer = started;
+    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [started.url, subscription.id]);
+    return { ...subscription, consumer: started };
+  };
   const write = (tenantId: string, subscriptionId: string, count: number) =>
     pool.query(
       `WITH e AS (
@@ -104,10 +114,7 @@ describe('several tenants with every subscription stalled cannot fill the relay'
       }
     }
     expect(TENANTS * SUBSCRIPTIONS * PER_SUBSCRIPTION).toBeGreaterThan(MAX_IN_FLIGHT);
-    await pool.query("INSERT INTO tenants (tenant_id) VALUES ('healthy')");
-    const healthy = await createSubscription(pool, secretBox, { tenantId: 'healthy', url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
-    consumer = await startExampleConsumer({ pool, secret: healthy.secret, consumer: 'healthy' });
-    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, healthy.id]);
+    const healthy = await subscribeHealthyTenant('healthy');
 
     relay = startTestRelay({
       pool,
@@ -132,7 +139,7 @@ describe('several tenants with every subscription stalled cannot fill the relay'
     const delivered = async () =>
       (await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM deliveries WHERE subscription_id = $1 AND status = 'delivered'", [healthy.id])).rows[0]!.n;
     await until(async () => (await delivered()) === HEALTHY_EVENTS, 'every healthy event delivered and recorded');
-    expect(new Set(consumer.received.map((r) => r.webhookId)).size).toBe(HEALTHY_EVENTS);
+    expect(new Set(healthy.consumer.received.map((r) => r.webhookId)).size).toBe(HEALTHY_EVENTS);
     // ...while every stalled request is still open, and the stalled tenants never got more than the slow lane.
     expect(held.filter((r) => r.writableEnded)).toHaveLength(0);
     expect(held).toHaveLength(SLOW_LANE);
@@ -161,11 +168,7 @@ describe('several tenants with every subscription stalled cannot fill the relay'
         await write(tenantId, id, 20);
       }
     }
-    await pool.query("INSERT INTO tenants (tenant_id) VALUES ('healthy-2')");
-    const healthy = await createSubscription(pool, secretBox, { tenantId: 'healthy-2', url: 'http://127.0.0.1:9/unused', eventTypes: ['*'] });
-    await consumer?.close();
-    consumer = await startExampleConsumer({ pool, secret: healthy.secret, consumer: 'healthy-2' });
-    await pool.query('UPDATE subscriptions SET url = $1 WHERE subscription_id = $2', [consumer.url, healthy.id]);
+    const healthy = await subscribeHealthyTenant('healthy-2');
 
     relay = startTestRelay({
       pool,

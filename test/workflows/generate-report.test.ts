@@ -75,9 +75,9 @@ describe('generate-report completes once, bills once and publishes once', () => 
     (await pool.query(`SELECT event_id FROM inbox WHERE consumer = $1 AND event_id LIKE $2`, [GEMINI_WEBHOOK_CONSUMER, `%${interactionId}%`])).rows;
   /** The interaction the fake created for this test (each test resets the fake). */
   const heldInteraction = () => eventually('the interaction to be submitted', async () => (await fake.listInteractions())[0]);
-  /** A webhook-completed report whose interaction the fake holds running (one webhook delivery when it completes), submitted and in the ledger. */
-  const submitHeldWithWebhook = async () => {
-    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 1 } });
+  /** A webhook-completed report whose interaction the fake holds running (`deliveries` webhooks when it completes), submitted and in the ledger. */
+  const submitHeldWithWebhook = async (deliveries = 1) => {
+    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries } });
     const key = randomUUID();
     const created = await run('webhooks', key);
     expect(created.status).toBe(202);
@@ -186,11 +186,7 @@ describe('generate-report completes once, bills once and publishes once', () => 
   });
 
   it('completes once when the webhook is delivered twice and a poll then sees the completion: one bill, one event', async () => {
-    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 2 } });
-    const key = randomUUID();
-    expect((await run('webhooks', key)).status).toBe(202);
-    const interaction = await heldInteraction();
-    await eventually('the interaction id in the ledger', async () => (await ledger(key))[0]?.interaction_id === interaction.id);
+    const { key, interaction } = await submitHeldWithWebhook(2);
     await fake.complete(interaction.id);
 
     const response = await run('webhooks', key, { wait: 60 });
@@ -265,12 +261,7 @@ describe('generate-report completes once, bills once and publishes once', () => 
   });
 
   it('answers a webhook with a bad signature 401 and changes nothing; the good one then completes the report', async () => {
-    await fake.interactions({ hold: true, webhook: { url: webhookUrl(), secret: DEV_GEMINI_WEBHOOK_SECRET, deliveries: 0 } });
-    const key = randomUUID();
-    const created = await run('webhooks', key);
-    expect(created.status).toBe(202);
-    const interaction = await heldInteraction();
-    await eventually('the interaction id in the ledger', async () => (await ledger(key))[0]?.interaction_id === interaction.id);
+    const { key, created, interaction } = await submitHeldWithWebhook(0);
     await fake.complete(interaction.id);
 
     await fake.deliver(interaction.id, { badSignature: true });
