@@ -76,7 +76,9 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
 
     // Fast path: a repeat of a live operation is answered from one indexed
     // read, and a repeat of a finished one from no read at all.
-    const existing = deps.finished?.get(scope, nowMs) ?? (await deps.operations.find(scope));
+    const cached = deps.finished?.get(scope, nowMs);
+    if (cached) return attach(command, cached);
+    const existing = await deps.operations.find(scope);
     if (existing && bindsKey(existing, nowMs)) {
       deps.finished?.remember(existing, nowMs);
       return attach(command, existing);
