@@ -6,17 +6,18 @@ import { LocalStackError } from './errors';
 
 /** Resolves when nothing listens on host:port; otherwise throws a LocalStackError naming the variable to change. */
 export async function assertPortFree(port: number, variable: string, host = '127.0.0.1'): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
+  const error = await bindError(port, host);
+  if (error) {
+    throw new LocalStackError(`port ${port} is already in use (${error.code ?? error.message})`, `stop whatever listens there, or set ${variable} to a free port`);
+  }
+}
+
+/** Why host:port cannot be bound right now, or undefined when it can (the probe closes at once). */
+function bindError(port: number, host: string): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
     const server = net.createServer();
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      reject(
-        new LocalStackError(
-          `port ${port} is already in use (${error.code ?? error.message})`,
-          `stop whatever listens there, or set ${variable} to a free port`,
-        ),
-      );
-    });
-    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve()));
+    server.once('error', (error: NodeJS.ErrnoException) => resolve(error));
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(undefined)));
   });
 }
 
@@ -40,7 +41,7 @@ export async function findFreePort(host = '127.0.0.1'): Promise<number> {
   await ensureReservationsDir();
   for (let attempt = 0; ; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low));
-    if ((await reserve(port)) && (await isFree(port, host))) return port;
+    if ((await reserve(port)) && !(await bindError(port, host))) return port;
     if (attempt >= 500) throw new Error(`no free port between ${low} and ${high} after ${attempt} tries`);
   }
 }
@@ -78,14 +79,6 @@ async function reserve(port: number): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function isFree(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
-  });
 }
 
 /**
