@@ -9,6 +9,7 @@ import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import { deriveIdempotencyKey } from '../idempotency/derived-key';
 import { checkIdempotencyKey } from '../idempotency/key';
+import { neverWaits } from '../operations/completion-waiter';
 import { PostgresProgressReader } from '../operations/progress';
 import { findOperationType, inputSchemaAllowing, operationTypeNames } from '../operations/registry';
 import { PostgresOperationsRepository, type OperationState } from '../operations/repository';
@@ -72,7 +73,7 @@ export function createDoorDeps(options: {
     operations,
     startOperation,
     // Doors never wait for a result (waitSeconds 0): nobody is holding a connection open.
-    waiter: { waitFor: async () => undefined },
+    waiter: neverWaits,
     progress: new PostgresProgressReader(options.pool),
     defaultRetentionHours: options.defaultRetentionHours,
     clock: Date.now,

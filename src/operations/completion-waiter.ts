@@ -21,7 +21,60 @@ export interface WaitOptions {
   tenantId: string;
   /** Aborted when the client went away: the wait ends at once and stops reading the row. */
   signal?: AbortSignal;
+  /** Interest registered before the operation's start (watch()); the caller closes it. Default: one registered now. */
+  watch?: FinishWatch;
 }
+
+/**
+ * Interest in one operation's finish: a notification sets a flag that the
+ * next sleep consumes, so none is lost between a read and the sleep after it.
+ */
+export class FinishWatch {
+  private notified = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    /** This process was LISTENing when the watch was registered: every finish after that is notified (or lost with the connection, which the poll covers). */
+    readonly listeningSinceCreated: boolean,
+    private readonly unregister: () => void,
+  ) {}
+
+  notify(): void {
+    this.notified = true;
+    this.wake?.();
+  }
+
+  /** Resolves on the next notification (at once if one came since the last call), after `ms`, or when `signal` aborts. */
+  next(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.notified || signal?.aborted) {
+      this.notified = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        this.wake = undefined;
+        this.notified = false;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+      signal?.addEventListener('abort', done);
+    });
+  }
+
+  close(): void {
+    this.wake = undefined;
+    this.unregister();
+  }
+}
+
+/** For a process whose requests never wait (the doors: waitSeconds is always 0). */
+export const neverWaits: Pick<CompletionWaiter, 'waitFor' | 'watch'> = {
+  waitFor: async () => undefined,
+  watch: () => new FinishWatch(false, () => undefined),
+};
 
 /**
  * Lets `Prefer: wait=N` requests sleep until their operation finishes. One
@@ -33,7 +86,7 @@ export class CompletionWaiter {
   private client: pg.Client | undefined;
   private connecting: Promise<void> | undefined;
   private closed = false;
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly watches = new Map<string, Set<FinishWatch>>();
   private readonly waitingByTenant = new Map<string, number>();
   private waiting = 0;
   private readonly waitingGauge: Gauge | undefined;
@@ -63,14 +116,15 @@ export class CompletionWaiter {
    * process already holds its cap of waits (the caller answers as if the wait
    * had elapsed: each wait holds a socket and reads the row every poll, so an
    * unbounded number of them would let one tenant exhaust the process).
-   * `isDone` reads the row; it runs once up front (the operation may have
-   * finished before we listened), on every notification and on every poll.
+   * `isDone` reads the row: once up front (the operation may have finished
+   * before we listened) unless `wait.watch` was registered while LISTEN was
+   * live, then on every notification and on every poll.
    */
   async waitFor<T>(operationId: string, timeoutMs: number, isDone: () => Promise<T | undefined>, wait: WaitOptions): Promise<T | undefined> {
     const release = this.admit(wait.tenantId);
     if (!release) return undefined;
     try {
-      return await this.waitAdmitted(operationId, timeoutMs, isDone, wait.signal);
+      return await this.waitAdmitted(operationId, timeoutMs, isDone, wait);
     } finally {
       release();
     }
@@ -101,37 +155,51 @@ export class CompletionWaiter {
     };
   }
 
-  private async waitAdmitted<T>(operationId: string, timeoutMs: number, isDone: () => Promise<T | undefined>, signal: AbortSignal | undefined): Promise<T | undefined> {
-    if (signal?.aborted) return undefined;
+  /**
+   * Registers interest in one operation's finish now, before the work that
+   * finishes it is started, so its NOTIFY cannot come before anyone listens.
+   * Pass it to waitFor (which then skips the read up front when this process
+   * was already LISTENing at this moment), and close it when done.
+   */
+  watch(operationId: string): FinishWatch {
     this.ensureListening();
+    const watch = new FinishWatch(this.client !== undefined, () => {
+      const set = this.watches.get(operationId);
+      set?.delete(watch);
+      if (set?.size === 0) this.watches.delete(operationId);
+    });
+    const set = this.watches.get(operationId) ?? new Set();
+    set.add(watch);
+    this.watches.set(operationId, set);
+    return watch;
+  }
+
+  private async waitAdmitted<T>(operationId: string, timeoutMs: number, isDone: () => Promise<T | undefined>, wait: WaitOptions): Promise<T | undefined> {
+    const { signal } = wait;
+    if (signal?.aborted) return undefined;
+    // Registered for the whole wait, not per sleep: a NOTIFY that arrives
+    // while isDone's read is in flight is kept and wakes the next sleep at
+    // once, instead of being missed until the next poll.
+    const watch = wait.watch ?? this.watch(operationId);
     const deadline = Date.now() + timeoutMs;
-    let wake: () => void = () => undefined;
-    const set = this.waiters.get(operationId) ?? new Set();
-    this.waiters.set(operationId, set);
-    const onAbort = () => wake();
-    signal?.addEventListener('abort', onAbort);
+    // The read up front covers a finish before anyone listened; a watch
+    // registered while LISTEN was live, before the start, has seen every finish since.
+    let read = !(wait.watch?.listeningSinceCreated ?? false);
     try {
       for (;;) {
-        const done = await isDone();
-        if (done !== undefined) return done;
+        if (read) {
+          const done = await isDone();
+          if (done !== undefined) return done;
+        }
+        read = true;
         const remaining = deadline - Date.now();
         if (remaining <= 0 || signal?.aborted) return undefined;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.min(remaining, this.options.pollIntervalMs ?? 1_000));
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-          set.add(wake);
-        });
-        set.delete(wake);
+        await watch.next(Math.min(remaining, this.options.pollIntervalMs ?? 1_000), signal);
         // A client that went away needs no answer: stop reading its row.
         if (signal?.aborted) return undefined;
       }
     } finally {
-      signal?.removeEventListener('abort', onAbort);
-      set.delete(wake);
-      if (set.size === 0) this.waiters.delete(operationId);
+      if (!wait.watch) watch.close();
     }
   }
 
@@ -146,7 +214,7 @@ export class CompletionWaiter {
     const client = new pg.Client({ connectionString: this.options.connectionString, application_name: 'onceflow-api-listen' });
     client.on('notification', (message) => {
       if (!message.payload) return;
-      for (const wake of this.waiters.get(message.payload) ?? []) wake();
+      for (const watch of this.watches.get(message.payload) ?? []) watch.notify();
     });
     client.on('error', (error) => {
       this.options.logger.warn({ err: error.message }, 'LISTEN connection lost; reconnecting on the next wait');

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { payloadDifferences } from '../idempotency/differences';
 import { essentialPart, fingerprint, CURRENT_FINGERPRINT_VERSION } from '../idempotency/fingerprint';
 import { operationWorkflowId } from '../idempotency/workflow-id';
-import type { CompletionWaiter } from './completion-waiter';
+import type { CompletionWaiter, FinishWatch } from './completion-waiter';
 import type { FinishedCache } from './finished-cache';
 import type { OperationProgress, ProgressReader } from './progress';
 import type { KeyScope, ListFilter, ListPosition, OperationState, PostgresOperationsRepository } from './repository';
@@ -47,7 +47,7 @@ export interface StartOrAttachCommand extends KeyScope {
 export interface OperationUseCasesDeps {
   operations: Pick<PostgresOperationsRepository, 'find' | 'findById' | 'findStateById' | 'reserve' | 'list'>;
   startOperation: StartOperation;
-  waiter: Pick<CompletionWaiter, 'waitFor'>;
+  waiter: Pick<CompletionWaiter, 'waitFor' | 'watch'>;
   progress: ProgressReader;
   /** Final rows that answer repeats without a read (src/operations/finished-cache.ts); none by default. */
   finished?: FinishedCache;
@@ -98,13 +98,20 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     stopTimer();
     if (!reserved) return attach(command, record);
 
-    // If this process dies here, or Temporal refuses the start (503), the row
-    // stays `reserved`: the next request with the key or the reconciler
-    // schedule starts the workflow.
-    const runId = await deps.startOperation(record);
-    const started: OperationState = { ...record, runId, status: OperationStatus.Running };
-    const finished = command.waitSeconds > 0 ? await waitForFinish(started, command.waitSeconds, command.signal) : undefined;
-    return { kind: 'started', record: started, finished };
+    // Watched before the start, so the finish cannot be missed and the wait
+    // needs no read of the row before it sleeps.
+    const watch = command.waitSeconds > 0 ? deps.waiter.watch(record.operationId) : undefined;
+    try {
+      // If this process dies here, or Temporal refuses the start (503), the row
+      // stays `reserved`: the next request with the key or the reconciler
+      // schedule starts the workflow.
+      const runId = await deps.startOperation(record);
+      const started: OperationState = { ...record, runId, status: OperationStatus.Running };
+      const finished = watch ? await waitForFinish(started, command.waitSeconds, command.signal, watch) : undefined;
+      return { kind: 'started', record: started, finished };
+    } finally {
+      watch?.close();
+    }
   }
 
   /** The answer to a repeat: conflict, replay, or still in progress (after a wait, if asked). */
@@ -143,12 +150,12 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     return { kind: 'conflict', record, differences: differences.length > 0 ? differences : [''], fingerprintVersion: version };
   }
 
-  function waitForFinish(record: OperationState, waitSeconds: number, signal: AbortSignal | undefined): Promise<OperationState | undefined> {
+  function waitForFinish(record: OperationState, waitSeconds: number, signal: AbortSignal | undefined, watch?: FinishWatch): Promise<OperationState | undefined> {
     return deps.waiter.waitFor(record.operationId, waitSeconds * 1000, async () => {
       // Without the input: waiting must never re-read the stored request body.
       const current = await deps.operations.findStateById(record.operationId);
       return current && isFinal(current.status) ? current : undefined;
-    }, { tenantId: record.tenantId, signal });
+    }, { tenantId: record.tenantId, signal, watch });
   }
 
   /** A live operation by key, with its progress while it runs; undefined for unknown, expired or another tenant's keys. */
