@@ -159,7 +159,7 @@ async function main(): Promise<void> {
 
 function renderTable(result: { finishedAt: string; durationSeconds: number; settings: ReturnType<typeof parseArgs>; machine: ReturnType<typeof machineInfo>; versions: Record<string, string>; figures: Figure[]; failures: Record<string, string> }): string {
   const lines = [
-    `Run ${result.finishedAt} (${result.durationSeconds} s; repeat path and starts: ${result.settings.pairs} alternating pairs of ${result.settings.pairSeconds} s runs, ratio = median of the pair ratios; other arms: ${result.settings.runs} measured runs of ${result.settings.seconds} s, median reported).`,
+    `Run ${result.finishedAt} (${result.durationSeconds} s; repeat path and starts: ${result.settings.pairs} alternating pairs of ${result.settings.pairSeconds} s runs, completed operations against the bare workflow: ${result.settings.pairs} pairs of ${result.settings.seconds} s runs, ratio = median of the pair ratios; other arms: ${result.settings.runs} measured runs of ${result.settings.seconds} s, median reported).`,
     `Machine: ${result.machine.nproc} cores (${result.machine.cpuModel}), ${result.machine.memoryGiB} GiB, ${result.machine.platform}; load average at start ${result.machine.loadAverageAtStart.join(' ')}.`,
     `Versions: ${Object.entries(result.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
     '',
