@@ -58,9 +58,11 @@ export interface GeminiActivityDeps {
 /**
  * One paid Gemini call per logical attempt, through the side-effect guard
  * (guardForeignCall, src/effects/guard.ts, where the crash windows that can
- * still cost a second call are listed): one transaction before the call
- * (the stored answer, or the retry check and the spend reservation), one
- * after (the answer, its attempt row, the actual cost, the attempts so far).
+ * still cost a second call are listed). Before the call: the stored answer,
+ * the retry check (from the second attempt on) and the spend standing, each
+ * one read, plus a reservation transaction for a capped tenant only. After
+ * it, one transaction: the answer, its attempt row with the attempts so far,
+ * and the actual cost when something was reserved.
  *
  * The stored response of (operation, `gemini:<model>`) is returned if present:
  * a retried activity, a replayed workflow or a second worker never pays again
@@ -86,9 +88,11 @@ export function createGenerateWithGemini(deps: GeminiActivityDeps) {
     let guarded: GuardedCall<GenerateResponse, GeminiAttempt[]>;
     try {
       guarded = await guardForeignCall<GenerateResponse, GeminiAttempt[]>(deps.pool, key, {
-        claim: async (tx) => {
-          retry = await earlierAttemptReachedGemini(tx, attemptKey);
-          await spend.admit(tx);
+        // No transaction unless the tenant is capped: a read of the stored
+        // answer and one of the spend standing (spendCap.claim).
+        claim: async (scope) => {
+          retry = await earlierAttemptReachedGemini(scope.db, attemptKey);
+          await spend.claim(scope);
         },
         call: () => {
           report.leaving(retry);

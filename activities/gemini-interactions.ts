@@ -115,7 +115,8 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
     try {
       guarded = await guardForeignCall<{ interactionId: string }>(deps.pool, key, {
         holdStep: true,
-        claim: async (tx) => {
+        // One transaction: the reservation and the submission's count commit together.
+        claim: ({ transaction }) => transaction(async (tx) => {
           retry = await earlierAttemptReachedGemini(tx, attemptKey);
           await spend.admit(tx);
           const submissions = await countSubmission(tx, { ...key, model: input.model });
@@ -125,7 +126,7 @@ export function createSubmitInteraction(deps: InteractionActivityDeps) {
               'an earlier submission got no recorded id (lost answer or crash); submitting again may start a second paid interaction',
             );
           }
-        },
+        }),
         call: async () => {
           report.leaving(retry);
           startedMs = clock();

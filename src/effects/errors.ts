@@ -22,8 +22,9 @@ export class GuardDatabaseError extends AppError<{ operationId: string; step: st
 }
 
 /**
- * Thrown by a ForeignCall's `admit` hook to refuse the call (a spend cap
- * reached): nothing was called and nothing it reserved was committed. The
+ * Thrown by a ForeignCall's `claim` hook to refuse the call (a spend cap
+ * reached): nothing was called and nothing the transaction it was thrown in
+ * reserved was committed. The
  * guard rethrows it unchanged, never as a GuardDatabaseError.
  */
 export abstract class CallRefusedError<TContext extends Record<string, unknown> = Record<string, unknown>> extends AppError<TContext> {}

@@ -33,6 +33,16 @@ export interface EffectKey {
   workflowId: string;
 }
 
+/**
+ * Where a claim hook works: `db` for single statements, each committed on its
+ * own (on the held connection when the step is held), and `transaction` for
+ * writes that must commit together or not at all.
+ */
+export interface ClaimScope {
+  db: Queryable;
+  transaction: <V>(work: (tx: pg.PoolClient) => Promise<V>) => Promise<V>;
+}
+
 /** The stored result of a step, or undefined if it has not completed. */
 export async function findEffect<T>(db: Queryable, key: EffectKey): Promise<T | undefined> {
   const { rows } = await db.query<{ result: T }>({
@@ -95,14 +105,15 @@ export async function runEffect<T>(pool: pg.Pool, key: EffectKey, effect: LocalE
 /** One call to a system outside this database, in the three phases the guard runs. */
 export interface ForeignCall<T, R> {
   /**
-   * Optional. Runs in the claim transaction, the one transaction before the
-   * call, after it found no stored answer for the step; commits before the
-   * call. The place to reserve what the call may cost, count it in a ledger,
-   * and read what the attempt needs to know. Throwing CallRefusedError refuses
-   * the call: nothing is called, nothing of the transaction is kept, and the
-   * error comes out as it was.
+   * Optional. Runs before the call, after the guard found no stored answer
+   * for the step; whatever it writes commits before the call. The place to
+   * reserve what the call may cost, count it in a ledger, and read what the
+   * attempt needs to know. It chooses its own transactions (ClaimScope): a
+   * call with nothing to reserve should not pay for BEGIN and COMMIT. Throwing
+   * CallRefusedError refuses the call: nothing is called, nothing of the
+   * transaction it was thrown in is kept, and the error comes out as it was.
    */
-  claim?: (tx: pg.PoolClient) => Promise<void>;
+  claim?: (scope: ClaimScope) => Promise<void>;
   /**
    * Hold the step through the call: a session lock on its own connection from
    * before the claim until the answer is stored, so a concurrent attempt of the
@@ -134,10 +145,11 @@ export type GuardedCall<T, R = void> =
   | { kind: 'raced'; result: T; ownAnswer: T };
 
 /**
- * A foreign call guarded by (operation, step), in two transactions:
+ * A foreign call guarded by (operation, step):
  *
- * 1. claim: BEGIN, the stored answer if any (then nothing is called), else
- *    `claim`'s reservations, COMMIT;
+ * 1. claim: the stored answer if any (then nothing is called), else `claim`'s
+ *    reads and reservations, committed. The lookup needs no transaction: no
+ *    lock taken in one would keep a concurrent store out (see below);
  * 2. the call;
  * 3. store: BEGIN, the effect row holding the answer (insertEffect), `record`'s
  *    rows, COMMIT; retried for `storeRetryMs` while PostgreSQL is away.
@@ -169,8 +181,7 @@ export async function guardForeignCall<T, R = void>(
   options: GuardForeignCallOptions = {},
 ): Promise<GuardedCall<T, R>> {
   if (!foreign.holdStep) {
-    // Without a claim hook the lookup alone needs no transaction.
-    const stored = await before(key, () => foreign.claim ? withTransaction(pool, (tx) => claim(tx, key, foreign)) : findEffect<T>(pool, key));
+    const stored = await before(key, () => claim(pool, (work) => withTransaction(pool, work), key, foreign));
     if (stored !== undefined) return { kind: 'reused', result: stored };
     const answer = await callOnce(pool, key, foreign, options);
     return storeAnswer(pool, undefined, key, foreign, answer, options);
@@ -189,7 +200,7 @@ export async function guardForeignCall<T, R = void>(
   try {
     // Session-level, so a worker that dies holding it frees it with its connection.
     await before(key, () => client.query('SELECT pg_advisory_lock(hashtextextended($1, 1))', [lockKey]));
-    const stored = await before(key, () => inTransaction(client, (tx) => claim(tx, key, foreign)));
+    const stored = await before(key, () => claim(client, (work) => inTransaction(client, work), key, foreign));
     if (stored !== undefined) return { kind: 'reused', result: stored };
     const answer = await callOnce(client, key, foreign, options);
     return await storeAnswer(pool, client, key, foreign, answer, options);
@@ -204,10 +215,10 @@ export async function guardForeignCall<T, R = void>(
   }
 }
 
-/** The claim transaction's work: the stored answer, or `claim`'s reservations. */
-async function claim<T, R>(tx: pg.PoolClient, key: EffectKey, foreign: ForeignCall<T, R>): Promise<T | undefined> {
-  const stored = await findEffect<T>(tx, key);
-  if (stored === undefined) await foreign.claim?.(tx);
+/** The claim: the stored answer, or else `claim`'s reads and reservations. */
+async function claim<T, R>(db: Queryable, transaction: ClaimScope['transaction'], key: EffectKey, foreign: ForeignCall<T, R>): Promise<T | undefined> {
+  const stored = await findEffect<T>(db, key);
+  if (stored === undefined) await foreign.claim?.({ db, transaction });
   return stored;
 }
 

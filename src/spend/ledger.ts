@@ -77,6 +77,29 @@ export async function listBudgets(db: Queryable, tenantId?: string): Promise<Bud
   });
 }
 
+/** What a paid step finds before its call: whether its tenant has a cap, and whether the step already holds an unsettled reservation. */
+export interface StepStanding {
+  capped: boolean;
+  reserved: boolean;
+}
+
+/**
+ * One read, outside any transaction: a step of an uncapped tenant with no
+ * reservation of an earlier attempt has nothing to reserve, settle or
+ * release, so it needs no transaction and none of those statements. A cap set
+ * just after this read applies from the tenant's next call, as it would if it
+ * had been set just after a reservation committed.
+ */
+export async function stepStanding(db: Queryable, input: SpendKey & { tenantId: string }): Promise<StepStanding> {
+  const { rows } = await db.query<StepStanding>({
+    name: 'onceflow-spend-standing',
+    text: `SELECT EXISTS (SELECT 1 FROM tenant_budgets WHERE tenant_id = $3) AS capped,
+                  EXISTS (SELECT 1 FROM budget_reservations WHERE operation_id = $1 AND step = $2 AND settled_at IS NULL) AS reserved`,
+    values: [input.operationId, input.step, input.tenantId],
+  });
+  return rows[0]!;
+}
+
 /**
  * Reserves `estimateMicroUsd` for one paid step against every cap of the
  * tenant, inside the caller's transaction `tx`; throws BudgetExceededError

@@ -7,7 +7,8 @@ import { startOfflineGeminiServer, type OfflineGeminiServer } from '../../dev/ge
 import { createPool, type Pool } from '../../src/db/pool';
 import { createGeminiClient } from '../../src/integrations/gemini/client';
 import { createGeminiMetrics, type GeminiMetrics } from '../../src/integrations/gemini/metrics';
-import { setBudget } from '../../src/spend/ledger';
+import { removeBudget, reserveSpend, setBudget } from '../../src/spend/ledger';
+import { withTransaction } from '../../src/db/transaction';
 import { FailureType } from '../../workflows/failure-types';
 import { createTestPool, createTestTenant } from '../helpers/db';
 import { QuietMockActivityEnvironment as MockActivityEnvironment } from '../helpers/mock-activity';
@@ -63,17 +64,47 @@ describe('generateWithGemini, one activity attempt', () => {
   };
   const effectRows = async (operationId: string) => (await pool.query('SELECT step FROM effects WHERE operation_id = $1', [operationId])).rows;
 
-  it('costs PostgreSQL one transaction before the call and one after: 9 statements, the attempts read included', async () => {
+  it('costs an uncapped tenant two reads before the call and one transaction after: 6 statements, the attempts read included', async () => {
     const call = input();
     statements.reset();
     const result = await new MockActivityEnvironment({ attempt: 1 }).run(activity(), call) as GenerateWithGeminiResult;
     expect(result.attempts).toEqual([expect.objectContaining({ model: 'gemini-2.5-flash', outcome: 'succeeded', promptTokens: result.usage.promptTokens })]);
     const sent = [...statements.statements];
-    // claim: BEGIN, the stored answer, the spend reservation, COMMIT; store: BEGIN, the effect row, the attempt row with every attempt, the actual cost, COMMIT
+    // claim: the stored answer, the spend standing; store: BEGIN, the effect row, the attempt row with every attempt, COMMIT
+    expect(sent).toHaveLength(6);
+    expect(sent.filter((s) => s === 'BEGIN')).toHaveLength(1);
+    expect(sent.indexOf('BEGIN')).toBe(2);
+    expect(sent.at(-1)).toBe('COMMIT');
+    expect(sent.some((s) => s.includes('budget_reservations') && s.includes('UPDATE'))).toBe(false);
+  });
+
+  it('costs a capped tenant the reservation transaction before the call and the actual cost in the store: 12 statements', async () => {
+    const capped = await createTestTenant(pool);
+    await setBudget(pool, { tenantId: capped, period: 'day', limitMicroUsd: 1_000_000_000 });
+    const call = input(capped);
+    statements.reset();
+    await new MockActivityEnvironment({ attempt: 1 }).run(activity(), call);
+    const sent = [...statements.statements];
+    // claim: the stored answer, the spend standing, then BEGIN, the reservation, the period rows, the spend update, COMMIT;
+    // store: BEGIN, the effect row, the attempt row, the actual cost, COMMIT
     expect(sent.filter((s) => s === 'BEGIN')).toHaveLength(2);
-    expect(sent.filter((s) => s === 'COMMIT')).toHaveLength(2);
-    expect(sent).toHaveLength(9);
-    expect(sent.indexOf('COMMIT')).toBe(3);
+    expect(sent).toHaveLength(12);
+    const [reservation] = (await pool.query('SELECT estimate_micro_usd, actual_micro_usd, settled_at FROM budget_reservations WHERE operation_id = $1', [call.operationId])).rows;
+    expect(reservation).toMatchObject({ settled_at: expect.any(Date) });
+    expect(Number(reservation.actual_micro_usd)).toBeLessThan(Number(reservation.estimate_micro_usd));
+  });
+
+  it('still settles the reservation of an earlier attempt after the tenant’s cap was removed', async () => {
+    const tenant = await createTestTenant(pool);
+    await setBudget(pool, { tenantId: tenant, period: 'day', limitMicroUsd: 1_000_000_000 });
+    const call = input(tenant);
+    // What an earlier attempt whose answer was lost leaves: its worst case reserved, unsettled.
+    await withTransaction(pool, (tx) => reserveSpend(tx, { operationId: call.operationId, step: 'gemini:gemini-2.5-flash', tenantId: tenant, estimateMicroUsd: 5_000 }));
+    await removeBudget(pool, { tenantId: tenant, period: 'day' });
+    await new MockActivityEnvironment({ attempt: 2 }).run(activity(), call);
+    const [reservation] = (await pool.query('SELECT actual_micro_usd, settled_at FROM budget_reservations WHERE operation_id = $1', [call.operationId])).rows;
+    expect(reservation).toMatchObject({ settled_at: expect.any(Date) });
+    expect(Number(reservation.actual_micro_usd)).toBeLessThan(5_000);
   });
 
   describe('finishing a success in the same activity (finishOnSuccess)', () => {
