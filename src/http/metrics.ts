@@ -43,7 +43,7 @@ export function createHttpMetrics(registry: Registry, operations: Pick<PostgresO
     }),
     reservationSeconds: new Histogram({
       name: 'onceflow_reservation_duration_seconds',
-      help: 'Time to take an idempotency key or find who holds it (one INSERT … ON CONFLICT)',
+      help: 'Time to reserve an idempotency key (one INSERT … ON CONFLICT)',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),

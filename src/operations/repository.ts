@@ -111,16 +111,16 @@ export interface OperatorFilter {
 
 /** The operation repository; PostgresOperationsRepository is the implementation. */
 export interface OperationsRepository {
-  /** One primary-key read, without the input: GET, cancel, and a reservation that lost a race. */
+  /** One primary-key read, without the input: the fast path for repeats. */
   find(scope: KeyScope): Promise<OperationState | undefined>;
   /** By id, without the input: what a waiter re-reads (never the request body). */
   findStateById(operationId: string): Promise<OperationState | undefined>;
   /** By id, with the input: to start the workflow, or to name the differences of a 422. */
   findById(operationId: string): Promise<OperationRecord | undefined>;
   /**
-   * Takes the key in one statement, or finds who holds it. `reserved` is true
-   * when this call took it (new key, expired key, or a failure that released
-   * it); otherwise `record` is the existing operation.
+   * Takes the key in one statement. `reserved` is true when this call took it
+   * (new key, expired key, or a failure that released it); otherwise `record`
+   * is the existing operation.
    */
   reserve(reservation: Reservation): Promise<{ record: OperationRecord; reserved: true } | { record: OperationState; reserved: false }>;
   /** Records the run once the workflow start succeeded; never moves a finished row back. */
@@ -218,39 +218,29 @@ export class PostgresOperationsRepository implements OperationsRepository {
   async reserve(r: Reservation): Promise<{ record: OperationRecord; reserved: true } | { record: OperationState; reserved: false }> {
     // A reservation's times come from the request's clock (not PostgreSQL's
     // now()), so the facade's stale-reservation check compares one clock.
-    // One statement decides, and answers a repeat too: the INSERT takes a new
-    // key (or replaces an expired or released one through DO UPDATE); for a
-    // key that binds, DO UPDATE's WHERE is false, nothing is written, and the
-    // SELECT below it returns the existing row from the statement's snapshot.
-    // A concurrent twin blocks on the primary key until the winner commits;
-    // the winner's row is then newer than its snapshot, so it gets no row at
-    // all and reads the winner with find().
-    const { rows } = await this.run<StateRow & { reserved: boolean }>(
+    // One statement decides: a concurrent twin blocks on the primary key until
+    // this commits, then takes the DO UPDATE branch, whose WHERE is false for a
+    // live row, so it gets no row back and reads the winner below.
+    const { rows } = await this.run<StateRow>(
       'reserve',
-      `WITH taken AS (
-         INSERT INTO operations (tenant_id, operation_type, idempotency_key, operation_id, fingerprint, fingerprint_version, workflow_id,
-                                 status, input, first_seen_ms, created_at, updated_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $10, $6, 'reserved', $7, $8::bigint, to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), to_timestamp($9::bigint / 1000.0))
-         ON CONFLICT (tenant_id, operation_type, idempotency_key) DO UPDATE
-            SET operation_id = EXCLUDED.operation_id, fingerprint = EXCLUDED.fingerprint, fingerprint_version = EXCLUDED.fingerprint_version,
-                previous_run_id = operations.run_id, run_id = NULL,
-                status = 'reserved', input = EXCLUDED.input, result = NULL, error = NULL, error_status = NULL,
-                released = false, first_seen_ms = EXCLUDED.first_seen_ms, created_at = EXCLUDED.created_at,
-                updated_at = EXCLUDED.updated_at, completed_at = NULL, expires_at = EXCLUDED.expires_at
-          WHERE operations.expires_at <= to_timestamp($8::bigint / 1000.0)
-             OR (operations.status = 'failed' AND operations.released)
-         RETURNING ${STATE_COLUMNS})
-       SELECT ${STATE_COLUMNS}, true AS reserved FROM taken
-       UNION ALL
-       SELECT ${STATE_COLUMNS}, false AS reserved FROM operations
-        WHERE tenant_id = $1 AND operation_type = $2 AND idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM taken)`,
+      `INSERT INTO operations (tenant_id, operation_type, idempotency_key, operation_id, fingerprint, fingerprint_version, workflow_id,
+                               status, input, first_seen_ms, created_at, updated_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $10, $6, 'reserved', $7, $8::bigint, to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), to_timestamp($9::bigint / 1000.0))
+       ON CONFLICT (tenant_id, operation_type, idempotency_key) DO UPDATE
+          SET operation_id = EXCLUDED.operation_id, fingerprint = EXCLUDED.fingerprint, fingerprint_version = EXCLUDED.fingerprint_version,
+              previous_run_id = operations.run_id, run_id = NULL,
+              status = 'reserved', input = EXCLUDED.input, result = NULL, error = NULL, error_status = NULL,
+              released = false, first_seen_ms = EXCLUDED.first_seen_ms, created_at = EXCLUDED.created_at,
+              updated_at = EXCLUDED.updated_at, completed_at = NULL, expires_at = EXCLUDED.expires_at
+        WHERE operations.expires_at <= to_timestamp($8::bigint / 1000.0)
+           OR (operations.status = 'failed' AND operations.released)
+       RETURNING ${STATE_COLUMNS}`,
       [r.tenantId, r.operationType, r.idempotencyKey, r.operationId, r.fingerprint, r.workflowId,
         JSON.stringify(r.input), r.nowMs, r.expiresAtMs, r.fingerprintVersion ?? CURRENT_FINGERPRINT_VERSION],
     );
-    const row = rows[0];
     // The input is the one just written: no need to have PostgreSQL send it back.
-    if (row?.reserved) return { record: { ...toState(row), input: r.input }, reserved: true };
-    const existing = row ? toState(row) : await this.find(r);
+    if (rows[0]) return { record: { ...toState(rows[0]), input: r.input }, reserved: true };
+    const existing = await this.find(r);
     if (!existing) {
       // Purged between the two statements: the key is free again.
       return this.reserve(r);

@@ -14,7 +14,7 @@ import type { KeyScope, ListFilter, ListPosition, OperationState, PostgresOperat
 import type { OperationTypeDefinition } from './registry';
 import { createReservationResumer } from './resume';
 import type { StartOperation } from './starter';
-import { isFinal, OperationStatus } from './status';
+import { bindsKey, isFinal, OperationStatus } from './status';
 
 /**
  * A `reserved` row older than this whose start was never confirmed is started
@@ -74,14 +74,16 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
     const scope: KeyScope = { tenantId: command.tenantId, operationType: command.operationType, idempotencyKey: command.idempotencyKey };
     const nowMs = deps.clock();
 
-    // A repeat of a finished operation is answered from no read at all.
+    // Fast path: a repeat of a live operation is answered from one indexed
+    // read, and a repeat of a finished one from no read at all.
     const cached = deps.finished?.get(scope, nowMs);
     if (cached) return attach(command, cached);
+    const existing = await deps.operations.find(scope);
+    if (existing && bindsKey(existing, nowMs)) {
+      deps.finished?.remember(existing, nowMs);
+      return attach(command, existing);
+    }
 
-    // Everything else is one statement that takes the key or returns who holds
-    // it: new keys, the common case, need no read before it. (A read first
-    // would answer a live repeat without PostgreSQL setting up an insert that
-    // inserts nothing, at one statement more for every new operation.)
     const stopTimer = observe.reservationTimer();
     const { record, reserved } = await deps.operations.reserve({
       ...scope,
@@ -94,10 +96,7 @@ export function createOperationUseCases(deps: OperationUseCasesDeps) {
       expiresAtMs: nowMs + (definition.retentionHours ?? deps.defaultRetentionHours) * 3_600_000,
     });
     stopTimer();
-    if (!reserved) {
-      deps.finished?.remember(record, nowMs);
-      return attach(command, record);
-    }
+    if (!reserved) return attach(command, record);
 
     // Watched before the start, so the finish cannot be missed and the wait
     // needs no read of the row before it sleeps.

@@ -1,7 +1,7 @@
 /**
  * Taking an idempotency key against real PostgreSQL: one statement takes a new
- * key, answers a repeat with the holder's row, and replaces an expired or
- * released one; concurrent twins get one winner.
+ * key or replaces an expired or released one; a key that binds is left to its
+ * holder; concurrent twins get one winner.
  */
 import { randomUUID } from 'node:crypto';
 import { PostgresOperationsRepository, type Reservation } from '../../src/operations/repository';
@@ -29,17 +29,25 @@ function reservation(key: string, overrides: Partial<Reservation> = {}): Reserva
   };
 }
 
-test('a new key is taken, and a repeat gets the holder in the same one statement, with nothing written', async () => {
+test('a new key is taken in one statement; a repeat gets the holder, unchanged', async () => {
   const key = `reserve-${randomUUID()}`;
   statements.reset();
   const first = await operations.reserve(reservation(key));
   expect(first.reserved).toBe(true);
   expect(statements.statements).toHaveLength(1);
-
-  statements.reset();
   const repeat = await operations.reserve(reservation(key, { fingerprint: 'b'.repeat(64) }));
-  expect(statements.statements).toHaveLength(1);
   expect(repeat).toMatchObject({ reserved: false, record: { operationId: first.record.operationId, fingerprint: 'a'.repeat(64), status: 'reserved' } });
+});
+
+test('a failure that released its key is taken over by the next reservation', async () => {
+  const key = `reserve-${randomUUID()}`;
+  const first = await operations.reserve(reservation(key));
+  await pool.query(`UPDATE operations SET status = 'failed', released = true WHERE operation_id = $1`, [first.record.operationId]);
+  statements.reset();
+  const again = await operations.reserve(reservation(key));
+  expect(again.reserved).toBe(true);
+  expect(again.record.operationId).not.toBe(first.record.operationId);
+  expect(statements.statements).toHaveLength(1);
 });
 
 test('an expired key is taken again, remembering the previous run', async () => {
