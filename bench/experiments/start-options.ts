@@ -6,6 +6,12 @@
  * HTTP, no PostgreSQL, an activity that answers at once).
  *
  *   npx tsx bench/experiments/start-options.ts        (ROUNDS=8 by default, about 6 min)
+ *   PREFILL=20000 ONLY=bare,everything,+\ 3 npx tsx bench/experiments/start-options.ts
+ *
+ * PREFILL first starts that many workflows with every facade option on a task
+ * queue no worker polls, as the full benchmark's starts arm leaves them, so
+ * the variants run against a store that already holds them. ONLY keeps the
+ * variants whose names start with one of its comma-separated prefixes.
  *
  * Each round runs 200 workflows of every variant (16 concurrent, start +
  * result()), in an order rotated per round; CPU of the `temporal` process
@@ -106,24 +112,33 @@ async function main(): Promise<void> {
     const options = startOptions(variant, taskQueue);
     await (await client.workflow.start(variant.workflow, options)).result();
   };
+  const only = process.env.ONLY?.split(',');
+  const variants = VARIANTS.filter((v) => v.name === 'bare' || !only || only.some((prefix) => v.name.startsWith(prefix)));
   try {
-    for (const variant of VARIANTS) await runClosedLoop({ concurrency: CONCURRENCY, total: 60, op: run(variant) });
-    const perWorkflow = new Map<string, number[]>(VARIANTS.map((v) => [v.name, []]));
+    const prefill = Number(process.env.PREFILL ?? 0);
+    if (prefill > 0) {
+      const everything = VARIANTS[1]!;
+      const idle = `start-options-unpolled-${randomUUID().slice(0, 8)}`;
+      const filled = await runClosedLoop({ concurrency: CONCURRENCY, total: prefill, op: () => client.workflow.start(everything.workflow, startOptions(everything, idle)).then(() => undefined) });
+      console.log(`prefilled ${filled.ok} open workflows with every facade option (${filled.throughput.toFixed(0)}/s)`);
+    }
+    for (const variant of variants) await runClosedLoop({ concurrency: CONCURRENCY, total: 60, op: run(variant) });
+    const perWorkflow = new Map<string, number[]>(variants.map((v) => [v.name, []]));
     const rounds = Number(process.env.ROUNDS ?? 8);
     for (let round = 0; round < rounds; round++) {
-      for (let i = 0; i < VARIANTS.length; i++) {
-        const variant = VARIANTS[(i + round) % VARIANTS.length]!;
+      for (let i = 0; i < variants.length; i++) {
+        const variant = variants[(i + round) % variants.length]!;
         const before = snapshotCpu(temporalCpu);
         const result = await runClosedLoop({ concurrency: CONCURRENCY, total: BATCH, op: run(variant) });
         await new Promise((resolve) => setTimeout(resolve, 1_200));
         const after = snapshotCpu(temporalCpu);
         perWorkflow.get(variant.name)!.push((after.get('temporal')! - before.get('temporal')!) / result.ok);
       }
-      console.log(`round ${round + 1}: ${VARIANTS.map((v) => `${v.name} ${perWorkflow.get(v.name)!.at(-1)!.toFixed(1)}`).join(', ')}`);
+      console.log(`round ${round + 1}: ${variants.map((v) => `${v.name} ${perWorkflow.get(v.name)!.at(-1)!.toFixed(1)}`).join(', ')}`);
     }
     const bare = perWorkflow.get('bare')!;
     console.log(`Temporal dev server CPU per workflow (ms), ${rounds} rounds of ${BATCH}:`);
-    for (const variant of VARIANTS) {
+    for (const variant of variants) {
       const values = perWorkflow.get(variant.name)!;
       const differences = values.map((value, round) => value - bare[round]!);
       console.log(`  ${variant.name.padEnd(28)} median ${median(values).toFixed(1)}  difference to bare: median ${median(differences).toFixed(1)} (${Math.min(...differences).toFixed(1)} to ${Math.max(...differences).toFixed(1)})`);
