@@ -23,8 +23,8 @@ export class GuardDatabaseError extends AppError<{ operationId: string; step: st
 
 /**
  * Thrown by a ForeignCall's `claim` hook to refuse the call (a spend cap
- * reached): nothing was called and nothing the transaction it was thrown in
- * reserved was committed. The
- * guard rethrows it unchanged, never as a GuardDatabaseError.
+ * reached): nothing was called, and nothing the transaction it was thrown in
+ * reserved was committed. The guard rethrows it unchanged, never as a
+ * GuardDatabaseError.
  */
 export abstract class CallRefusedError<TContext extends Record<string, unknown> = Record<string, unknown>> extends AppError<TContext> {}
