@@ -8,7 +8,7 @@ import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { createLogger } from '../../src/observability/logger';
 import { createSubscription } from '../../src/outbox/subscriptions';
-import { createTestPool, createTestTenant } from '../helpers/db';
+import { createTestPool, createTestTenant, exclusively, OUTBOX_PRUNE_LOCK } from '../helpers/db';
 import { connectTestClient, uniqueTaskQueue } from '../helpers/temporal';
 
 /**
@@ -64,7 +64,7 @@ describe('maintenance activities', () => {
     const inboxEvent = `maint-${randomUUID()}`;
     await pool.query(`INSERT INTO inbox (consumer, event_id, received_at) VALUES ('maintenance-test', $1, '2001-01-01Z')`, [inboxEvent]);
 
-    const report = await env().run(createPruneOutbox({ pool, outboxRetentionDays: 7 }), { batchSize: 1 }) as PruneOutboxReport;
+    const report = await exclusively(pool, OUTBOX_PRUNE_LOCK, () => env().run(createPruneOutbox({ pool, outboxRetentionDays: 7 }), { batchSize: 1 })) as PruneOutboxReport;
     expect(report.events).toBeGreaterThanOrEqual(1);
     expect(report.inbox).toBeGreaterThanOrEqual(1);
     expect(await count('SELECT count(*) AS n FROM outbox_events WHERE event_id = $1', [delivered])).toBe(0);

@@ -31,3 +31,24 @@ export async function createTestTenant(pool: Pool, prefix = 't'): Promise<string
   await pool.query('INSERT INTO tenants (tenant_id) VALUES ($1)', [tenantId]);
   return tenantId;
 }
+
+/**
+ * Runs `work` while holding a PostgreSQL advisory lock named `name`, across
+ * every jest worker. For tests that run a pass over a table all suites share
+ * (the outbox prune deletes every tenant's old rows): each asserts what its
+ * own pass reported, and a concurrent pass of another suite would have
+ * deleted those rows first and reported them itself.
+ */
+export async function exclusively<T>(pool: Pool, name: string, work: () => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [name]);
+    return await work();
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [name]).catch(() => undefined);
+    client.release();
+  }
+}
+
+/** The lock of every test that runs an outbox prune pass (see exclusively). */
+export const OUTBOX_PRUNE_LOCK = 'onceflow-test-outbox-prune';

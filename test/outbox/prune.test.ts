@@ -4,7 +4,7 @@ import { secretBoxFromConfig } from '../../src/crypto/secret-box';
 import type { Pool } from '../../src/db/pool';
 import { ensureOutboxPruneSchedule } from '../../src/outbox/prune-schedule';
 import { createSubscription } from '../../src/outbox/subscriptions';
-import { createTestTenant } from '../helpers/db';
+import { createTestTenant, exclusively, OUTBOX_PRUNE_LOCK } from '../helpers/db';
 import { type TestWorker } from '../helpers/temporal';
 import { startTestStack } from '../helpers/stack';
 
@@ -41,7 +41,7 @@ describe('pruning the outbox and the inbox', () => {
   const exists = async (eventId: string) => (await pool.query('SELECT 1 FROM outbox_events WHERE event_id = $1', [eventId])).rowCount === 1;
   const inInbox = async (eventId: string) => (await pool.query('SELECT 1 FROM inbox WHERE event_id = $1', [eventId])).rowCount === 1;
 
-  it('removes acknowledged events, dead letters with their payloads, and inbox rows past the retention, and keeps pending deliveries and young rows', async () => {
+  it('removes acknowledged events, dead letters with their payloads, and inbox rows past the retention, and keeps pending deliveries and young rows', () => exclusively(pool, OUTBOX_PRUNE_LOCK, async () => {
     const tenantId = await createTestTenant(pool);
     const oldDelivered = await event(tenantId, OLD, ['delivered', 'delivered']);
     const oldUnsubscribed = await event(tenantId, OLD, []);
@@ -73,7 +73,7 @@ describe('pruning the outbox and the inbox', () => {
     expect((report as { deadLetters: number }).deadLetters).toBeGreaterThanOrEqual(1);
     // The deliveries of a pruned event went with it.
     expect((await pool.query('SELECT 1 FROM deliveries WHERE event_id = $1', [oldDelivered])).rowCount).toBe(0);
-  });
+  }));
 
   it('creates its Temporal Schedule once however often a worker starts, and the schedule runs the prune workflow', async () => {
     const scheduleId = `prune-schedule-${randomUUID()}`;
@@ -82,15 +82,18 @@ describe('pruning the outbox and the inbox', () => {
     expect(await ensureOutboxPruneSchedule(temporal, options)).toBe('exists');
     const handle = temporal.schedule.getHandle(scheduleId);
     try {
-      await handle.trigger();
-      let runs: { workflowId: string }[] = [];
-      for (let i = 0; i < 200 && runs.length === 0; i++) {
-        runs = (await handle.describe()).info.recentActions.map((action) => ({ workflowId: action.action.workflow.workflowId }));
-        if (runs.length === 0) await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(runs).toHaveLength(1);
-      const result = await temporal.workflow.getHandle(runs[0]!.workflowId).result();
-      expect(result).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number), pausedDropped: expect.any(Number) });
+      // The triggered pass prunes every suite's old rows: not while another suite counts its own pass.
+      await exclusively(pool, OUTBOX_PRUNE_LOCK, async () => {
+        await handle.trigger();
+        let runs: { workflowId: string }[] = [];
+        for (let i = 0; i < 200 && runs.length === 0; i++) {
+          runs = (await handle.describe()).info.recentActions.map((action) => ({ workflowId: action.action.workflow.workflowId }));
+          if (runs.length === 0) await new Promise((r) => setTimeout(r, 100));
+        }
+        expect(runs).toHaveLength(1);
+        const result = await temporal.workflow.getHandle(runs[0]!.workflowId).result();
+        expect(result).toEqual({ deadLetters: expect.any(Number), events: expect.any(Number), inbox: expect.any(Number), pausedDropped: expect.any(Number) });
+      });
     } finally {
       await handle.delete();
     }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../src/db/pool';
 import { createApiTenant, postOperation, type TestApi } from '../helpers/api';
+import { exclusively, OUTBOX_PRUNE_LOCK } from '../helpers/db';
 import { startTestStack } from '../helpers/stack';
 import type { TestWorker } from '../helpers/temporal';
 
@@ -72,7 +73,7 @@ describe('stored Gemini answers do not outlive their operation', () => {
     await pool.query("UPDATE retired_operations SET retired_at = now() - interval '2 hours' WHERE operation_id = $1", [oldId]);
     await pool.query("UPDATE outbox_events SET created_at = now() - interval '8 days' WHERE aggregate_id = $1", [oldId]);
     await temporal.workflow.execute('maintenanceWorkflow', { taskQueue: worker.taskQueue, workflowId: `maintenance-${randomUUID()}`, args: [] });
-    await temporal.workflow.execute('pruneOutboxWorkflow', { taskQueue: worker.taskQueue, workflowId: `prune-${randomUUID()}`, args: [{}] });
+    await exclusively(pool, OUTBOX_PRUNE_LOCK, () => temporal.workflow.execute('pruneOutboxWorkflow', { taskQueue: worker.taskQueue, workflowId: `prune-${randomUUID()}`, args: [{}] }));
 
     expect(await recordsOf(oldId)).toEqual({ effects: 0, attempts: 0, events: 0 });
     expect((await pool.query('SELECT 1 FROM retired_operations WHERE operation_id = $1', [oldId])).rowCount).toBe(0);
