@@ -19,6 +19,7 @@ import { keepPostgres, keepRabbitmq, keepTemporal, type Keeper, type KeptRabbitm
 import { RABBITMQ_SERVER_BINARY } from './local-rabbitmq';
 import { childCwd, nodeArgs, nodeEntry } from './node-entry';
 import { assertPortFree } from './ports';
+import { firstFailure, KEEPER_EXIT_GRACE_MS } from './first-failure';
 import { resolveTemporalBinary } from './temporal-binary';
 
 /** The demo tenant of a local run when ONCEFLOW_TENANTS is unset. */
@@ -227,10 +228,11 @@ export async function runLocalStack(config: Config, options: RunLocalStackOption
     print(`tenants: ${tenants.split(',').map((p) => p.split(':')[0]).join(', ')}${provisioned.length > 0 ? '' : ` (demo key: curl -H 'Authorization: Bearer ${DEMO_TENANTS.split(':')[1]}' …)`}`);
     print('onceflow is up. Ctrl-C stops everything.');
 
-    const crashed = Promise.race([
-      ...children.map((c) => c.exited.then((code) => ({ role: c.role as string, code, hint: 'see its log lines above' }))),
-      ...keepers.map(({ name, keeper }) => keeper.exited.then((code) => ({ role: `the ${name} keeper`, code, hint: `see ${keeperLog(name).logFile}` }))),
-    ]);
+    const crashed = firstFailure(
+      children.map((c) => c.exited.then((code) => ({ role: c.role as string, code, hint: 'see its log lines above' }))),
+      keepers.map(({ name, keeper }) => keeper.exited.then((code) => ({ role: `the ${name} keeper`, code, hint: `see ${keeperLog(name).logFile}` }))),
+      KEEPER_EXIT_GRACE_MS,
+    );
     const reason = await Promise.race([stopSignal.then(() => undefined), crashed]);
     if (reason) print(`${reason.role} exited with code ${reason.code}; stopping everything`);
     else print('stopping …');

@@ -19,6 +19,7 @@ import { LocalStackError } from '../errors';
 import { keepPostgres, keepTemporalCluster, type Keeper } from '../keeper';
 import { assertPortFree } from '../ports';
 import { DEMO_TENANTS, spawnRole, type Role } from '../supervisor';
+import { firstFailure, KEEPER_EXIT_GRACE_MS } from '../first-failure';
 import { ensureTemporalServer, ensureTemporalUi, TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from './build';
 
 export interface RunClusterStackOptions {
@@ -131,10 +132,11 @@ export async function runClusterStack(config: Config, options: RunClusterStackOp
     print(`api: ${apiUrl}`);
     print('onceflow is up on a Temporal cluster. Ctrl-C stops everything.');
 
-    const crashed = Promise.race([
-      ...children.map((c) => c.exited.then((code) => `${c.role} exited with code ${code}`)),
-      ...keepers.map(({ name, keeper, logFile }) => keeper.exited.then((code) => `the ${name} keeper exited with code ${code} (log ${logFile})`)),
-    ]);
+    const crashed = firstFailure(
+      children.map((c) => c.exited.then((code) => `${c.role} exited with code ${code}`)),
+      keepers.map(({ name, keeper, logFile }) => keeper.exited.then((code) => `the ${name} keeper exited with code ${code} (log ${logFile})`)),
+      KEEPER_EXIT_GRACE_MS,
+    );
     const reason = await Promise.race([options.stopSignal.then(() => undefined), crashed]);
     print(reason ? `${reason}; stopping everything` : 'stopping …');
     await stopAll();
